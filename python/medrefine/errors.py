@@ -1,0 +1,39 @@
+"""Typed errors. Each maps to one gRPC status code in the server.
+
+| exception            | meaning                                        | gRPC status          |
+|----------------------|------------------------------------------------|----------------------|
+| InputError           | bad argument: shape, dtype, NaN, out of bounds  | INVALID_ARGUMENT     |
+| StateError           | call not valid now (refine before set_image)    | FAILED_PRECONDITION  |
+| NotFoundError        | unknown model, session or file                 | NOT_FOUND            |
+| ResourceError        | a size or memory budget would be exceeded       | RESOURCE_EXHAUSTED   |
+| UnsupportedModelError| a network cannot be split or converted          | INVALID_ARGUMENT     |
+"""
+
+from __future__ import annotations
+
+
+class MedrefineError(Exception):
+    """Base class of every error medrefine raises on purpose."""
+
+
+class InputError(MedrefineError, ValueError):
+    """An argument is invalid; the message names it and the problem."""
+
+
+class StateError(MedrefineError, RuntimeError):
+    """The object is not in a state that allows this call (e.g. refine before set_image)."""
+
+
+class NotFoundError(MedrefineError, KeyError):
+    """A named thing (model, session, file) does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ResourceError(MedrefineError, MemoryError):
+    """A configured budget (bytes, sessions, message size) would be exceeded."""
+
+
+class UnsupportedModelError(MedrefineError, ValueError):
+    """A network cannot be split at the requested point or converted (names the operator)."""
