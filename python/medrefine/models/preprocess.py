@@ -1,0 +1,90 @@
+"""Turn an image as a user loads it into the network's input tensor, and back.
+
+Images are channel-first with spatial axes in array order: 2D ``(H, W)`` or ``(C, H, W)``,
+3D ``(D, H, W)`` or ``(C, D, H, W)``. Any numeric dtype. The network sees float32, per-channel
+z-scored intensities, padded (edge-replicated) at the high end of every spatial axis to a multiple
+of the network's stride.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from medrefine.errors import InputError
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's input is prepared.
+
+    Attributes:
+        spatial_dims: 2 or 3.
+        channels: channels the network takes (1 grey or 3 RGB); grey is repeated to RGB, RGB is
+            turned to grey by luminance; a fourth (alpha) channel is dropped. None: as given.
+        multiple: every spatial size is padded up to a multiple of this.
+        normalize: z-score each channel over the image.
+    """
+
+    spatial_dims: int
+    channels: int | None = None
+    multiple: int = 1
+    normalize: bool = True
+
+    def digest(self) -> str:
+        """Stable identifier of these settings (part of the feature-cache key)."""
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:16]
+
+    def spatial_shape(self, image: np.ndarray) -> tuple[int, ...]:
+        """Spatial shape of ``image`` (validates its rank)."""
+        if image.ndim not in (self.spatial_dims, self.spatial_dims + 1):
+            raise InputError(
+                f"image has {image.ndim} axes; this {self.spatial_dims}D model takes "
+                f"{self.spatial_dims} spatial axes, optionally after one channel axis"
+            )
+        return tuple(int(s) for s in image.shape[-self.spatial_dims :])
+
+    def channel_first(self, image: np.ndarray) -> np.ndarray:
+        """``image`` as float32 ``(channels, *spatial)`` with the model's channel count."""
+        self.spatial_shape(image)
+        arr = np.asarray(image, dtype=np.float32)
+        if arr.ndim == self.spatial_dims:
+            arr = arr[None]
+        if self.channels is None:
+            return arr
+        if arr.shape[0] == 4:
+            arr = arr[:3]
+        if arr.shape[0] not in (1, 3):
+            raise InputError(f"image has {arr.shape[0]} channels; expected 1 (grey) or 3 (RGB)")
+        if arr.shape[0] == 3 and self.channels == 1:
+            arr = np.tensordot(_LUMA, arr, axes=1)[None]
+        elif arr.shape[0] == 1 and self.channels == 3:
+            arr = np.repeat(arr, 3, axis=0)
+        return arr
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """Network input ``(1, channels, *padded)`` float32 for an image of any supported form."""
+        arr = self.channel_first(image)
+        if not np.isfinite(arr).all():
+            raise InputError("image contains NaN or infinite values")
+        if self.normalize:
+            flat = arr.reshape(arr.shape[0], -1)
+            mean = flat.mean(axis=1).reshape((-1,) + (1,) * self.spatial_dims)
+            std = flat.std(axis=1).reshape((-1,) + (1,) * self.spatial_dims)
+            arr = (arr - mean) / np.maximum(std, 1e-6)
+        return self.pad(torch.from_numpy(np.ascontiguousarray(arr))[None])
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``(N, C, *spatial)`` at the high end of each spatial axis to ``multiple``."""
+        pads: list[int] = []
+        for size in reversed(x.shape[2:]):
+            pads += [0, (-size) % self.multiple]
+        if not any(pads):
+            return x
+        return F.pad(x, pads, mode="replicate")

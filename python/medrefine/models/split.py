@@ -1,0 +1,217 @@
+"""Cut a segmentation network into a frozen backbone and a trainable head.
+
+``SplitModel.from_module`` traces the network with ``torch.fx`` and cuts it at the named head
+submodules: the head is those submodules plus everything downstream of them; every tensor that
+flows from the rest of the graph into the head (U-Net skip connections included) becomes one
+cached feature. The backbone returns that tuple of features; the head takes them positionally
+and returns logits ``(1, K, *spatial)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx, nn
+
+from medrefine.errors import UnsupportedModelError
+from medrefine.models.preprocess import Preprocessing
+
+
+def _in_head(node: fx.Node, prefixes: Sequence[str]) -> bool:
+    if node.op != "call_module":
+        return False
+    target = str(node.target)
+    return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.Graph, int]:
+    """Backbone graph (input -> feature tuple), head graph (features -> output), feature count."""
+    nodes = list(gm.graph.nodes)
+    seeds = [n for n in nodes if _in_head(n, head)]
+    if not seeds:
+        names = sorted({str(n.target).split(".")[0] for n in nodes if n.op == "call_module"})
+        raise UnsupportedModelError(
+            f"no submodule named {list(head)} in the network; top-level submodules are {names}"
+        )
+    in_head: set[fx.Node] = set()
+    for n in nodes:  # graph order is topological: descendants of a head node follow it
+        if n.op != "output" and (n in seeds or any(a in in_head for a in n.all_input_nodes)):
+            in_head.add(n)
+    features = [
+        n
+        for n in nodes
+        if n not in in_head and n.op != "output" and any(u in in_head for u in n.users)
+    ]
+    output = next(n for n in nodes if n.op == "output")
+    if any(a not in in_head for a in output.all_input_nodes):
+        raise UnsupportedModelError(
+            "the network's output does not come from the head "
+            f"{list(head)}; choose submodules its output depends on"
+        )
+
+    back, env_b = fx.Graph(), dict[fx.Node, fx.Node]()
+    for n in nodes:
+        if n not in in_head and n.op != "output":
+            env_b[n] = back.node_copy(n, lambda a: env_b[a])
+    back.output(tuple(env_b[f] for f in features))
+
+    hd: fx.Graph = fx.Graph()
+    env_h: dict[fx.Node, fx.Node] = {
+        f: hd.placeholder(f"feature_{i}") for i, f in enumerate(features)
+    }
+    for n in nodes:
+        if n in in_head or n.op == "output":
+            env_h[n] = hd.node_copy(n, lambda a: env_h[a])
+    return back, hd, len(features)
+
+
+def _probe(net: nn.Module, spatial_dims: int) -> torch.Tensor:
+    channels = next(
+        (
+            int(m.in_channels)
+            for m in net.modules()
+            if isinstance(getattr(m, "in_channels", None), int)
+        ),
+        None,
+    )
+    if channels is None:
+        raise UnsupportedModelError("cannot tell the network's input channels; pass example=")
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(
+        (1, channels) + (64 if spatial_dims == 2 else 32,) * spatial_dims, generator=gen
+    )
+
+
+def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> None:
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            want = net(x)
+            got = head(*backbone(x))
+    except Exception as exc:  # the split graph itself failed
+        raise UnsupportedModelError(
+            f"the split network fails on an input of shape {tuple(x.shape)}: {exc}; torch.fx may "
+            "have traced data-dependent control flow wrongly (pass example= if the shape is wrong)"
+        ) from exc
+    finally:
+        net.train(was_training)
+    if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-4):
+        raise UnsupportedModelError("backbone + head do not reproduce the network's output")
+
+
+class _TupleBackbone(nn.Module):
+    """Makes a backbone that returns one tensor return a 1-tuple."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.inner(x)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+@dataclass
+class SplitModel:
+    """A network as frozen ``backbone`` + trainable ``head``.
+
+    Attributes:
+        backbone: image ``(1, C, *spatial)`` float32 -> tuple of feature tensors ``(1, C_i, ...)``.
+        head: ``head(*features)`` -> logits ``(1, num_classes, *spatial)``.
+        num_classes: output classes, 0 = background.
+        spatial_dims: 2 or 3.
+        preprocessing: how a user's image becomes the backbone input.
+        class_names: one name per class.
+        name: model name (zoo name or user's).
+    """
+
+    backbone: nn.Module
+    head: nn.Module
+    num_classes: int
+    spatial_dims: int
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...] = ()
+    name: str = "model"
+    _digest: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise UnsupportedModelError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.num_classes < 1:
+            raise UnsupportedModelError(f"num_classes must be >= 1, got {self.num_classes}")
+        if not self.class_names:
+            self.class_names = ("background",) + tuple(
+                f"class_{i}" for i in range(1, self.num_classes)
+            )
+        if len(self.class_names) != self.num_classes:
+            raise UnsupportedModelError(
+                f"{len(self.class_names)} class names for {self.num_classes} classes"
+            )
+        self.backbone.eval().requires_grad_(False)
+        self.head.eval()
+
+    @classmethod
+    def from_module(
+        cls,
+        net: nn.Module,
+        head: Sequence[str],
+        num_classes: int,
+        spatial_dims: int,
+        preprocessing: Preprocessing | None = None,
+        example: torch.Tensor | None = None,
+        **kwargs: object,
+    ) -> SplitModel:
+        """Split ``net`` at the submodules named in ``head`` (dotted names, e.g. ``"dec1"``).
+
+        The split is checked on ``example`` (an input ``(1, C, *spatial)``; by default random
+        values of 64 pixels per axis, 32 in 3D, with C read off the first convolution): backbone
+        then head must reproduce ``net``'s output, or :class:`UnsupportedModelError` is raised
+        (torch.fx follows Python control flow on placeholder values, which some networks
+        branch on).
+        """
+        try:
+            gm = fx.symbolic_trace(net)
+        except Exception as exc:  # fx raises many types for untraceable control flow
+            raise UnsupportedModelError(
+                f"torch.fx cannot trace {type(net).__name__}: {exc}"
+            ) from exc
+        back, hd, _ = _split_graph(gm, list(head))
+        backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
+        _verify(
+            net, backbone, head_gm, example if example is not None else _probe(net, spatial_dims)
+        )
+        prep = preprocessing or Preprocessing(spatial_dims)
+        return cls(backbone, head_gm, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_modules(
+        cls,
+        backbone: nn.Module,
+        head: nn.Module,
+        num_classes: int,
+        spatial_dims: int,
+        preprocessing: Preprocessing | None = None,
+        **kwargs: object,
+    ) -> SplitModel:
+        """Use an explicit backbone (returning a tensor or a tuple of tensors) and head."""
+        prep = preprocessing or Preprocessing(spatial_dims)
+        return cls(_TupleBackbone(backbone), head, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
+
+    def digest(self) -> str:
+        """Hash of the backbone's weights and buffers (part of the feature-cache key)."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            for key, value in self.backbone.state_dict().items():
+                h.update(key.encode())
+                h.update(value.detach().cpu().contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()[:16]
+        return self._digest
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole network: logits for a backbone input ``(1, C, *spatial)``."""
+        return self.head(*self.backbone(x))

@@ -1,0 +1,156 @@
+"""Rewrite a pointwise head to act on ``(N, C)`` rows of feature vectors.
+
+A head made of 1x1 convolutions, eval-mode batch norms and per-pixel operations computes each
+output pixel from the features of that pixel alone. On rows, the channel axis stays axis 1, so
+almost every such operation applies unchanged; only convolutions become ``F.linear`` and batch
+norms ``F.batch_norm``. :func:`as_row_head` returns None for anything it cannot prove to be
+per-pixel; the caller also checks the result numerically. The rewritten head shares its
+parameters with the original, so training one trains the other.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import fx, nn
+
+_ELEMENTWISE_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+)
+_ELEMENTWISE_FUNCTIONS = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.exp,
+    F.relu,
+    F.leaky_relu,
+    F.gelu,
+    F.silu,
+    F.elu,
+    F.sigmoid,
+    F.tanh,
+    F.hardswish,
+    F.mish,
+}
+_ELEMENTWISE_METHODS = {
+    "relu",
+    "sigmoid",
+    "tanh",
+    "exp",
+    "contiguous",
+    "float",
+    "add",
+    "mul",
+    "sub",
+    "div",
+    "__add__",
+    "__mul__",
+}
+_CHANNEL_OPS = {torch.cat, torch.concat, F.softmax, F.log_softmax, torch.softmax}
+
+
+def _dim_is_channel(node: fx.Node) -> bool:
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    return bool(dim == 1)
+
+
+def _module_ok(module: nn.Module) -> bool:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return (
+            all(k == 1 for k in module.kernel_size)
+            and all(s == 1 for s in module.stride)
+            and all(p == 0 for p in module.padding)
+            and module.groups == 1
+        )
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return bool(module.track_running_stats and module.running_mean is not None)
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        return module.dim == 1
+    return isinstance(module, _ELEMENTWISE_MODULES)
+
+
+def _node_ok(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op in ("placeholder", "output"):
+        return True
+    if node.op == "call_module":
+        return _module_ok(gm.get_submodule(str(node.target)))
+    if node.op == "call_function":
+        if node.target in _CHANNEL_OPS:
+            return _dim_is_channel(node)
+        return node.target in _ELEMENTWISE_FUNCTIONS
+    if node.op == "call_method":
+        return node.target in _ELEMENTWISE_METHODS or (
+            node.target in ("softmax", "log_softmax") and _dim_is_channel(node)
+        )
+    return False
+
+
+class RowHead(fx.Interpreter):
+    """Runs a traced pointwise head on rows: ``row_head(*rows) -> (N, K)`` logits."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        module = self.fetch_attr(str(target))
+        x = args[0]
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return F.linear(x, module.weight.flatten(1), module.bias)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return F.batch_norm(
+                x,
+                module.running_mean,
+                module.running_var,
+                module.weight,
+                module.bias,
+                False,
+                0.0,
+                module.eps,
+            )
+        return super().call_module(target, args, kwargs)
+
+    def __call__(self, *rows: torch.Tensor) -> torch.Tensor:
+        return self.run(*rows)
+
+
+def as_row_head(head: nn.Module) -> RowHead | None:
+    """A row version of ``head`` sharing its parameters, or None if it is not provably pointwise."""
+    try:
+        gm = head if isinstance(head, fx.GraphModule) else fx.symbolic_trace(head)
+    except Exception:  # untraceable heads simply take the slower paths
+        return None
+    if head.training or not all(_node_ok(n, gm) for n in gm.graph.nodes):
+        return None
+    return RowHead(gm)

@@ -1,0 +1,228 @@
+"""Algorithm 1 of Sambaturu et al. (MICCAI 2021) on cached features, with a pluggable objective.
+
+The loop adapts the head's trainable parameters until the network predicts every required
+constraint (the clinician's pixels, box centres, box exclusions) or ``max_iterations`` steps have
+been taken. The stop rule is checked before each step on the logits the step would use, so no
+extra head evaluation is spent on it. The head is evaluated only where the loss needs it (see
+:mod:`medrefine.head`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from medrefine.constraints import ConstraintConfig, Constraints
+from medrefine.errors import InputError
+from medrefine.head import HeadRunner
+from medrefine.objective import LossInputs, build_objective
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Every knob of a refinement. Defaults are medrefine's; :meth:`paper` gives the paper's.
+
+    Attributes:
+        optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
+        lr: learning rate. momentum: SGD momentum.
+        max_iterations: M, the most gradient steps per ``refine()``.
+        alpha: weight of ||W - W0||_2 (W0 = pre-trained head).
+        anchor_weight: weight of KL(p0 || p) on ``anchor_samples`` sampled unmarked pixels.
+        negative_weight: weight of the box-exclusion term.
+        class_balanced: every class's marks weigh the same in the mark loss.
+        trainable_layers: adapt only the last k parameterised layers of the head (None = all).
+        warm_start: start from the session's current head (True) or the pre-trained one (False,
+            the paper's choice).
+        write_marks: write the drawn pixels into the returned mask.
+        box_center_fraction, box_band, box_negatives: see :mod:`medrefine.constraints`.
+        region_grow, grow_threshold (in standard deviations of the normalised image),
+        grow_criterion, grow_max_distance (pixels), grown_weight: region growing of scribbles.
+        seed: seeds every random choice (sampled pixels), so refinement is deterministic.
+        head_eval: ``"auto"`` evaluates the head only where the loss needs it; ``"full"`` runs it
+            over the whole image every iteration (the naive loop, kept as a benchmark baseline).
+    """
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    max_iterations: int = 50
+    alpha: float = 1.0
+    anchor_weight: float = 0.0
+    anchor_samples: int = 4096
+    negative_weight: float = 1.0
+    class_balanced: bool = True
+    trainable_layers: int | None = None
+    warm_start: bool = True
+    write_marks: bool = True
+    box_center_fraction: float = 0.2
+    box_band: int = 6
+    box_negatives: int = 4096
+    region_grow: bool = False
+    grow_threshold: float = 0.3
+    grow_criterion: Literal["neighbour", "seed_mean"] = "neighbour"
+    grow_max_distance: float | None = 10.0
+    grown_weight: float = 0.5
+    seed: int = 0
+    head_eval: Literal["auto", "full"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("lr", "alpha", "anchor_weight", "negative_weight", "grown_weight"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise InputError(f"{name} must be a finite number >= 0 (lr > 0), got {value!r}")
+        if self.max_iterations < 0:
+            raise InputError(f"max_iterations must be >= 0, got {self.max_iterations}")
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
+        if not 0 < self.box_center_fraction <= 1:
+            raise InputError("box_center_fraction must be in (0, 1]")
+
+    @classmethod
+    def paper(cls) -> RefineConfig:
+        """The paper's literal Algorithm 1: SGD, cross-entropy + alpha*||W - W0||, reset to the
+        pre-trained head at every interaction, no marks written, no class balancing."""
+        return cls(
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.0,
+            alpha=1e-3,
+            class_balanced=False,
+            warm_start=False,
+            write_marks=False,
+        )
+
+    def constraint_config(self) -> ConstraintConfig:
+        """The part of this config that turns marks into constraints."""
+        names = {f.name for f in fields(ConstraintConfig)}
+        return ConstraintConfig(**{n: getattr(self, n) for n in names})
+
+    def with_overrides(self, spec: str) -> RefineConfig:
+        """A copy with ``"name=value,name=value"`` applied (``on``/``off`` for booleans,
+        ``none`` for optional numbers). Unknown names raise :class:`InputError`."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, object] = {}
+        for item in filter(None, (s.strip() for s in spec.split(","))):
+            name, _, raw = item.partition("=")
+            if name not in known:
+                raise InputError(f"unknown RefineConfig field {name!r}; fields: {sorted(known)}")
+            changes[name] = _parse(raw, getattr(self, name), str(known[name].type))
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _parse(raw: str, current: object, annotation: str) -> object:
+    low = raw.strip().lower()
+    if low in ("none", "null") and "None" in annotation:
+        return None
+    if isinstance(current, bool) or annotation == "bool":
+        if low not in ("on", "off", "true", "false", "1", "0"):
+            raise InputError(f"expected on/off, got {raw!r}")
+        return low in ("on", "true", "1")
+    if "int" in annotation and "float" not in annotation:
+        return int(raw)
+    if "float" in annotation:
+        return float(raw)
+    return raw.strip()
+
+
+def trainable_parameters(head: nn.Module, last_k: int | None) -> list[nn.Parameter]:
+    """Parameters of the last ``last_k`` parameterised layers (modules owning parameters) in
+    registration order, or all of them; the others get ``requires_grad=False``."""
+    layers = [m for m in head.modules() if any(True for _ in m.parameters(recurse=False))]
+    chosen = layers if last_k is None else layers[-last_k:]
+    for p in head.parameters():
+        p.requires_grad_(False)
+    params = [p for m in chosen for p in m.parameters(recurse=False)]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """What the loop did: gradient steps and the objective at each."""
+
+    iterations: int
+    loss_trace: tuple[float, ...]
+
+
+class Refiner:
+    """Runs Algorithm 1 for one ``refine()``: objective and stop rule from ``config``."""
+
+    def __init__(self, config: RefineConfig) -> None:
+        self.config = config
+        self.objective = build_objective(
+            config.alpha, config.anchor_weight, config.negative_weight, config.class_balanced
+        )
+
+    def _anchor_pixels(self, cons: Constraints) -> np.ndarray:
+        if self.config.anchor_weight == 0:
+            return np.zeros(0, dtype=np.int64)
+        size = int(np.prod(cons.shape))
+        rng = np.random.default_rng(self.config.seed)
+        sample = np.unique(rng.integers(0, size, min(self.config.anchor_samples, size)))
+        return sample[~np.isin(sample, cons.index)]
+
+    def run(
+        self, runner: HeadRunner, cons: Constraints, params0: dict[str, torch.Tensor]
+    ) -> LoopOutcome:
+        """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters."""
+        cfg = self.config
+        head = runner.head
+        params = trainable_parameters(head, cfg.trainable_layers)
+        names = {id(p): n for n, p in head.named_parameters()}
+        anchors0 = [params0[names[id(p)]] for p in params]
+        anchor_idx = self._anchor_pixels(cons)
+        n_pos, n_neg = cons.index.size, cons.neg_index.size
+        index = torch.from_numpy(np.concatenate([cons.index, cons.neg_index, anchor_idx]))
+        evaluate = runner.evaluator(index)
+        ref = torch.zeros(0)
+        if anchor_idx.size:
+            with torch.no_grad():
+                current = {n: p.detach().clone() for n, p in head.named_parameters()}
+                head.load_state_dict(params0, strict=False)
+                ref = evaluate()[n_pos + n_neg :].softmax(1)
+                head.load_state_dict(current, strict=False)
+        label = torch.from_numpy(cons.label)
+        neg_label = torch.from_numpy(cons.neg_label)
+        required = torch.from_numpy(cons.required)
+        weight = torch.from_numpy(cons.weight)
+        opt: torch.optim.Optimizer = (
+            torch.optim.Adam(params, lr=cfg.lr)
+            if cfg.optimizer == "adam"
+            else torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        )
+        trace: list[float] = []
+        torch.manual_seed(cfg.seed)
+        for step in range(cfg.max_iterations + 1):
+            logits = evaluate()
+            pos, neg = logits[:n_pos], logits[n_pos : n_pos + n_neg]
+            with torch.no_grad():
+                ok = bool((pos[required].argmax(1) == label[required]).all()) and not bool(
+                    (neg.argmax(1) == neg_label).any()
+                )
+            if ok or step == cfg.max_iterations or not params:
+                return LoopOutcome(step, tuple(trace))
+            loss = self.objective(
+                LossInputs(
+                    pos,
+                    label,
+                    weight,
+                    neg,
+                    neg_label,
+                    logits[n_pos + n_neg :],
+                    ref,
+                    params,
+                    anchors0,
+                )
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            trace.append(float(loss.detach()))
+        return LoopOutcome(cfg.max_iterations, tuple(trace))
