@@ -1,0 +1,101 @@
+"""Command line: ``medrefine demo | train | models | bench ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from medrefine.errors import MedrefineError
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from medrefine.demo import run_demo
+    from medrefine.refine import RefineConfig
+
+    run_demo(args.sample, args.interactions, args.out, RefineConfig().with_overrides(args.config))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from medrefine.models.train import main as train_main
+
+    argv = ["--model", args.model, "--data", args.data, "--out", args.out]
+    argv += ["--device", args.device] if args.device else []
+    argv += ["--steps", str(args.steps)] if args.steps else []
+    return train_main(argv)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from medrefine.models.zoo import ZOO, model_card
+
+    table = Table(title="medrefine model zoo")
+    for col in ("name", "classes", "test Dice (network alone)", "description"):
+        table.add_column(col)
+    for name, entry in sorted(ZOO.items()):
+        card = model_card(name)
+        table.add_row(
+            name, ", ".join(entry.class_names), f"{card['test_dice_mean']:.3f}", entry.description
+        )
+    Console().print(table)
+    return 0
+
+
+def _benchmarks() -> list[Any]:
+    """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
+    import importlib
+
+    names = ["grow", "engine"]
+    return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medrefine`` argument parser (subcommands register themselves here)."""
+    from medrefine.models.train import RECIPES
+    from medrefine.samples import list_samples
+
+    parser = argparse.ArgumentParser(prog="medrefine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="correct a shipped sample with simulated scribbles")
+    demo.add_argument("--sample", default="nuclei-stained", choices=list_samples())
+    demo.add_argument("--interactions", type=int, default=3)
+    demo.add_argument("--out", default="medrefine-demo.png", help="overlay PNG to write")
+    demo.add_argument("--config", default="", help="RefineConfig overrides, e.g. alpha=1,lr=0.01")
+    demo.set_defaults(func=_demo)
+
+    train = sub.add_parser("train", help="reproduce a zoo model's training run")
+    train.add_argument("--model", required=True, choices=sorted(RECIPES))
+    train.add_argument("--data", required=True, help="dataset folder (with cases.csv)")
+    train.add_argument("--out", default="runs/train")
+    train.add_argument("--device", default=None)
+    train.add_argument("--steps", type=int, default=None)
+    train.set_defaults(func=_train)
+
+    models = sub.add_parser("models", help="list the shipped models and their cards")
+    models.set_defaults(func=_models)
+
+    bench = sub.add_parser("bench", help="benchmarks and evaluation").add_subparsers(
+        dest="bench", required=True
+    )
+    for module in _benchmarks():
+        module.add_parser(bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; typed medrefine errors become one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MedrefineError as exc:
+        print(f"medrefine: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Interactive methods behind one interface, as the simulated user drives them (protocol R1-R3).
+
+- ``medrefine[:overrides]``: a :class:`medrefine.Session` with ``RefineConfig`` overrides
+  (``medrefine:paper`` = the paper's literal Algorithm 1, ``medrefine:alpha=1,region_grow=on``).
+- ``marks-only``: the network's own mask with every seed written into it, no fine-tuning.
+- any name of :data:`medrefine.eval.baselines.BASELINES`: a classical seed method that starts
+  from nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from medrefine.errors import InputError
+from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
+from medrefine.eval.robot_types import Stroke
+from medrefine.models.split import SplitModel
+from medrefine.refine import RefineConfig
+from medrefine.session import Session
+from medrefine.types import Box, Mark, Paint, RefineResult
+
+
+class InteractiveMethod(Protocol):
+    """``start`` gives P0 (None for methods that start from nothing); ``step`` gives P_k after
+    the user's new ``strokes``, with ``seeds`` the protocol's seed array S (0 = none, c+1 = c)."""
+
+    name: str
+
+    def start(self, image: np.ndarray) -> np.ndarray | None: ...
+
+    def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray: ...
+
+
+def stroke_to_mark(stroke: Stroke) -> Mark:
+    """The Session mark of a simulated-user stroke: boxes stay boxes, the rest are painted."""
+    if stroke.kind == "box":
+        assert stroke.box is not None
+        return Box(stroke.label, stroke.box[0], stroke.box[1])
+    return Paint(stroke.label, stroke.pixels)
+
+
+class MedrefineMethod:
+    """medrefine's session: P0 is the network's own mask."""
+
+    def __init__(self, model: SplitModel, config: RefineConfig, name: str = "medrefine") -> None:
+        self.model, self.config, self.name = model, config, name
+        self.session: Session | None = None
+        self.last_result: RefineResult | None = None
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        self.session = Session(self.model, self.config)
+        return self.session.set_image(image)
+
+    def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray:
+        assert self.session is not None, "start() first"
+        for s in strokes:
+            self.session.add(stroke_to_mark(s))
+        self.last_result = self.session.refine()
+        return self.last_result.mask
+
+
+class MarksOnly:
+    """The network's mask with the seeds written into it: what fine-tuning must beat."""
+
+    name = "marks-only"
+
+    def __init__(self, model: SplitModel) -> None:
+        self.model = model
+        self._p0: np.ndarray | None = None
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        self._p0 = Session(self.model).set_image(image)
+        return self._p0.copy()
+
+    def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray:
+        assert self._p0 is not None, "start() first"
+        out = self._p0.copy()
+        out[seeds > 0] = seeds[seeds > 0] - 1
+        return out
+
+
+class SeedBaselineMethod:
+    """A classical seed method: no start mask; each step segments from all seeds so far."""
+
+    def __init__(self, method: SeedMethod, num_classes: int) -> None:
+        self.method, self.num_classes, self.name = method, num_classes, method.name
+        self._image: np.ndarray | None = None
+
+    def start(self, image: np.ndarray) -> None:
+        self._image = image
+        return None
+
+    def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray:
+        assert self._image is not None, "start() first"
+        if len(np.unique(seeds[seeds > 0])) < 2:  # one class seeded: everything is that class
+            present = np.unique(seeds[seeds > 0])
+            fill = int(present[0]) - 1 if present.size else 0
+            return np.full(seeds.shape, fill, dtype=np.int32)
+        return self.method.segment(self._image, seeds, self.num_classes)
+
+
+def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
+    """Build a method from its command-line name (see the module docstring)."""
+    name, _, overrides = spec.partition(":")
+    if name == "medrefine":
+        config = (
+            RefineConfig.paper()
+            if overrides == "paper"
+            else RefineConfig().with_overrides(overrides)
+        )
+        return MedrefineMethod(model, config, spec)
+    if overrides:
+        raise InputError(f"only medrefine takes settings after ':', got {spec!r}")
+    if name == "marks-only":
+        return MarksOnly(model)
+    if name in BASELINES:
+        method = get_baseline(name)
+        if model.spatial_dims not in method.spatial_dims:
+            raise InputError(f"{name} does not handle {model.spatial_dims}D images")
+        return SeedBaselineMethod(method, model.num_classes)
+    raise InputError(
+        f"unknown method {spec!r}; methods: medrefine[:k=v,...], medrefine:paper, "
+        f"marks-only, {', '.join(sorted(BASELINES))}"
+    )

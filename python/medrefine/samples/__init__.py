@@ -1,0 +1,60 @@
+"""Small real cases shipped inside the package (see ATTRIBUTION.md beside this file).
+
+``load_sample(name)`` returns a :class:`medrefine.data.Case`: the image as a user loads it from
+the file and its ground truth, in the layout of :mod:`medrefine.data.datasets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medrefine.data import Case
+from medrefine.errors import NotFoundError
+from medrefine.io import read_nifti, read_png
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A shipped case: file stem, the zoo model it suits, pixel spacing (mm) where the file
+    does not carry it, and the file suffix."""
+
+    name: str
+    model: str
+    spacing: tuple[float, ...]
+    suffix: str
+
+
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        Sample("nuclei-stained", "nuclei-unet2d", (1.0, 1.0), ".png"),
+        Sample("nuclei-fluorescence", "nuclei-unet2d", (1.0, 1.0), ".png"),
+        Sample("fetalhead", "fetalhead-unet2d", (0.09434756243, 0.09434756243), ".png"),
+        Sample("hippocampus-007", "hippocampus-unet3d", (1.0, 1.0, 1.0), ".nii.gz"),
+        Sample("hippocampus-017", "hippocampus-unet3d", (1.0, 1.0, 1.0), ".nii.gz"),
+    )
+}
+
+
+def list_samples() -> list[str]:
+    """Names of the shipped sample cases."""
+    return sorted(SAMPLES)
+
+
+def load_sample(name: str) -> Case:
+    """Image and ground truth of a shipped sample (see :func:`list_samples`)."""
+    if name not in SAMPLES:
+        raise NotFoundError(f"no sample named {name!r}; samples: {list_samples()}")
+    s = SAMPLES[name]
+    if s.suffix == ".png":
+        image = read_png(DATA / f"{name}.png")
+        label = (read_png(DATA / f"{name}.label.png") > 0).astype(np.uint8)
+        return Case(name, image, label, s.spacing)
+    image, spacing, affine = read_nifti(DATA / f"{name}.nii.gz")
+    label = np.rint(read_nifti(DATA / f"{name}.label.nii.gz")[0]).astype(np.uint8)
+    return Case(name, image, label, spacing, affine=affine)
