@@ -49,7 +49,7 @@ def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
-    names = ["grow", "engine"]
+    names = ["grow", "engine", "accuracy"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 

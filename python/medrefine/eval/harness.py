@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -57,9 +57,15 @@ def _score(gt: np.ndarray, pred: np.ndarray | None, k: int) -> tuple[float, dict
 def simulate(
     method: InteractiveMethod, case: Case, num_classes: int, robot: RobotConfig, interactions: int
 ) -> Iterator[tuple[Record, np.ndarray | None, list[Stroke]]]:
-    """Run one session; yields ``(record, prediction, strokes)`` for k = 0..interactions."""
+    """Run one session; yields ``(record, prediction, strokes)`` for k = 0..interactions.
+
+    ``robot.mode == "box"`` is the protocol's box(+click) session: a box at k = 1, then clicks.
+    """
     gt = case.label
-    bot = Robot(robot)
+    first, later = (
+        Robot(robot),
+        Robot(replace(robot, mode="click") if robot.mode == "box" else robot),
+    )
     a_min = robot.resolved_a_min(gt.ndim)
     t = time.perf_counter()
     pred = method.start(case.image)
@@ -71,6 +77,7 @@ def simulate(
     effort = Effort()
     for k in range(1, interactions + 1):
         done = pred is not None and not has_error(gt, pred, seeds, a_min)
+        bot = first if k == 1 else later  # box(+click): a box first, then clicks
         strokes = [] if done else bot.interact(gt, pred, seeds)
         if not strokes:  # R4: nothing left to correct; carry the last metrics forward
             rec = Record(**{**asdict(rec), "interaction": k, "carried": True})
