@@ -31,16 +31,20 @@ def _models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from medrefine.models.zoo import ZOO, model_card
+    from medrefine.models.zoo import ZOO, evaluate_model, model_card
 
     table = Table(title="medrefine model zoo")
-    for col in ("name", "classes", "test Dice (network alone)", "description"):
+    cols = ["name", "classes", "card: test Dice (network alone)", "description"]
+    if args.evaluate:
+        cols.insert(3, f"measured now on {args.evaluate}")
+    for col in cols:
         table.add_column(col)
     for name, entry in sorted(ZOO.items()):
         card = model_card(name)
-        table.add_row(
-            name, ", ".join(entry.class_names), f"{card['test_dice_mean']:.3f}", entry.description
-        )
+        row = [name, ", ".join(entry.class_names), f"{card['test_dice_mean']:.4f}"]
+        if args.evaluate:
+            row.append(f"{evaluate_model(name, args.evaluate):.4f}")
+        table.add_row(*row, entry.description)
     Console().print(table)
     return 0
 
@@ -49,7 +53,7 @@ def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
-    names = ["grow", "engine", "accuracy"]
+    names = ["grow", "engine", "accuracy", "report"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 
@@ -77,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     models = sub.add_parser("models", help="list the shipped models and their cards")
+    models.add_argument(
+        "--evaluate",
+        default=None,
+        metavar="DATA_ROOT",
+        help="recompute each card's test Dice from the datasets in DATA_ROOT",
+    )
+    models.add_argument(
+        "--evaluate",
+        default=None,
+        metavar="DATA_ROOT",
+        help="recompute each card's test Dice from the dataset folders in DATA_ROOT",
+    )
     models.set_defaults(func=_models)
 
     bench = sub.add_parser("bench", help="benchmarks and evaluation").add_subparsers(

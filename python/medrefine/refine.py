@@ -9,6 +9,7 @@ extra head evaluation is spent on it. The head is evaluated only where the loss 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
@@ -42,6 +43,8 @@ class RefineConfig:
         region_grow, grow_threshold (in standard deviations of the normalised image),
         grow_criterion, grow_max_distance (pixels), grown_weight: region growing of scribbles.
         seed: seeds every random choice (sampled pixels), so refinement is deterministic.
+        gate, gate_sigma (pixels), gate_tau, gate_prototypes: where the adapted head may overrule
+            the network (see :mod:`medrefine.gate`); ``"none"`` lets it decide everywhere.
         head_eval: ``"auto"`` evaluates the head only where the loss needs it; ``"full"`` runs it
             over the whole image every iteration (the naive loop, kept as a benchmark baseline).
     """
@@ -68,6 +71,12 @@ class RefineConfig:
     grown_weight: float = 0.5
     seed: int = 0
     head_eval: Literal["auto", "full"] = "auto"
+    gate: Literal["none", "spatial", "feature", "adaptive"] = "none"
+    gate_sigma: float = 10.0
+    gate_reach: float = 3.0
+    gate_global: float = 64.0
+    gate_tau: float = 0.5
+    gate_prototypes: int = 8
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -151,6 +160,44 @@ class LoopOutcome:
     loss_trace: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """Per-pixel targets of one refine, in the order ``evaluate()`` returns logits:
+    ``n_pos`` positive, ``n_neg`` negative, then anchor pixels."""
+
+    label: torch.Tensor
+    weight: torch.Tensor
+    required: torch.Tensor
+    neg_label: torch.Tensor
+    anchor_ref: torch.Tensor
+    n_pos: int
+    n_neg: int
+
+    def satisfied(self, logits: torch.Tensor) -> bool:
+        """Every required positive pixel is its class and no negative pixel is its class."""
+        pos, neg = logits[: self.n_pos], logits[self.n_pos : self.n_pos + self.n_neg]
+        req = self.required
+        return bool((pos[req].argmax(1) == self.label[req]).all()) and not bool(
+            (neg.argmax(1) == self.neg_label).any()
+        )
+
+    def inputs(
+        self, logits: torch.Tensor, params: list[nn.Parameter], params0: list[torch.Tensor]
+    ) -> LossInputs:
+        a, b = self.n_pos, self.n_pos + self.n_neg
+        return LossInputs(
+            logits[:a],
+            self.label,
+            self.weight,
+            logits[a:b],
+            self.neg_label,
+            logits[b:],
+            self.anchor_ref,
+            params,
+            params0,
+        )
+
+
 class Refiner:
     """Runs Algorithm 1 for one ``refine()``: objective and stop rule from ``config``."""
 
@@ -172,55 +219,62 @@ class Refiner:
         self, runner: HeadRunner, cons: Constraints, params0: dict[str, torch.Tensor]
     ) -> LoopOutcome:
         """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters."""
-        cfg = self.config
         head = runner.head
-        params = trainable_parameters(head, cfg.trainable_layers)
+        params = trainable_parameters(head, self.config.trainable_layers)
         names = {id(p): n for n, p in head.named_parameters()}
         anchors0 = [params0[names[id(p)]] for p in params]
         anchor_idx = self._anchor_pixels(cons)
-        n_pos, n_neg = cons.index.size, cons.neg_index.size
         index = torch.from_numpy(np.concatenate([cons.index, cons.neg_index, anchor_idx]))
         evaluate = runner.evaluator(index)
         ref = torch.zeros(0)
-        if anchor_idx.size:
+        if anchor_idx.size:  # the pre-trained head's probabilities at the anchor pixels
             with torch.no_grad():
                 current = {n: p.detach().clone() for n, p in head.named_parameters()}
                 head.load_state_dict(params0, strict=False)
-                ref = evaluate()[n_pos + n_neg :].softmax(1)
+                ref = evaluate()[cons.index.size + cons.neg_index.size :].softmax(1)
                 head.load_state_dict(current, strict=False)
-        label = torch.from_numpy(cons.label)
-        neg_label = torch.from_numpy(cons.neg_label)
-        required = torch.from_numpy(cons.required)
-        weight = torch.from_numpy(cons.weight)
-        opt: torch.optim.Optimizer = (
-            torch.optim.Adam(params, lr=cfg.lr)
-            if cfg.optimizer == "adam"
-            else torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        targets = _Targets(
+            torch.from_numpy(cons.label),
+            torch.from_numpy(cons.weight),
+            torch.from_numpy(cons.required),
+            torch.from_numpy(cons.neg_label),
+            ref,
+            cons.index.size,
+            cons.neg_index.size,
         )
-        trace: list[float] = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # rows of a few thousand pixels: thread hand-offs cost more
+        try:
+            return self._loop(evaluate, targets, params, anchors0)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _loop(
+        self,
+        evaluate: Callable[[], torch.Tensor],
+        targets: _Targets,
+        params: list[nn.Parameter],
+        params0: list[torch.Tensor],
+    ) -> LoopOutcome:
+        cfg = self.config
+        opt: torch.optim.Optimizer = (
+            (
+                torch.optim.Adam(params, lr=cfg.lr)
+                if cfg.optimizer == "adam"
+                else torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+            )
+            if params
+            else torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+        )
         torch.manual_seed(cfg.seed)
+        trace: list[float] = []
         for step in range(cfg.max_iterations + 1):
             logits = evaluate()
-            pos, neg = logits[:n_pos], logits[n_pos : n_pos + n_neg]
             with torch.no_grad():
-                ok = bool((pos[required].argmax(1) == label[required]).all()) and not bool(
-                    (neg.argmax(1) == neg_label).any()
-                )
-            if ok or step == cfg.max_iterations or not params:
+                done = targets.satisfied(logits)
+            if done or step == cfg.max_iterations or not params:
                 return LoopOutcome(step, tuple(trace))
-            loss = self.objective(
-                LossInputs(
-                    pos,
-                    label,
-                    weight,
-                    neg,
-                    neg_label,
-                    logits[n_pos + n_neg :],
-                    ref,
-                    params,
-                    anchors0,
-                )
-            )
+            loss = self.objective(targets.inputs(logits, params, params0))
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()

@@ -21,7 +21,8 @@ from medrefine import constraints
 from medrefine.backends import FeatureExtractor, TorchBackend
 from medrefine.cache import FeatureCache, image_digest
 from medrefine.errors import InputError, StateError
-from medrefine.head import HeadRunner, channels_last, last_layer, resize_outputs
+from medrefine.gate import FeatureGate, GatePlan, plan_gate
+from medrefine.head import HeadRunner, channels_last, last_layer, resize_outputs, rows
 from medrefine.models.split import SplitModel
 from medrefine.refine import RefineConfig, Refiner
 from medrefine.types import Box, Mark, RefineResult, Volume
@@ -96,6 +97,7 @@ class Session:
         self._shape: tuple[int, ...] | None = None
         self._image: np.ndarray | None = None
         self._runner: HeadRunner | None = None
+        self._feature_gate: FeatureGate | None = None
         self._pending: list[Mark] = []
         self._state: _State | None = None
         self._initial: _State | None = None
@@ -139,6 +141,7 @@ class Session:
         )
         self._head = copy.deepcopy(self.model.head).eval()  # W' <- W_h, per image
         self._runner = HeadRunner(self._head, features, shape, self.config.head_eval == "full")
+        self._feature_gate = None
         logits = self._runner.predict()
         params0 = {k: v.clone() for k, v in self._head.named_parameters()}
         mask = self._argmax(logits)
@@ -212,6 +215,9 @@ class Session:
         start = time.perf_counter()
         cfg = self.config
         cons = constraints.build(marks, self._shape, cfg.constraint_config(), self._image)
+        plan = self._gate_plan(cons, len(state.class_names))
+        if plan.is_global and cfg.gate == "adaptive":
+            cfg = replace(cfg, anchor_weight=0.0)  # the network misses whole structures
         if not cfg.warm_start:
             self._head.load_state_dict(state.params0, strict=False)
         try:
@@ -219,7 +225,7 @@ class Session:
         except BaseException:
             self._head.load_state_dict(state.head)  # a failed refine changes nothing
             raise
-        logits = self._runner.predict()
+        logits = plan.apply(self._runner.predict())
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
         own = self._argmax(logits)
@@ -253,6 +259,21 @@ class Session:
             )
         )
         return result
+
+    def _gate_plan(self, cons: constraints.Constraints, num_classes: int) -> GatePlan:
+        assert self._initial is not None and self._runner is not None
+        base = self._initial.logits
+        if base.shape[0] != num_classes:  # classes added since start at the floor
+            floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
+            base = torch.cat([base, floor])
+        runner = self._runner
+
+        def feature_gate() -> FeatureGate:
+            if self._feature_gate is None:
+                self._feature_gate = FeatureGate(tuple(rows(f) for f in runner.features))
+            return self._feature_gate
+
+        return plan_gate(self.config, base, cons, feature_gate)
 
     def add_class(self, name: str) -> int:
         """Add an output channel for a structure the network never learned; returns its label.

@@ -2,6 +2,7 @@
 
 - ``medrefine[:overrides]``: a :class:`medrefine.Session` with ``RefineConfig`` overrides
   (``medrefine:paper`` = the paper's literal Algorithm 1, ``medrefine:alpha=1,region_grow=on``).
+- ``medrefine+newclass[:overrides]``: the same, the task's classes added with ``add_class``.
 - ``marks-only``: the network's own mask with every seed written into it, no fine-tuning.
 - any name of :data:`medrefine.eval.baselines.BASELINES`: a classical seed method that starts
   from nothing.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -43,23 +45,49 @@ def stroke_to_mark(stroke: Stroke) -> Mark:
 
 
 class MedrefineMethod:
-    """medrefine's session: P0 is the network's own mask."""
+    """medrefine's session: P0 is the network's own mask.
 
-    def __init__(self, model: SplitModel, config: RefineConfig, name: str = "medrefine") -> None:
-        self.model, self.config, self.name = model, config, name
+    With ``new_class`` the foreground classes of the task are new output channels added by
+    :meth:`Session.add_class` (the network never learned them); its own foreground classes then
+    count as background in the returned mask.
+    """
+
+    def __init__(
+        self, model: SplitModel, config: RefineConfig, name: str = "medrefine",
+        new_class: bool = False,
+    ) -> None:
+        self.model, self.config, self.name, self.new_class = model, config, name, new_class
         self.session: Session | None = None
         self.last_result: RefineResult | None = None
+        self._offset = 0
 
     def start(self, image: np.ndarray) -> np.ndarray:
         self.session = Session(self.model, self.config)
-        return self.session.set_image(image)
+        mask = self.session.set_image(image)
+        if not self.new_class:
+            return mask
+        self._offset = self.session.num_classes - 1
+        for c in range(1, self.model.num_classes):
+            self.session.add_class(f"new structure {c}")
+        return self._task_labels(mask)
+
+    def _task_labels(self, mask: np.ndarray) -> np.ndarray:
+        if not self.new_class:
+            return mask
+        return np.where(mask > self._offset, mask - self._offset, 0).astype(mask.dtype)
+
+    def _mark(self, stroke: Stroke) -> Mark:
+        mark = stroke_to_mark(stroke)
+        if self.new_class and mark.label > 0:
+            mark = replace(mark, label=mark.label + self._offset)
+        return mark
 
     def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray:
         assert self.session is not None, "start() first"
         for s in strokes:
-            self.session.add(stroke_to_mark(s))
+            self.session.add(self._mark(s))
         self.last_result = self.session.refine()
-        return self.last_result.mask
+        return self._task_labels(self.last_result.mask)
 
 
 class MarksOnly:
@@ -105,13 +133,13 @@ class SeedBaselineMethod:
 def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
     """Build a method from its command-line name (see the module docstring)."""
     name, _, overrides = spec.partition(":")
-    if name == "medrefine":
+    if name in ("medrefine", "medrefine+newclass"):
         config = (
             RefineConfig.paper()
             if overrides == "paper"
             else RefineConfig().with_overrides(overrides)
         )
-        return MedrefineMethod(model, config, spec)
+        return MedrefineMethod(model, config, spec, new_class=name.endswith("+newclass"))
     if overrides:
         raise InputError(f"only medrefine takes settings after ':', got {spec!r}")
     if name == "marks-only":

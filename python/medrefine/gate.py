@@ -1,0 +1,198 @@
+"""Where the adapted head may overrule the network: a per-pixel gate in [0, 1].
+
+The refined logits are ``logits0 + g * (logits_adapted - logits0)``: the network's own prediction
+where ``g = 0``, the adapted head's where ``g = 1``. The gate is built from the *contradicted*
+marks, the required pixels whose class the pre-trained network gets wrong:
+
+- ``"spatial"``: ``g = exp(-d^2 / (2 sigma^2))``, ``d`` the Euclidean distance (pixels) to the
+  nearest contradicted mark.
+- ``"feature"``: ``g = exp(-d_f^2 / tau)``, ``d_f^2`` the mean squared difference of the
+  channel-standardised features of a pixel and of the nearest prototype of the contradicted
+  marks (k-means centres, per class), so a correction spreads to look-alikes anywhere in the
+  image and nowhere else.
+- ``"adaptive"``: the spatial gate with a width set by how far the network's own mask is from
+  the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
+  when the network misses whole structures. A global refine also drops the anchor on unmarked
+  pixels, which would otherwise hold the missed structures at the network's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from medrefine.constraints import Constraints
+
+if TYPE_CHECKING:
+    from medrefine.refine import RefineConfig
+
+Rows = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """The gate of one refine, decided before the loop from the marks and the network's mask.
+
+    Attributes:
+        base: the network's logits ``(K, *shape)`` (pre-trained head).
+        weights: the gate ``(1, *shape)`` in [0, 1], or None when the adapted head decides
+            everywhere (no gate, or an adaptive gate that found the network missing whole
+            structures).
+        reach: the adaptive gate's width in pixels (inf when global), else None.
+    """
+
+    base: torch.Tensor
+    weights: torch.Tensor | None
+    reach: float | None = None
+
+    @property
+    def is_global(self) -> bool:
+        return self.weights is None
+
+    def apply(self, adapted: torch.Tensor) -> torch.Tensor:
+        """Refined logits ``base + g * (adapted - base)``."""
+        if self.weights is None:
+            return adapted
+        return self.base + self.weights * (adapted - self.base)
+
+
+def plan_gate(
+    config: RefineConfig,
+    base: torch.Tensor,
+    cons: Constraints,
+    feature_gate: Callable[[], FeatureGate],
+) -> GatePlan:
+    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)``."""
+    if config.gate == "none":
+        return GatePlan(base, None)
+    shape = cons.shape
+    own = base.reshape(base.shape[0], -1).argmax(0).numpy()
+    req = cons.required
+    wrong = own[cons.index[req]] != cons.label[req]
+    index, labels = cons.index[req][wrong], cons.label[req][wrong]
+    if index.size == 0:  # the network already honours every mark
+        return GatePlan(base, torch.zeros((1, *shape)))
+    if config.gate == "spatial":
+        g = spatial_gate(shape, index, config.gate_sigma)
+    elif config.gate == "adaptive":
+        reach = adaptive_sigma(
+            own.reshape(shape), index, labels, config.gate_sigma, config.gate_reach
+        )
+        if reach > config.gate_global:
+            return GatePlan(base, None, float("inf"))
+        return GatePlan(base, spatial_gate(shape, index, reach).reshape((1, *shape)), reach)
+    else:
+        g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
+    return GatePlan(base, g.reshape((1, *shape)))
+
+
+def spatial_gate(shape: tuple[int, ...], index: np.ndarray, sigma: float) -> torch.Tensor:
+    """``exp(-d^2 / 2 sigma^2)`` over ``shape``; ``index`` are flat indices of the marks."""
+    far = np.ones(int(np.prod(shape)), dtype=bool)
+    far[index] = False
+    d2 = ndimage.distance_transform_edt(far.reshape(shape)) ** 2
+    return torch.from_numpy(np.exp(-d2 / (2 * sigma * sigma)).astype(np.float32)).reshape(-1)
+
+
+def adaptive_sigma(
+    own: np.ndarray, index: np.ndarray, labels: np.ndarray, floor: float, reach: float
+) -> float:
+    """Gate width from how far the network is from the contradicted marks.
+
+    For each contradicted mark pixel of class c, the distance (pixels) to the nearest pixel the
+    network predicts as c: about 1-3 near a boundary error, the size of the structure when the
+    network missed it whole, infinite when it never predicts c. The width is ``reach`` times the
+    median of those distances, at least ``floor``.
+    """
+    dists = np.empty(index.size, dtype=np.float64)
+    for c in np.unique(labels):
+        sel = labels == c
+        absent = own != c
+        if absent.all():
+            dists[sel] = np.inf
+            continue
+        edt = ndimage.distance_transform_edt(absent).reshape(-1)
+        dists[sel] = edt[index[sel]]
+    return max(floor, reach * float(np.median(dists)))
+
+
+def kmeans(x: torch.Tensor, k: int, iterations: int = 8, seed: int = 0) -> torch.Tensor:
+    """At most ``k`` centres ``(k, C)`` of the rows of ``x`` (``(N, C)``), k-means++ seeded."""
+    n = x.shape[0]
+    if n <= k:
+        return x.clone()
+    gen = torch.Generator().manual_seed(seed)
+    centres = [x[int(torch.randint(n, (1,), generator=gen))]]
+    d2 = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        i = int(
+            torch.multinomial(d2 / d2.sum() if d2.sum() > 0 else torch.ones(n), 1, generator=gen)
+        )
+        centres.append(x[i])
+        d2 = torch.minimum(d2, ((x - x[i]) ** 2).sum(1))
+    c = torch.stack(centres)
+    for _ in range(iterations):
+        assign = torch.cdist(x, c).argmin(1)
+        for j in range(c.shape[0]):
+            members = x[assign == j]
+            if members.shape[0]:
+                c[j] = members.mean(0)
+    return c
+
+
+class FeatureGate:
+    """Similarity to prototypes in channel-standardised feature space.
+
+    ``rows``: the cached features as ``(P, C_i)`` row views (P pixels in C order).
+    """
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        # Per-channel spread from a fixed sample of pixels (cheap, deterministic).
+        n = rows[0].shape[0]
+        sample = torch.linspace(0, n - 1, min(n, 20000)).long()
+        self.inv_var = tuple(1.0 / r[sample].float().var(0).clamp_min(1e-6) for r in rows)
+        self.channels = sum(r.shape[1] for r in rows)
+
+    def _scaled(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [r[index].float() * iv.sqrt() for r, iv in zip(self.rows, self.inv_var, strict=True)], 1
+        )
+
+    def __call__(
+        self,
+        index: np.ndarray,
+        tau: float,
+        prototypes: int,
+        seed: int = 0,
+        labels: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """Gate ``(P,)`` for the contradicted marks at flat ``index`` (grouped by ``labels``)."""
+        idx = torch.from_numpy(index)
+        marked = self._scaled(idx)
+        groups = (
+            [np.arange(index.size)]
+            if labels is None
+            else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        )
+        protos = torch.cat(
+            [kmeans(marked[torch.from_numpy(g)], prototypes, seed=seed) for g in groups]
+        )
+        best = torch.full((self.rows[0].shape[0],), torch.inf)
+        chunk = 1 << 16
+        for a in range(0, best.numel(), chunk):
+            part = torch.cat(
+                [
+                    r[a : a + chunk].float() * iv.sqrt()
+                    for r, iv in zip(self.rows, self.inv_var, strict=True)
+                ],
+                1,
+            )
+            d2 = torch.cdist(part, protos).pow(2).min(1).values
+            best[a : a + chunk] = d2
+        return torch.exp(-best / (self.channels * tau))

@@ -1,0 +1,102 @@
+"""The accuracy pipeline end to end on a mini dataset made of the shipped samples."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medrefine as mr
+from medrefine.cli import main
+from medrefine.errors import InputError
+from medrefine.eval.harness import simulate
+from medrefine.eval.methods import MarksOnly, MedrefineMethod, make_method
+from medrefine.eval.report import summarize
+from medrefine.eval.robot_types import RobotConfig
+from medrefine.samples import DATA
+
+
+@pytest.fixture()
+def mini_dsb(tmp_path: Path) -> Path:
+    """A two-case dataset folder in the DSB layout (both cases in the test split)."""
+    root = tmp_path / "dsb"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rows = []
+    for name in ("nuclei-fluorescence", "nuclei-stained"):
+        shutil.copy(DATA / f"{name}.png", root / "images" / f"{name}.png")
+        shutil.copy(DATA / f"{name}.label.png", root / "labels" / f"{name}.png")
+        rows.append({"image_id": name, "group": name, "height": 0, "width": 0, "channels": 0,
+                     "n_nuclei": 0, "suggested_split": "test"})
+    with (root / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["bench", "accuracy", "--data", str(mini_dsb), "--model", "nuclei-unet2d",
+                 "--methods", "medrefine,marks-only,graphcut", "--interactions", "2",
+                 "--overlays", "1", "--out", str(out)])
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert len(records) == 2 * 3 * 3  # cases x methods x (0..2)
+    keys = {"method", "case", "interaction", "dice", "dice_per_class", "ms", "painted"}
+    assert keys <= set(records[0])
+    first = {(r["method"], r["case"]): r for r in records if r["interaction"] == 0}
+    assert first[("graphcut", "nuclei-stained")]["dice"] == 0.0
+    assert first[("marks-only", "nuclei-stained")]["dice"] == pytest.approx(
+        first[("medrefine", "nuclei-stained")]["dice"])
+    assert "| `medrefine` | 2 |" in (out / "summary.md").read_text()
+    assert (out / "dice.png").stat().st_size > 0
+    assert len(list(out.glob("overlay-*.png"))) == 3
+
+
+def test_harness_carries_metrics_when_nothing_is_left_to_correct() -> None:
+    case = mr.load_sample("nuclei-fluorescence")
+    perfect = MarksOnly(mr.load_model("nuclei-unet2d"))
+    perfect.start = lambda image: case.label.copy()  # type: ignore[method-assign]
+    trace = list(simulate(perfect, case, 2, RobotConfig(), 3))
+    assert [r.carried for r, _, _ in trace] == [False, True, True, True]
+    assert all(r.dice == 1.0 for r, _, _ in trace)
+
+
+def test_marks_only_writes_seeds_into_the_network_mask() -> None:
+    case = mr.load_sample("nuclei-stained")
+    method = MarksOnly(mr.load_model("nuclei-unet2d"))
+    p0 = method.start(case.image)
+    seeds = np.zeros(case.label.shape, np.int32)
+    seeds[0:3, 0:3] = 2  # class 1
+    out = method.step([], seeds)
+    assert (out[0:3, 0:3] == 1).all() and np.array_equal(out[3:], p0[3:])
+
+
+def test_new_class_method_maps_labels_both_ways() -> None:
+    case = mr.load_sample("nuclei-fluorescence")
+    method = make_method("medrefine+newclass", mr.load_model("nuclei-unet2d"))
+    assert isinstance(method, MedrefineMethod)
+    p0 = method.start(case.image)
+    assert method.session is not None and method.session.num_classes == 3
+    assert not p0.any()  # the new class starts below the others; nuclei count as background
+    recs = [r for r, _, _ in simulate(method, case, 2, RobotConfig(), 1)]
+    assert recs[-1].dice > 0.1
+
+
+def test_summary_reports_worst_step_including_the_first() -> None:
+    from medrefine.eval.harness import Record
+
+    recs = [Record("m", "a", k, d, {1: d}, 1.0) for k, d in enumerate([0.8, 0.5, 0.9])]
+    (s,) = summarize(recs)
+    assert s.worst_drop == pytest.approx(-0.3) and s.dice == (0.8, 0.5, 0.9)
+
+
+@pytest.mark.parametrize("spec", ["nope", "marks-only:alpha=1", "medrefine:nope=1"])
+def test_unknown_methods_are_refused(spec: str) -> None:
+    with pytest.raises(InputError):
+        make_method(spec, mr.load_model("nuclei-unet2d"))
