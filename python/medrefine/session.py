@@ -92,7 +92,7 @@ class Session:
         self.config = config or RefineConfig()
         self.cache = cache if cache is not None else FeatureCache.shared()
         _warm_up()
-        self.backend = backend or TorchBackend(model.backbone)
+        self.backend = backend or model.extractor or TorchBackend(model.backbone)
         self._head = copy.deepcopy(model.head).eval()
         self._shape: tuple[int, ...] | None = None
         self._image: np.ndarray | None = None

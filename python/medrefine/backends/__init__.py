@@ -6,6 +6,14 @@ fastest one available and says which.
 """
 
 from medrefine.backends.base import FeatureExtractor
+from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend
+from medrefine.backends.select import select_backend
 from medrefine.backends.torch_backend import TorchBackend
 
-__all__ = ["FeatureExtractor", "TorchBackend"]
+__all__ = [
+    "FeatureExtractor",
+    "OnnxBackbone",
+    "OnnxRuntimeBackend",
+    "TorchBackend",
+    "select_backend",
+]

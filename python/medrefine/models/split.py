@@ -10,12 +10,15 @@ and returns logits ``(1, K, *spatial)``.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import fx, nn
 
+from medrefine.backends.base import FeatureExtractor
 from medrefine.errors import UnsupportedModelError
 from medrefine.models.preprocess import Preprocessing
 
@@ -71,7 +74,7 @@ def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.
 def _probe(net: nn.Module, spatial_dims: int) -> torch.Tensor:
     channels = next(
         (
-            int(m.in_channels)
+            int(getattr(m, "in_channels"))  # noqa: B009
             for m in net.modules()
             if isinstance(getattr(m, "in_channels", None), int)
         ),
@@ -127,6 +130,11 @@ class SplitModel:
         preprocessing: how a user's image becomes the backbone input.
         class_names: one name per class.
         name: model name (zoo name or user's).
+        extractor: runs the backbone when a session is given no backend (the ONNX Runtime
+            session of an ONNX network); None: PyTorch runs ``backbone``.
+        backbone_digest: the backbone's identity in the feature cache when its weights are not
+            a ``state_dict`` (an ONNX network: the hash of the frozen graph); None: hashed from
+            ``backbone.state_dict()``.
     """
 
     backbone: nn.Module
@@ -136,6 +144,8 @@ class SplitModel:
     preprocessing: Preprocessing
     class_names: tuple[str, ...] = ()
     name: str = "model"
+    extractor: FeatureExtractor | None = None
+    backbone_digest: str | None = None
     _digest: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -201,8 +211,66 @@ class SplitModel:
         prep = preprocessing or Preprocessing(spatial_dims)
         return cls(_TupleBackbone(backbone), head, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | os.PathLike[str],
+        cut: Sequence[str],
+        num_classes: int,
+        spatial_dims: int,
+        preprocessing: Preprocessing | None = None,
+        class_names: Sequence[str] = (),
+        name: str | None = None,
+        example: torch.Tensor | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> SplitModel:
+        """Split an ONNX network: the frozen part runs in ONNX Runtime, the head in PyTorch.
+
+        ``cut`` names ONNX nodes (the head is those nodes and everything downstream of them) or
+        tensors (the head starts at those tensors); the head is converted to a trainable
+        ``torch.fx`` module by :mod:`medrefine.onnx` (operators: ``medrefine.onnx.SUPPORTED_OPS``)
+        and the frozen part becomes an ONNX graph whose outputs are the features, run by
+        :class:`~medrefine.backends.OnnxRuntimeBackend` on ``providers`` (by default the best
+        available of TensorRT, CUDA, CPU). The split is checked on ``example`` (an input
+        ``(1, C, *spatial)`` float32; by default random, C and fixed sizes read off the graph):
+        frozen graph then head must reproduce the network's output.
+
+        :func:`medrefine.onnx.scope_nodes` finds the nodes PyTorch exported for a submodule,
+        e.g. ``scope_nodes(path, "head")``.
+
+        A TorchScript network is taken through ONNX, export then split (``example``: an input
+        ``(1, C, *spatial)`` float32; ``export_module`` is in :mod:`medrefine.onnx.export` and
+        checks the export against ONNX Runtime)::
+
+            export_module(torch.jit.load("net.pt"), example, "net.onnx")
+            model = SplitModel.from_onnx("net.onnx", cut=[...], num_classes=2, spatial_dims=2)
+
+        Raises:
+            UnsupportedModelError: a cut name is unknown, the head has operators the converter
+                does not support (all are named), or the split does not reproduce the network.
+            NotFoundError: no file at ``path``.
+        """
+        from medrefine.onnx.split import split_onnx
+
+        prep = preprocessing or Preprocessing(spatial_dims)
+        parts = split_onnx(path, cut, spatial_dims, example, providers, prep.multiple)
+        return cls(
+            parts.backbone,
+            parts.head,
+            num_classes,
+            spatial_dims,
+            prep,
+            tuple(class_names),
+            name if name is not None else Path(path).stem,
+            extractor=parts.extractor,
+            backbone_digest=parts.digest,
+        )
+
     def digest(self) -> str:
-        """Hash of the backbone's weights and buffers (part of the feature-cache key)."""
+        """Hash of the backbone (part of the feature-cache key): ``backbone_digest`` if set, else
+        of the backbone's weights and buffers."""
+        if self.backbone_digest is not None:
+            return self.backbone_digest
         if self._digest is None:
             h = hashlib.sha256()
             for key, value in self.backbone.state_dict().items():

@@ -1,0 +1,25 @@
+"""ONNX networks in medrefine: cut a graph, convert its head to PyTorch, export zoo models.
+
+- :mod:`~medrefine.onnx.cut`: frozen graph + head nodes (:func:`cut_graph`, :func:`scope_nodes`).
+- :mod:`~medrefine.onnx.convert` and :mod:`~medrefine.onnx.ops`: head nodes -> trainable
+  ``torch.fx`` module.
+- :mod:`~medrefine.onnx.split`: both, checked numerically (behind ``SplitModel.from_onnx``).
+- :mod:`~medrefine.onnx.export`: PyTorch -> ONNX with a parity check against ONNX Runtime.
+"""
+
+from medrefine.onnx.convert import convert_head
+from medrefine.onnx.cut import Cut, cut_graph, scope_nodes
+from medrefine.onnx.ops import CONVERTERS
+from medrefine.onnx.split import OnnxSplit, split_onnx
+
+SUPPORTED_OPS = tuple(sorted(CONVERTERS))
+
+__all__ = [
+    "SUPPORTED_OPS",
+    "Cut",
+    "OnnxSplit",
+    "convert_head",
+    "cut_graph",
+    "scope_nodes",
+    "split_onnx",
+]

@@ -1,0 +1,102 @@
+"""Split an ONNX network: frozen graph in ONNX Runtime, head converted to PyTorch, checked.
+
+Used by :meth:`medrefine.SplitModel.from_onnx`. The split is verified numerically: ONNX Runtime
+runs the whole network on a probe input, and the frozen graph followed by the converted head must
+reproduce its output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import onnx
+import torch
+from torch import fx
+
+from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend, model_bytes
+from medrefine.errors import UnsupportedModelError
+from medrefine.onnx.convert import convert_head
+from medrefine.onnx.cut import cut_graph, load
+
+
+@dataclass(frozen=True)
+class OnnxSplit:
+    """The parts of a split ONNX network.
+
+    Attributes:
+        backbone: ``backbone(x)`` -> features, running ``extractor``.
+        head: the converted head, ``head(*features)`` -> logits ``(1, K, *spatial)``.
+        extractor: ONNX Runtime session of the frozen graph.
+        digest: hash of the frozen graph (the feature-cache key of the model).
+    """
+
+    backbone: OnnxBackbone
+    head: fx.GraphModule
+    extractor: OnnxRuntimeBackend
+    digest: str
+
+
+def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
+    """Random input ``(1, C, *spatial)`` float32 the network accepts.
+
+    C and fixed spatial sizes are read off the graph input; a dynamic spatial axis gets 64 pixels
+    (32 in 3D), rounded up to ``multiple``.
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    sizes = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+    if len(sizes) != spatial_dims + 2 or sizes[1] <= 0:
+        raise UnsupportedModelError(
+            f"cannot tell the input shape from {sizes} (0 = dynamic) for a {spatial_dims}D "
+            "network with a known channel count; pass example="
+        )
+    default = -(-(64 if spatial_dims == 2 else 32) // multiple) * multiple
+    shape = [1, sizes[1]] + [s or default for s in sizes[2:]]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+
+def _verify(whole: OnnxRuntimeBackend, split: OnnxSplit, x: torch.Tensor) -> None:
+    try:
+        want = whole.features(x)[0]
+    except Exception as exc:  # ONNX Runtime raises its own types for a wrong input shape
+        raise UnsupportedModelError(
+            f"ONNX Runtime cannot run the network on an input {tuple(x.shape)}: {exc}; "
+            "pass example= with a shape the network takes"
+        ) from exc
+    try:
+        with torch.no_grad():
+            got = split.head(*split.backbone(x))
+    except Exception as exc:  # the converted head itself failed
+        raise UnsupportedModelError(
+            f"the converted head fails on the features of an input {tuple(x.shape)}: {exc}"
+        ) from exc
+    tol = 1e-4 * max(1.0, float(want.abs().max()))
+    if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=tol):
+        diff = (want - got).abs().max() if want.shape == got.shape else "shape"
+        raise UnsupportedModelError(
+            f"frozen graph + converted head do not reproduce the ONNX network (max diff {diff})"
+        )
+
+
+def split_onnx(
+    source: onnx.ModelProto | bytes | str | os.PathLike[str],
+    cut: Sequence[str],
+    spatial_dims: int,
+    example: torch.Tensor | None = None,
+    providers: Sequence[str] | None = None,
+    multiple: int = 1,
+) -> OnnxSplit:
+    """Cut ``source`` at ``cut`` (node or tensor names), convert the head, check the result.
+
+    ``example`` is the probe input ``(1, C, *spatial)`` float32 (by default random, see
+    :func:`probe_input`); ``multiple`` rounds the default probe size (the model's padding).
+    """
+    model = load(source)
+    parts = cut_graph(model, list(cut))
+    head = convert_head(parts, spatial_dims)
+    extractor = OnnxRuntimeBackend(parts.frozen, providers)
+    split = OnnxSplit(OnnxBackbone(extractor), head, extractor, extractor.digest)
+    x = example if example is not None else probe_input(model, spatial_dims, multiple)
+    _verify(OnnxRuntimeBackend(model_bytes(model), ["CPUExecutionProvider"]), split, x)
+    return split
