@@ -42,7 +42,13 @@ def test_bad_overrides(spec: str, match: str) -> None:
 
 def test_paper_preset_is_the_literal_algorithm() -> None:
     p = RefineConfig.paper()
-    assert (p.optimizer, p.warm_start, p.write_marks, p.anchor_weight) == ("sgd", False, False, 0.0)
+    assert (p.optimizer, p.warm_start, p.write_marks, p.anchor_weight, p.gate) == (
+        "sgd",
+        False,
+        False,
+        0.0,
+        "none",
+    )
 
 
 def test_trainable_depth_selects_last_layers() -> None:

@@ -215,7 +215,10 @@ def test_box_keeps_class_inside_and_excludes_it_outside(model2d, case2d) -> None
     image, label = case2d
     session = mr.Session(model2d)
     session.set_image(image)
-    ys, xs = np.nonzero(label == 1)
+    from scipy import ndimage
+
+    components, _ = ndimage.label(label == 1)
+    ys, xs = np.nonzero(components == 1)  # one disk, as a user would box it
     box = mr.Box(1, (int(ys.min()), int(xs.min())), (int(ys.max()) + 1, int(xs.max()) + 1))
     session.add(box)
     result = session.refine()

@@ -85,12 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluate",
         default=None,
         metavar="DATA_ROOT",
-        help="recompute each card's test Dice from the datasets in DATA_ROOT",
-    )
-    models.add_argument(
-        "--evaluate",
-        default=None,
-        metavar="DATA_ROOT",
         help="recompute each card's test Dice from the dataset folders in DATA_ROOT",
     )
     models.set_defaults(func=_models)

@@ -66,10 +66,17 @@ def plan_gate(
     base: torch.Tensor,
     cons: Constraints,
     feature_gate: Callable[[], FeatureGate],
+    min_reach: float = 0.0,
 ) -> GatePlan:
-    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)``."""
+    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)``.
+
+    ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
+    so a correction made global is not taken back by a later, local mark.
+    """
     if config.gate == "none":
         return GatePlan(base, None)
+    if config.gate == "adaptive" and min_reach > config.gate_global:
+        return GatePlan(base, None, float("inf"))
     shape = cons.shape
     own = base.reshape(base.shape[0], -1).argmax(0).numpy()
     req = cons.required
@@ -80,8 +87,9 @@ def plan_gate(
     if config.gate == "spatial":
         g = spatial_gate(shape, index, config.gate_sigma)
     elif config.gate == "adaptive":
-        reach = adaptive_sigma(
-            own.reshape(shape), index, labels, config.gate_sigma, config.gate_reach
+        reach = max(
+            min_reach,
+            adaptive_sigma(own.reshape(shape), index, labels, config.gate_sigma, config.gate_reach),
         )
         if reach > config.gate_global:
             return GatePlan(base, None, float("inf"))

@@ -58,6 +58,7 @@ class _State:
     mask: np.ndarray
     logits: torch.Tensor
     history: tuple[Interaction, ...]
+    reach: float = 0.0  # widest adaptive gate so far (pixels; inf = global)
 
 
 @functools.cache
@@ -256,6 +257,7 @@ class Session:
                 mask,
                 logits,
                 state.history + (entry,),
+                max(state.reach, plan.reach or 0.0),
             )
         )
         return result
@@ -273,7 +275,7 @@ class Session:
                 self._feature_gate = FeatureGate(tuple(rows(f) for f in runner.features))
             return self._feature_gate
 
-        return plan_gate(self.config, base, cons, feature_gate)
+        return plan_gate(self.config, base, cons, feature_gate, self._require_image().reach)
 
     def add_class(self, name: str) -> int:
         """Add an output channel for a structure the network never learned; returns its label.
@@ -296,14 +298,13 @@ class Session:
         logits = torch.cat([state.logits, torch.full((1,) + state.logits.shape[1:], floor)])
         entry = Interaction("add_class", class_name=name)
         self._commit(
-            _State(
-                state.marks,
-                self._snapshot_head(),
-                params0,
-                state.class_names + (name,),
-                state.mask,
-                logits,
-                state.history + (entry,),
+            replace(
+                state,
+                head=self._snapshot_head(),
+                params0=params0,
+                class_names=state.class_names + (name,),
+                logits=logits,
+                history=state.history + (entry,),
             )
         )
         return k

@@ -30,8 +30,17 @@ def mini_dsb(tmp_path: Path) -> Path:
     for name in ("nuclei-fluorescence", "nuclei-stained"):
         shutil.copy(DATA / f"{name}.png", root / "images" / f"{name}.png")
         shutil.copy(DATA / f"{name}.label.png", root / "labels" / f"{name}.png")
-        rows.append({"image_id": name, "group": name, "height": 0, "width": 0, "channels": 0,
-                     "n_nuclei": 0, "suggested_split": "test"})
+        rows.append(
+            {
+                "image_id": name,
+                "group": name,
+                "height": 0,
+                "width": 0,
+                "channels": 0,
+                "n_nuclei": 0,
+                "suggested_split": "test",
+            }
+        )
     with (root / "cases.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -41,9 +50,24 @@ def mini_dsb(tmp_path: Path) -> Path:
 
 def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["bench", "accuracy", "--data", str(mini_dsb), "--model", "nuclei-unet2d",
-                 "--methods", "medrefine,marks-only,graphcut", "--interactions", "2",
-                 "--overlays", "1", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "accuracy",
+            "--data",
+            str(mini_dsb),
+            "--model",
+            "nuclei-unet2d",
+            "--methods",
+            "medrefine,marks-only,graphcut",
+            "--interactions",
+            "2",
+            "--overlays",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     records = json.loads((out / "results.json").read_text())["records"]
     assert len(records) == 2 * 3 * 3  # cases x methods x (0..2)
@@ -52,7 +76,8 @@ def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_pat
     first = {(r["method"], r["case"]): r for r in records if r["interaction"] == 0}
     assert first[("graphcut", "nuclei-stained")]["dice"] == 0.0
     assert first[("marks-only", "nuclei-stained")]["dice"] == pytest.approx(
-        first[("medrefine", "nuclei-stained")]["dice"])
+        first[("medrefine", "nuclei-stained")]["dice"]
+    )
     assert "| `medrefine` | 2 |" in (out / "summary.md").read_text()
     assert (out / "dice.png").stat().st_size > 0
     assert len(list(out.glob("overlay-*.png"))) == 3

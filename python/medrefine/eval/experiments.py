@@ -36,31 +36,95 @@ def specs(quick: bool = False) -> list[Spec]:
     """Every experiment of the report; ``quick`` shrinks each to 2 cases and 2 interactions."""
     nuclei, hippo, fetal = "dsb2018_nuclei", "msd_hippocampus", "hc18_fetal_head"
     out = [
-        Spec("nuclei", "1. Nuclei (DSB 2018, 2D), per-class scribbles", nuclei, "nuclei-unet2d",
-             OURS + BASELINES_2D, 16),
-        Spec("nuclei-20", "1b. Nuclei, 20 interactions", nuclei, "nuclei-unet2d",
-             ("medrefine", "marks-only", "graphcut"), 8, interactions=20),
-        Spec("hippocampus", "2. Hippocampus (MSD Task04, 3D, two classes)", hippo,
-             "hippocampus-unet3d", OURS + BASELINES_3D, 16),
-        Spec("fetalhead", "3. Fetal head (HC18 ultrasound, 2D)", fetal, "fetalhead-unet2d",
-             OURS + BASELINES_2D, 10),
-        Spec("shift", "4. Distribution shift: fluorescence-trained nuclei network on stained and "
-             "brightfield images", nuclei, "nuclei-fluo-unet2d", OURS + ("graphcut", "grabcut"),
-             12, groups=FLUO_TEST_SHIFT),
-        Spec("new-structure", "5. A structure the network never learned: the nuclei network on "
-             "fetal-head images", fetal, "nuclei-unet2d",
-             ("medrefine", "medrefine+newclass", "marks-only", "graphcut"), 6),
-        Spec("ablation-nuclei", "6. Ablations on nuclei (region growing, trainable depth, "
-             "iterations, warm vs reset)", nuclei, "nuclei-unet2d",
-             ("medrefine", "medrefine:region_grow=on", "medrefine:trainable_layers=1",
-              "medrefine:max_iterations=10", "medrefine:max_iterations=200",
-              "medrefine:warm_start=off", "medrefine:gate=none"), 8),
-        Spec("mode-click", "6b. Clicks instead of scribbles (nuclei)", nuclei, "nuclei-unet2d",
-             ("medrefine", "marks-only", "graphcut"), 8, robot=RobotConfig(mode="click")),
-        Spec("mode-box", "6c. A box, then clicks (nuclei)", nuclei, "nuclei-unet2d",
-             ("medrefine", "marks-only", "graphcut"), 8, robot=RobotConfig(mode="box")),
+        Spec(
+            "nuclei",
+            "1. Nuclei (DSB 2018, 2D), per-class scribbles",
+            nuclei,
+            "nuclei-unet2d",
+            OURS + BASELINES_2D,
+            16,
+        ),
+        Spec(
+            "nuclei-20",
+            "1b. Nuclei, 20 interactions",
+            nuclei,
+            "nuclei-unet2d",
+            ("medrefine", "marks-only", "graphcut"),
+            8,
+            interactions=20,
+        ),
+        Spec(
+            "hippocampus",
+            "2. Hippocampus (MSD Task04, 3D, two classes)",
+            hippo,
+            "hippocampus-unet3d",
+            OURS + BASELINES_3D,
+            16,
+        ),
+        Spec(
+            "fetalhead",
+            "3. Fetal head (HC18 ultrasound, 2D)",
+            fetal,
+            "fetalhead-unet2d",
+            OURS + BASELINES_2D,
+            10,
+        ),
+        Spec(
+            "shift",
+            "4. Distribution shift: fluorescence-trained nuclei network on stained and "
+            "brightfield images",
+            nuclei,
+            "nuclei-fluo-unet2d",
+            OURS + ("graphcut", "grabcut"),
+            12,
+            groups=FLUO_TEST_SHIFT,
+        ),
+        Spec(
+            "new-structure",
+            "5. A structure the network never learned: the nuclei network on fetal-head images",
+            fetal,
+            "nuclei-unet2d",
+            ("medrefine", "medrefine+newclass", "marks-only", "graphcut"),
+            6,
+        ),
+        Spec(
+            "ablation-nuclei",
+            "6. Ablations on nuclei (region growing, trainable depth, iterations, warm vs reset)",
+            nuclei,
+            "nuclei-unet2d",
+            (
+                "medrefine",
+                "medrefine:region_grow=on",
+                "medrefine:trainable_layers=1",
+                "medrefine:max_iterations=10",
+                "medrefine:max_iterations=200",
+                "medrefine:warm_start=off",
+                "medrefine:gate=none",
+            ),
+            8,
+        ),
+        Spec(
+            "mode-click",
+            "6b. Clicks instead of scribbles (nuclei)",
+            nuclei,
+            "nuclei-unet2d",
+            ("medrefine", "marks-only", "graphcut"),
+            8,
+            robot=RobotConfig(mode="click"),
+        ),
+        Spec(
+            "mode-box",
+            "6c. A box, then clicks (nuclei)",
+            nuclei,
+            "nuclei-unet2d",
+            ("medrefine", "marks-only", "graphcut"),
+            8,
+            robot=RobotConfig(mode="box"),
+        ),
     ]
     if quick:
-        return [Spec(s.key, s.title, s.dataset, s.model, s.methods[:2], 2, 2, s.robot, s.groups)
-                for s in out]
+        return [
+            Spec(s.key, s.title, s.dataset, s.model, s.methods[:2], 2, 2, s.robot, s.groups)
+            for s in out
+        ]
     return out

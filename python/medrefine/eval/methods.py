@@ -53,7 +53,10 @@ class MedrefineMethod:
     """
 
     def __init__(
-        self, model: SplitModel, config: RefineConfig, name: str = "medrefine",
+        self,
+        model: SplitModel,
+        config: RefineConfig,
+        name: str = "medrefine",
         new_class: bool = False,
     ) -> None:
         self.model, self.config, self.name, self.new_class = model, config, name, new_class
