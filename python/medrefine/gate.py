@@ -64,11 +64,13 @@ class GatePlan:
 def plan_gate(
     config: RefineConfig,
     base: torch.Tensor,
+    own: np.ndarray,
     cons: Constraints,
     feature_gate: Callable[[], FeatureGate],
     min_reach: float = 0.0,
 ) -> GatePlan:
-    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)``.
+    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)`` and its
+    label mask ``own`` (``shape``).
 
     ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
     so a correction made global is not taken back by a later, local mark.
@@ -78,9 +80,8 @@ def plan_gate(
     if config.gate == "adaptive" and min_reach > config.gate_global:
         return GatePlan(base, None, float("inf"))
     shape = cons.shape
-    own = base.reshape(base.shape[0], -1).argmax(0).numpy()
     req = cons.required
-    wrong = own[cons.index[req]] != cons.label[req]
+    wrong = own.reshape(-1)[cons.index[req]] != cons.label[req]
     index, labels = cons.index[req][wrong], cons.label[req][wrong]
     if index.size == 0:  # the network already honours every mark
         return GatePlan(base, torch.zeros((1, *shape)))
@@ -89,7 +90,14 @@ def plan_gate(
     elif config.gate == "adaptive":
         reach = max(
             min_reach,
-            adaptive_sigma(own.reshape(shape), index, labels, config.gate_sigma, config.gate_reach),
+            adaptive_sigma(
+                own,
+                index,
+                labels,
+                config.gate_sigma,
+                config.gate_reach,
+                config.gate_global / config.gate_reach,
+            ),
         )
         if reach > config.gate_global:
             return GatePlan(base, None, float("inf"))
@@ -99,33 +107,74 @@ def plan_gate(
     return GatePlan(base, g.reshape((1, *shape)))
 
 
+def _window(
+    shape: tuple[int, ...], index: np.ndarray, margin: int
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Bounding box of flat ``index`` grown by ``margin`` (clipped), and the points in it."""
+    coords = np.stack(np.unravel_index(index, shape), 1)
+    lo = np.maximum(coords.min(0) - margin, 0)
+    hi = np.minimum(coords.max(0) + margin + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), coords - lo
+
+
+_EDT_PIXELS = 1 << 18  # above this, distances are computed on a coarser grid
+
+
+def _distance_to(targets: np.ndarray) -> np.ndarray:
+    """Euclidean distance (pixels) of every pixel of a bool array to its nearest True pixel
+    (inf if none). Large arrays are subsampled by an integer stride (error below the stride)."""
+    if not targets.any():
+        return np.full(targets.shape, np.inf)
+    stride = max(1, int(np.ceil((targets.size / _EDT_PIXELS) ** (1 / targets.ndim))))
+    if stride == 1:
+        return ndimage.distance_transform_edt(~targets)
+    blocks = tuple(-(-n // stride) for n in targets.shape)
+    padded = np.zeros(tuple(b * stride for b in blocks), dtype=bool)
+    padded[tuple(slice(0, n) for n in targets.shape)] = targets
+    axes = tuple(range(1, 2 * targets.ndim, 2))
+    coarse = padded.reshape(tuple(x for b in blocks for x in (b, stride))).any(axis=axes)
+    d = ndimage.distance_transform_edt(~coarse) * stride
+    for axis in range(targets.ndim):
+        d = np.repeat(d, stride, axis=axis)
+    return d[tuple(slice(0, n) for n in targets.shape)]
+
+
 def spatial_gate(shape: tuple[int, ...], index: np.ndarray, sigma: float) -> torch.Tensor:
-    """``exp(-d^2 / 2 sigma^2)`` over ``shape``; ``index`` are flat indices of the marks."""
-    far = np.ones(int(np.prod(shape)), dtype=bool)
-    far[index] = False
-    d2 = ndimage.distance_transform_edt(far.reshape(shape)) ** 2
-    return torch.from_numpy(np.exp(-d2 / (2 * sigma * sigma)).astype(np.float32)).reshape(-1)
+    """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance to
+    the nearest of the flat ``index`` pixels. Computed in a window of 4 sigma around them (the
+    gate is below 4e-4 beyond)."""
+    window, local = _window(shape, index, int(np.ceil(4 * sigma)))
+    marks = np.zeros(tuple(w.stop - w.start for w in window), dtype=bool)
+    marks[tuple(local.T)] = True
+    d = _distance_to(marks)
+    gate = np.zeros(shape, dtype=np.float32)
+    gate[window] = np.exp(-(d**2) / (2 * sigma * sigma))
+    return torch.from_numpy(gate).reshape(-1)
 
 
 def adaptive_sigma(
-    own: np.ndarray, index: np.ndarray, labels: np.ndarray, floor: float, reach: float
+    own: np.ndarray,
+    index: np.ndarray,
+    labels: np.ndarray,
+    floor: float,
+    reach: float,
+    cap: float,
 ) -> float:
     """Gate width from how far the network is from the contradicted marks.
 
     For each contradicted mark pixel of class c, the distance (pixels) to the nearest pixel the
-    network predicts as c: about 1-3 near a boundary error, the size of the structure when the
-    network missed it whole, infinite when it never predicts c. The width is ``reach`` times the
-    median of those distances, at least ``floor``.
+    network predicts as c (``own``, the network's label mask): about 1-3 near a boundary error,
+    the size of the structure when the network missed it whole, infinite when it never
+    predicts c. The width is ``reach`` times the median of those distances, at least ``floor``.
+    Distances beyond ``cap`` are taken as infinite (they are searched in a window of that size).
     """
-    dists = np.empty(index.size, dtype=np.float64)
+    window, local = _window(own.shape, index, int(np.ceil(cap)) + 1)
+    crop = own[window]
+    dists = np.full(index.size, np.inf)
     for c in np.unique(labels):
         sel = labels == c
-        absent = own != c
-        if absent.all():
-            dists[sel] = np.inf
-            continue
-        edt = ndimage.distance_transform_edt(absent).reshape(-1)
-        dists[sel] = edt[index[sel]]
+        d = _distance_to(crop == c)[tuple(local[sel].T)]
+        dists[sel] = np.where(d <= cap, d, np.inf)
     return max(floor, reach * float(np.median(dists)))
 
 

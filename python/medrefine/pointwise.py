@@ -11,7 +11,6 @@ parameters with the original, so training one trains the other.
 from __future__ import annotations
 
 import operator
-from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -117,32 +116,52 @@ def _node_ok(node: fx.Node, gm: fx.GraphModule) -> bool:
     return False
 
 
-class RowHead(fx.Interpreter):
-    """Runs a traced pointwise head on rows: ``row_head(*rows) -> (N, K)`` logits."""
+class _RowConv(nn.Module):
+    """A 1x1 convolution applied to rows: ``F.linear`` with the convolution's own parameters."""
+
+    def __init__(self, conv: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.conv.weight.flatten(1), self.conv.bias)
+
+
+class _RowBatchNorm(nn.Module):
+    """An eval-mode batch norm applied to rows (channel axis 1 of ``(N, C)``)."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.norm
+        return F.batch_norm(x, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps)
+
+
+class RowHead(nn.Module):
+    """A traced pointwise head rebuilt for rows: ``row_head(*rows) -> (N, K)`` logits.
+
+    The graph is the head's own, with every convolution and batch norm swapped for its row form;
+    the modules (and so the parameters) are the head's.
+    """
 
     def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=True)
+        super().__init__()
+        modules: dict[str, nn.Module] = {}
+        for node in gm.graph.nodes:
+            if node.op != "call_module":
+                continue
+            module = gm.get_submodule(str(node.target))
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                module = _RowConv(module)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module = _RowBatchNorm(module)
+            modules[str(node.target)] = module
+        self.graph_module = fx.GraphModule(modules, gm.graph)
 
-    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        module = self.fetch_attr(str(target))
-        x = args[0]
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            return F.linear(x, module.weight.flatten(1), module.bias)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            return F.batch_norm(
-                x,
-                module.running_mean,
-                module.running_var,
-                module.weight,
-                module.bias,
-                False,
-                0.0,
-                module.eps,
-            )
-        return super().call_module(target, args, kwargs)
-
-    def __call__(self, *rows: torch.Tensor) -> torch.Tensor:
-        return self.run(*rows)
+    def forward(self, *rows: torch.Tensor) -> torch.Tensor:
+        return self.graph_module(*rows)
 
 
 def as_row_head(head: nn.Module) -> RowHead | None:

@@ -22,7 +22,14 @@ from medrefine.backends import FeatureExtractor, TorchBackend
 from medrefine.cache import FeatureCache, image_digest
 from medrefine.errors import InputError, StateError
 from medrefine.gate import FeatureGate, GatePlan, plan_gate
-from medrefine.head import HeadRunner, channels_last, last_layer, resize_outputs, rows
+from medrefine.head import (
+    HeadRunner,
+    channels_last,
+    label_argmax,
+    last_layer,
+    resize_outputs,
+    rows,
+)
 from medrefine.models.split import SplitModel
 from medrefine.refine import RefineConfig, Refiner
 from medrefine.types import Box, Mark, RefineResult, Volume
@@ -160,7 +167,7 @@ class Session:
         return f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
 
     def _argmax(self, logits: torch.Tensor) -> np.ndarray:
-        return logits.argmax(0).numpy().astype(_mask_dtype(logits.shape[0]))
+        return label_argmax(logits).astype(_mask_dtype(logits.shape[0]))
 
     def _snapshot_head(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self._head.state_dict().items()}
@@ -275,7 +282,9 @@ class Session:
                 self._feature_gate = FeatureGate(tuple(rows(f) for f in runner.features))
             return self._feature_gate
 
-        return plan_gate(self.config, base, cons, feature_gate, self._require_image().reach)
+        return plan_gate(
+            self.config, base, self._initial.mask, cons, feature_gate, self._require_image().reach
+        )
 
     def add_class(self, name: str) -> int:
         """Add an output channel for a structure the network never learned; returns its label.
