@@ -23,10 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--out", default=Path("docs/results"), type=Path)
     p.add_argument("--only", default="", help="comma-separated experiment keys")
     p.add_argument("--quick", action="store_true", help="2 cases, 2 interactions each")
+    p.add_argument(
+        "--resume", action="store_true", help="keep experiments whose summary.md already exists"
+    )
     p.set_defaults(func=run)
 
 
-def _run_one(spec: Spec, root: Path, out: Path) -> str:
+def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
     args = argparse.Namespace(
         data=root / spec.dataset,
         model=spec.model,
@@ -40,7 +43,11 @@ def _run_one(spec: Spec, root: Path, out: Path) -> str:
         title=spec.title,
         out=out / spec.key,
     )
-    accuracy.run(args)
+    if not (resume and (out / spec.key / "summary.md").exists()):
+        start = time.perf_counter()
+        accuracy.run(args)
+        minutes = (time.perf_counter() - start) / 60
+        (out / spec.key / "minutes.txt").write_text(f"{minutes:.1f}\n")
     summary = (out / spec.key / "summary.md").read_text()
     overlays = sorted(p.name for p in (out / spec.key).glob("overlay-*.png"))[:2]
     images = [f"![Dice against interactions]({spec.key}/dice.png)"] + [
@@ -53,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
     only = {k for k in args.only.split(",") if k}
     chosen = [s for s in specs(args.quick) if not only or s.key in only]
     out: Path = args.out
-    sections, start = [], time.perf_counter()
+    sections = []
     for spec in chosen:
-        sections.append(_run_one(spec, args.data_root, out))
-    minutes = (time.perf_counter() - start) / 60
+        sections.append(_run_one(spec, args.data_root, out, args.resume))
+    minutes = sum(
+        float((out / s.key / "minutes.txt").read_text())
+        for s in chosen
+        if (out / s.key / "minutes.txt").exists()
+    )
     header = (
         "# medrefine accuracy report\n\n"
         "Simulated user: robot-user protocol v1 (deterministic), per-class scribbles unless "

@@ -71,7 +71,7 @@ def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.
     return back, hd, len(features)
 
 
-def _probe(net: nn.Module, spatial_dims: int) -> torch.Tensor:
+def _probe(net: nn.Module, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
     channels = next(
         (
             int(getattr(m, "in_channels"))  # noqa: B009
@@ -83,9 +83,8 @@ def _probe(net: nn.Module, spatial_dims: int) -> torch.Tensor:
     if channels is None:
         raise UnsupportedModelError("cannot tell the network's input channels; pass example=")
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(
-        (1, channels) + (64 if spatial_dims == 2 else 32,) * spatial_dims, generator=gen
-    )
+    size = max(64 if spatial_dims == 2 else 32, 2 * multiple)
+    return torch.randn((1, channels) + (size,) * spatial_dims, generator=gen)
 
 
 def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> None:
@@ -178,7 +177,8 @@ class SplitModel:
         """Split ``net`` at the submodules named in ``head`` (dotted names, e.g. ``"dec1"``).
 
         The split is checked on ``example`` (an input ``(1, C, *spatial)``; by default random
-        values of 64 pixels per axis, 32 in 3D, with C read off the first convolution): backbone
+        values of 64 pixels per axis (32 in 3D), at least twice the preprocessing's pad multiple,
+        with C read off the first convolution): backbone
         then head must reproduce ``net``'s output, or :class:`UnsupportedModelError` is raised
         (torch.fx follows Python control flow on placeholder values, which some networks
         branch on).
@@ -191,10 +191,9 @@ class SplitModel:
             ) from exc
         back, hd, _ = _split_graph(gm, list(head))
         backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
-        _verify(
-            net, backbone, head_gm, example if example is not None else _probe(net, spatial_dims)
-        )
         prep = preprocessing or Preprocessing(spatial_dims)
+        probe = example if example is not None else _probe(net, spatial_dims, prep.multiple)
+        _verify(net, backbone, head_gm, probe)
         return cls(backbone, head_gm, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
 
     @classmethod

@@ -33,8 +33,9 @@ class UNetConfig:
         max_channels: channel cap of the coarse levels (keeps the weights small).
         head_levels: how many of the finest decoder levels feed the head (multi-scale input).
         head_hidden: hidden width of the pointwise head.
-        input_scale: the encoder sees the input resampled by this factor (e.g. 0.5 for large
-            structures in big images); the head input is resampled back to the input size.
+        input_scale: the encoder sees the input averaged down by this factor, ``1/k`` for an
+            integer k (e.g. 0.25 for large structures in big images); the head input is resampled
+            back to the input size.
     """
 
     spatial_dims: int = 2
@@ -119,12 +120,16 @@ class UNet(nn.Module):
         )
         self._mode = "bilinear" if dims == 2 else "trilinear"
         self._pool = F.max_pool2d if dims == 2 else F.max_pool3d
+        self._average = F.avg_pool2d if dims == 2 else F.avg_pool3d
+        self._factor = round(1 / config.input_scale)
+        if abs(self._factor * config.input_scale - 1) > 1e-9:
+            raise ValueError(f"input_scale must be 1/k for an integer k, got {config.input_scale}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-scale head input ``(N, head_in_channels, *spatial)`` for ``(N, C, *spatial)``."""
         size = x.shape[2:]
-        if self.config.input_scale != 1.0:
-            x = F.interpolate(x, scale_factor=self.config.input_scale, mode="area")
+        if self._factor > 1:  # k-wide averaging: sizes are multiples of k (see ``stride``)
+            x = self._average(x, self._factor)
         skips = []
         for i, enc in enumerate(self.encoders):
             x = enc(x if i == 0 else self._pool(x, 2))

@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from medrefine.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -90,42 +89,18 @@ def traceable(net: nn.Module) -> nn.Module:
 
 
 class TraceableUNet(nn.Module):
-    """Trace-friendly forward of a :class:`medrefine.models.unet.UNet`: the same function, with
-    its area downsampling by ``input_scale = 1/k`` written as a k-wide average pooling (equal
-    when every size is a multiple of k, which the model's padding guarantees; ONNX has no
-    adaptive pooling to dynamic sizes)."""
+    """Trace-friendly wrapper of a :class:`medrefine.models.unet.UNet` (instance norms swapped for
+    :class:`TraceableInstanceNorm`) returning the logits or, for ``part="backbone"``, the head
+    input."""
 
     def __init__(self, net: UNet, part: Part = "network") -> None:
         super().__init__()
-        self.net, self.part, cfg = traceable(net), part, net.config
-        self.factor = round(1 / cfg.input_scale)
-        if abs(self.factor * cfg.input_scale - 1) > 1e-9:
-            raise UnsupportedModelError(f"input_scale {cfg.input_scale} is not 1/k")
-        dims = cfg.spatial_dims
-        self._avg = F.avg_pool2d if dims == 2 else F.avg_pool3d
-        self._max = F.max_pool2d if dims == 2 else F.max_pool3d
-        self._mode = "bilinear" if dims == 2 else "trilinear"
+        self.net, self.part = traceable(net), part
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Head input ``(1, head_in_channels, *spatial)`` for an image ``(1, C, *spatial)``."""
-        net, size = self.net, x.shape[2:]
-        assert isinstance(net, UNet)
-        x = self._avg(x, self.factor) if self.factor > 1 else x
-        skips = []
-        for i, enc in enumerate(net.encoders):
-            x = enc(x if i == 0 else self._max(x, 2))
-            skips.append(x)
-        decoded = [skips[-1]]
-        for i in reversed(range(len(net.decoders))):
-            up = F.interpolate(decoded[0], scale_factor=2.0, mode=self._mode, align_corners=False)
-            decoded.insert(0, net.decoders[i](torch.cat([net.reduce[i](up), skips[i]], dim=1)))
-        levels = [
-            d
-            if i == 0 and self.factor == 1
-            else F.interpolate(d, size=size, mode=self._mode, align_corners=False)
-            for i, d in enumerate(decoded[: net.config.head_levels])
-        ]
-        return torch.cat(levels, dim=1)
+        assert isinstance(self.net, UNet)
+        return self.net.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(1, K, *spatial)`` (part ``"network"``) or the head input (``"backbone"``)."""
