@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from medrefine.benchmarks import accuracy
+from medrefine.benchmarks.latency import latency_markdown
 from medrefine.eval.experiments import Spec, specs
 from medrefine.eval.report import machine
 
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         f"report --data-root {args.data_root} --out {out}` in {minutes:.0f} minutes on: "
         f"{machine()}.\n\n"
     )
+    latency = out / "latency.md"
+    if not only and not args.quick and not (args.resume and latency.exists()):
+        latency.write_text(latency_markdown(args.data_root, cases=4, interactions=5))
+    if latency.exists():
+        sections.append("### 7. Latency of every zoo model\n\n" + latency.read_text())
     (out / "results.md").write_text(header + "\n".join(sections))
     print(f"wrote {out / 'results.md'} ({minutes:.1f} min)")
     return 0
