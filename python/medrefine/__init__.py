@@ -3,11 +3,12 @@
 from medrefine import _native  # noqa: F401  (fails loudly if the extension did not build)
 from medrefine.cache import FeatureCache
 from medrefine.grow import region_grow
+from medrefine.history import Interaction
 from medrefine.models.split import SplitModel
 from medrefine.models.zoo import list_models, load_model, model_card
 from medrefine.refine import RefineConfig
 from medrefine.samples import list_samples, load_sample
-from medrefine.session import Interaction, Session
+from medrefine.session import Session
 from medrefine.types import Box, Click, Mark, Paint, RefineResult, Scribble, Volume
 
 __version__ = "0.1.0"

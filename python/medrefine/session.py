@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,42 +29,12 @@ from medrefine.head import (
     resize_outputs,
     rows,
 )
+from medrefine.history import History, Interaction, SessionState
 from medrefine.models.split import SplitModel
 from medrefine.refine import RefineConfig, Refiner
 from medrefine.types import Box, Mark, RefineResult, Volume
 
 _NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """One entry of :attr:`Session.history`.
-
-    Attributes:
-        kind: ``"refine"``, ``"add_class"`` or ``"reset"``.
-        marks: the marks added by this interaction (refine only).
-        result: the refinement's result (refine only).
-        class_name: the added class (add_class only).
-    """
-
-    kind: Literal["refine", "add_class", "reset"]
-    marks: tuple[Mark, ...] = ()
-    result: RefineResult | None = None
-    class_name: str = ""
-
-
-@dataclass(frozen=True)
-class _State:
-    """Everything an undo restores."""
-
-    marks: tuple[Mark, ...]
-    head: dict[str, torch.Tensor]
-    params0: dict[str, torch.Tensor]
-    class_names: tuple[str, ...]
-    mask: np.ndarray
-    logits: torch.Tensor
-    history: tuple[Interaction, ...]
-    reach: float = 0.0  # widest adaptive gate so far (pixels; inf = global)
 
 
 @functools.cache
@@ -107,10 +76,7 @@ class Session:
         self._runner: HeadRunner | None = None
         self._feature_gate: FeatureGate | None = None
         self._pending: list[Mark] = []
-        self._state: _State | None = None
-        self._initial: _State | None = None
-        self._undo: list[_State] = []
-        self._redo: list[_State] = []
+        self._history: History | None = None
 
     # ----------------------------------------------------------------- image
     def set_image(self, image: np.ndarray | Volume) -> np.ndarray:
@@ -153,10 +119,12 @@ class Session:
         logits = self._runner.predict()
         params0 = {k: v.clone() for k, v in self._head.named_parameters()}
         mask = self._argmax(logits)
-        self._state = self._initial = _State(
-            (), self._snapshot_head(), params0, self.model.class_names, mask, logits, ()
+        self._history = History(
+            SessionState(
+                (), self._snapshot_head(), params0, self.model.class_names, mask, logits, ()
+            )
         )
-        self._pending, self._undo, self._redo = [], [], []
+        self._pending = []
         return mask.copy()
 
     @staticmethod
@@ -172,20 +140,20 @@ class Session:
     def _snapshot_head(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self._head.state_dict().items()}
 
-    def _require_image(self) -> _State:
-        if self._state is None or self._shape is None:
+    def _require_image(self) -> SessionState:
+        if self._history is None or self._shape is None:
             raise StateError("no image: call set_image() first")
-        return self._state
+        return self._history.current
 
     # ----------------------------------------------------------------- marks
     @property
     def num_classes(self) -> int:
         """Classes the head currently predicts (grows with :meth:`add_class`)."""
-        return len(self._state.class_names) if self._state else self.model.num_classes
+        return len(self.class_names)
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self._state.class_names if self._state else self.model.class_names
+        return self._history.current.class_names if self._history else self.model.class_names
 
     def add(self, mark: Mark) -> None:
         """Queue a mark for the next :meth:`refine`; checked now (bounds, label, dimensions)."""
@@ -256,7 +224,7 @@ class Session:
         )
         entry = Interaction("refine", tuple(self._pending), result)
         self._commit(
-            _State(
+            SessionState(
                 marks,
                 self._snapshot_head(),
                 state.params0,
@@ -270,8 +238,9 @@ class Session:
         return result
 
     def _gate_plan(self, cons: constraints.Constraints, num_classes: int) -> GatePlan:
-        assert self._initial is not None and self._runner is not None
-        base = self._initial.logits
+        assert self._history is not None and self._runner is not None
+        initial = self._history.initial
+        base = initial.logits
         if base.shape[0] != num_classes:  # classes added since start at the floor
             floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
             base = torch.cat([base, floor])
@@ -283,7 +252,7 @@ class Session:
             return self._feature_gate
 
         return plan_gate(
-            self.config, base, self._initial.mask, cons, feature_gate, self._require_image().reach
+            self.config, base, initial.mask, cons, feature_gate, self._history.current.reach
         )
 
     def add_class(self, name: str) -> int:
@@ -319,56 +288,51 @@ class Session:
         return k
 
     # --------------------------------------------------------------- history
-    def _commit(self, new: _State) -> None:
-        assert self._state is not None
-        self._undo.append(self._state)
-        self._redo.clear()
+    def _commit(self, new: SessionState) -> None:
+        assert self._history is not None
+        self._history.commit(new)
         self._pending.clear()
-        self._state = new
-
-    def _restore(self, state: _State) -> np.ndarray:
-        current = len(self.class_names)
-        if len(state.class_names) != current:
-            resize_outputs(last_layer(self._head, current), len(state.class_names))
-        self._head.load_state_dict(state.head)
-        self._pending.clear()
-        self._state = state
-        return state.mask.copy()
 
     def undo(self) -> np.ndarray:
         """Go back one interaction (pending marks are dropped); returns the restored mask."""
         self._require_image()
-        if not self._undo:
-            raise StateError("nothing to undo")
-        assert self._state is not None
-        self._redo.append(self._state)
-        return self._restore(self._undo.pop())
+        assert self._history is not None
+        before = self.class_names
+        state = self._history.undo()
+        return self._restore_from(before, state)
 
     def redo(self) -> np.ndarray:
         """Re-apply the last undone interaction; returns its mask."""
         self._require_image()
-        if not self._redo:
-            raise StateError("nothing to redo")
-        assert self._state is not None
-        self._undo.append(self._state)
-        return self._restore(self._redo.pop())
+        assert self._history is not None
+        before = self.class_names
+        state = self._history.redo()
+        return self._restore_from(before, state)
 
     def reset(self) -> np.ndarray:
         """Back to the network's own mask, no marks, pre-trained head (undoable)."""
         state = self._require_image()
-        assert self._initial is not None
+        assert self._history is not None
+        before = self.class_names
         entry = Interaction("reset")
-        self._undo.append(state)
-        self._redo.clear()
-        return self._restore(replace(self._initial, history=state.history + (entry,)))
+        self._history.commit(replace(self._history.initial, history=state.history + (entry,)))
+        return self._restore_from(before, self._history.current)
+
+    def _restore_from(self, class_names: tuple[str, ...], state: SessionState) -> np.ndarray:
+        """Resize the head from ``class_names`` to ``state``'s classes and load its weights."""
+        if len(state.class_names) != len(class_names):
+            resize_outputs(last_layer(self._head, len(class_names)), len(state.class_names))
+        self._head.load_state_dict(state.head)
+        self._pending.clear()
+        return state.mask.copy()
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._undo)
+        return self._history is not None and self._history.can_undo
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return self._history is not None and self._history.can_redo
 
     @property
     def history(self) -> tuple[Interaction, ...]:
