@@ -37,9 +37,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--interactions", type=int, default=5)
     p.add_argument("--groups", default="", help="comma-separated acquisition groups (DSB)")
     p.add_argument("--overlays", type=int, default=3, help="cases drawn as overlays")
+    p.add_argument(
+        "--overlay-methods", default="", help="comma-separated methods to draw (default: all)"
+    )
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run)
+
+
+def overlay_name(method: str, index: int) -> str:
+    """File name of the ``index``-th overlay (1-based) drawn for ``method``."""
+    return f"overlay-{method.replace(':', '_').replace(',', '_')}-{index}.png"
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -60,15 +68,17 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     drawn: dict[str, int] = {}
 
+    chosen = set(parse_methods(getattr(args, "overlay_methods", "")))
+
     def overlay(method: str, case_id: str, case: Case, trace: list[Any]) -> None:
-        if drawn.get(method, 0) >= args.overlays:
+        if drawn.get(method, 0) >= args.overlays or (chosen and method not in chosen):
             return
         drawn[method] = drawn.get(method, 0) + 1
         seeds = np.zeros(case.label.shape, np.int32)
         for _, _, strokes in trace:
             seeds = paint(seeds, strokes)
         first, last = trace[0][1], trace[-1][1]
-        name = f"overlay-{method.replace(':', '_').replace(',', '_')}-{drawn[method]}.png"
+        name = overlay_name(method, drawn[method])
         save_overlay(
             out / name,
             case.image,

@@ -41,6 +41,7 @@ def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
         interactions=spec.interactions,
         groups=",".join(spec.groups or ()),
         overlays=2,
+        overlay_methods=spec.methods[0],
         title=spec.title,
         out=out / spec.key,
     )
@@ -50,7 +51,11 @@ def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
         minutes = (time.perf_counter() - start) / 60
         (out / spec.key / "minutes.txt").write_text(f"{minutes:.1f}\n")
     summary = (out / spec.key / "summary.md").read_text()
-    overlays = sorted(p.name for p in (out / spec.key).glob("overlay-*.png"))[:2]
+    overlays = [
+        name
+        for name in (accuracy.overlay_name(spec.methods[0], i) for i in (1, 2))
+        if (out / spec.key / name).exists()
+    ]
     images = [f"![Dice against interactions]({spec.key}/dice.png)"] + [
         f"![overlay]({spec.key}/{name})" for name in overlays
     ]
