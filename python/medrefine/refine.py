@@ -274,7 +274,6 @@ class Refiner:
             if params
             else torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
         )
-        torch.manual_seed(cfg.seed)
         trace: list[float] = []
         for step in range(cfg.max_iterations + 1):
             logits = evaluate()
