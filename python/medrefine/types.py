@@ -7,7 +7,7 @@ one the network never predicts in this image.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -192,8 +192,3 @@ class RefineResult:
         if self.marked_pixels == 0:
             return 1.0
         return 1.0 - self.wrong_marks / self.marked_pixels
-
-
-def marks_ndim(marks: Sequence[Mark]) -> set[int]:
-    """The set of coordinate counts used by ``marks``."""
-    return {m.ndim for m in marks}
