@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from medrefine.data import Case, open_dataset
@@ -58,7 +57,6 @@ def run_accuracy(
 ) -> list[Record]:
     """Run ``exp``; ``on_case(method, case_id, case, trace)`` sees each finished session, where
     ``trace`` holds ``(record, prediction, strokes)`` per interaction (for overlays)."""
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     ds = open_dataset(exp.data)
     model = model or load_model(exp.model)
     ids = exp.case_ids()

@@ -74,13 +74,6 @@ RECIPES: dict[str, TrainRecipe] = {
         batch_size=8,
         crop=(128, 128),
     ),
-    "nuclei-fluo-unet2d": TrainRecipe(
-        UNetConfig(spatial_dims=2, in_channels=3, num_classes=2, base_channels=32, depth=4),
-        steps=1500,
-        batch_size=8,
-        crop=(128, 128),
-        groups=FLUORESCENCE,
-    ),
     "fetalhead-unet2d": TrainRecipe(
         UNetConfig(
             spatial_dims=2,
@@ -103,6 +96,7 @@ RECIPES: dict[str, TrainRecipe] = {
         crop=(40, 56, 40),
     ),
 }
+RECIPES["nuclei-fluo-unet2d"] = replace(RECIPES["nuclei-unet2d"], groups=FLUORESCENCE)
 
 
 def _samples(

@@ -1,0 +1,94 @@
+"""Gates: distances, the spatial gate, the adaptive reach, and the plan a refine follows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from medrefine.constraints import ConstraintConfig, build
+from medrefine.gate import (
+    FeatureGate,
+    _distance_to,
+    adaptive_sigma,
+    kmeans,
+    plan_gate,
+    spatial_gate,
+)
+from medrefine.refine import RefineConfig
+from medrefine.types import Click
+
+
+def test_distance_is_exact_below_the_stride_threshold_and_close_above() -> None:
+    rng = np.random.default_rng(0)
+    small = rng.random((60, 70)) > 0.99
+    np.testing.assert_allclose(_distance_to(small), ndimage.distance_transform_edt(~small))
+    big = rng.random((80, 80, 80)) > 0.999  # 512k pixels: computed on a stride-2 grid
+    err = np.abs(_distance_to(big) - ndimage.distance_transform_edt(~big))
+    assert err.max() <= 2 * np.sqrt(3)
+    assert np.isinf(_distance_to(np.zeros((4, 4), bool))).all()
+
+
+def test_spatial_gate_is_one_on_marks_and_decays_with_distance() -> None:
+    shape = (40, 50)
+    index = np.ravel_multi_index(([20], [25]), shape)
+    g = spatial_gate(shape, index, sigma=3.0).reshape(shape).numpy()
+    assert g[20, 25] == pytest.approx(1.0)
+    assert g[20, 28] == pytest.approx(np.exp(-9 / 18), rel=1e-5)
+    assert g[0, 0] == 0.0  # beyond 4 sigma: outside the window
+
+
+def test_adaptive_reach_is_local_near_a_boundary_and_infinite_for_a_missing_class() -> None:
+    own = np.zeros((30, 30), np.int64)
+    own[10:20, 10:20] = 1  # the network's object
+    boundary = np.ravel_multi_index(([10, 10], [9, 8]), own.shape)  # 1 and 2 px outside it
+    labels = np.array([1, 1])
+    assert adaptive_sigma(own, boundary, labels, floor=4, reach=3, cap=20) == 4.5
+    assert adaptive_sigma(own, boundary, labels, floor=6, reach=3, cap=20) == 6
+    assert adaptive_sigma(own, boundary, np.array([2, 2]), 4, 3, 20) == np.inf  # never predicted
+    far = np.ravel_multi_index(([2], [29]), own.shape)  # 10 px from the object, cap 5
+    assert adaptive_sigma(own, far, np.array([1]), 4, 3, cap=5) == np.inf
+
+
+def _plan(config: RefineConfig, own: np.ndarray, marks: list, min_reach: float = 0.0):
+    base = torch.from_numpy(np.stack([(own == 0), (own == 1)]).astype(np.float32))
+    cons = build(marks, own.shape, ConstraintConfig())
+    return plan_gate(config, base, own, cons, lambda: pytest.fail("no feature gate"), min_reach)
+
+
+def test_plan_local_global_and_kept_reach() -> None:
+    own = np.zeros((40, 40), np.int64)
+    own[10:20, 10:20] = 1
+    cfg = RefineConfig(gate="adaptive", gate_sigma=2.0, gate_reach=3.0, gate_global=30.0)
+    local = _plan(cfg, own, [Click(1, (10, 9), 0)])
+    assert not local.is_global and local.reach == 3.0
+    assert float(local.weights.reshape(40, 40)[10, 9]) == pytest.approx(1.0)
+    assert float(local.weights.reshape(40, 40)[35, 35]) == 0.0
+    # A class the network never predicts: the correction is made global.
+    own0 = np.zeros_like(own)
+    assert _plan(cfg, own0, [Click(1, (5, 5), 0)]).is_global
+    # Once global, a later local mark does not take it back.
+    assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=float("inf")).is_global
+    # Marks the network already honours leave its prediction alone.
+    agreed = _plan(cfg, own, [Click(1, (15, 15), 0)])
+    assert float(agreed.weights.abs().sum()) == 0.0
+    assert _plan(RefineConfig(gate="none"), own, [Click(1, (10, 9), 0)]).is_global
+
+
+def test_apply_blends_adapted_into_base_by_the_gate() -> None:
+    own = np.zeros((10, 10), np.int64)
+    plan = _plan(RefineConfig(gate="spatial", gate_sigma=1.0), own, [Click(1, (5, 5), 0)])
+    adapted = torch.full((2, 10, 10), 7.0)
+    out = plan.apply(adapted)
+    assert float(out[0, 5, 5]) == pytest.approx(7.0) and float(out[0, 0, 0]) == pytest.approx(1.0)
+
+
+def test_kmeans_and_feature_gate_find_look_alikes() -> None:
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(50, 3) * 0.1, torch.randn(50, 3) * 0.1 + 5])
+    centres = kmeans(x, 2)
+    assert sorted(round(float(c.mean())) for c in centres) == [0, 5]
+    rows = torch.cat([torch.zeros(20, 4), torch.ones(20, 4) * 3]) + torch.randn(40, 4) * 0.05
+    gate = FeatureGate((rows,))(np.array([0, 1]), tau=0.5, prototypes=2)
+    assert gate[:20].min() > 0.5 and gate[20:].max() < 0.01
