@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from medrefine.models.preprocess import Preprocessing
 from medrefine.models.split import SplitModel
@@ -91,3 +92,8 @@ def case2d() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture()
 def case3d() -> tuple[np.ndarray, np.ndarray]:
     return scene((18, 20, 17), np.random.default_rng(8), n=3)
+
+
+# Property tests draw the same examples on every run, so CI results do not depend on luck.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.load_profile("deterministic")
