@@ -19,7 +19,7 @@ marks, the required pixels whose class the pre-trained network gets wrong:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,11 +44,15 @@ class GatePlan:
             everywhere (no gate, or an adaptive gate that found the network missing whole
             structures).
         reach: the adaptive gate's width in pixels (inf when global), else None.
+        wrong_index, wrong_labels: the contradicted marks (flat pixel index, int64; the class
+            the clinician gave them).
     """
 
     base: torch.Tensor
     weights: torch.Tensor | None
     reach: float | None = None
+    wrong_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    wrong_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def is_global(self) -> bool:
@@ -75,16 +79,16 @@ def plan_gate(
     ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
     so a correction made global is not taken back by a later, local mark.
     """
-    if config.gate == "none":
-        return GatePlan(base, None)
-    if config.gate == "adaptive" and min_reach > config.gate_global:
-        return GatePlan(base, None, float("inf"))
     shape = cons.shape
     req = cons.required
     wrong = own.reshape(-1)[cons.index[req]] != cons.label[req]
     index, labels = cons.index[req][wrong], cons.label[req][wrong]
+    if config.gate == "none":
+        return GatePlan(base, None, None, index, labels)
+    if config.gate == "adaptive" and min_reach > config.gate_global:
+        return GatePlan(base, None, float("inf"), index, labels)
     if index.size == 0:  # the network already honours every mark
-        return GatePlan(base, torch.zeros((1, *shape)))
+        return GatePlan(base, torch.zeros((1, *shape)), None, index, labels)
     if config.gate == "spatial":
         g = spatial_gate(shape, index, config.gate_sigma)
     elif config.gate == "adaptive":
@@ -100,11 +104,14 @@ def plan_gate(
             ),
         )
         if reach > config.gate_global:
-            return GatePlan(base, None, float("inf"))
-        return GatePlan(base, spatial_gate(shape, index, reach).reshape((1, *shape)), reach)
+            if not config.gate_confirm or min_reach >= config.gate_global:
+                return GatePlan(base, None, float("inf"), index, labels)
+            reach = config.gate_global  # first sign of a global miss: widest local gate
+        g = spatial_gate(shape, index, reach)
+        return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
     else:
         g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
-    return GatePlan(base, g.reshape((1, *shape)))
+    return GatePlan(base, g.reshape((1, *shape)), None, index, labels)
 
 
 def _window(
@@ -221,6 +228,27 @@ class FeatureGate:
             [r[index].float() * iv.sqrt() for r, iv in zip(self.rows, self.inv_var, strict=True)], 1
         )
 
+    def prototypes(
+        self, index: np.ndarray, prototypes: int, seed: int = 0, labels: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """At most ``prototypes`` k-means centres per class (``labels``) of the standardised
+        features of the flat ``index`` pixels, ``(n, C)``."""
+        marked = self._scaled(torch.from_numpy(index))
+        groups = (
+            [np.arange(index.size)]
+            if labels is None
+            else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        )
+        return torch.cat(
+            [kmeans(marked[torch.from_numpy(g)], prototypes, seed=seed) for g in groups]
+        )
+
+    def similarity(self, pixels: np.ndarray, protos: torch.Tensor, tau: float) -> torch.Tensor:
+        """``exp(-d^2 / (C tau))`` at the flat ``pixels`` ``(A,)``, ``d^2`` the squared distance
+        of their standardised features to the nearest of ``protos``."""
+        d2 = torch.cdist(self._scaled(torch.from_numpy(pixels)), protos).pow(2).min(1).values
+        return torch.exp(-d2 / (self.channels * tau))
+
     def __call__(
         self,
         index: np.ndarray,
@@ -230,16 +258,7 @@ class FeatureGate:
         labels: np.ndarray | None = None,
     ) -> torch.Tensor:
         """Gate ``(P,)`` for the contradicted marks at flat ``index`` (grouped by ``labels``)."""
-        idx = torch.from_numpy(index)
-        marked = self._scaled(idx)
-        groups = (
-            [np.arange(index.size)]
-            if labels is None
-            else [np.flatnonzero(labels == c) for c in np.unique(labels)]
-        )
-        protos = torch.cat(
-            [kmeans(marked[torch.from_numpy(g)], prototypes, seed=seed) for g in groups]
-        )
+        protos = self.prototypes(index, prototypes, seed, labels)
         best = torch.full((self.rows[0].shape[0],), torch.inf)
         chunk = 1 << 16
         for a in range(0, best.numel(), chunk):

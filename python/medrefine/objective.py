@@ -9,7 +9,7 @@ prediction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -24,7 +24,8 @@ class LossInputs:
         pos_label, pos_weight: ``(N,)`` int64 classes and float32 weights.
         neg_logits: ``(M, K)``; neg_label: ``(M,)`` the class each pixel must not be.
         anchor_logits: ``(A, K)`` at sampled unmarked pixels; anchor_ref: ``(A, K)`` the
-            pre-trained network's probabilities there.
+            pre-trained network's probabilities there; anchor_weight: ``(A,)`` float32 in
+            [0, 1], how firmly each is held (empty = all 1).
         params, params0: current and pre-trained trainable parameters (same order).
     """
 
@@ -37,6 +38,7 @@ class LossInputs:
     anchor_ref: torch.Tensor
     params: Sequence[torch.Tensor]
     params0: Sequence[torch.Tensor]
+    anchor_weight: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 Term = Callable[[LossInputs], torch.Tensor]
@@ -74,10 +76,14 @@ def weight_anchor(x: LossInputs) -> torch.Tensor:
 
 
 def prediction_anchor(x: LossInputs) -> torch.Tensor:
-    """KL(p0 || p) at sampled unmarked pixels: keep them where the network had them."""
+    """KL(p0 || p) at sampled unmarked pixels, each weighted by ``anchor_weight``, summed and
+    divided by their count: keep them where the network had them."""
     if x.anchor_ref.numel() == 0:
         return x.anchor_logits.sum() * 0.0
-    return F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="batchmean")
+    if x.anchor_weight.numel() == 0:
+        return F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="batchmean")
+    kl = F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="none").sum(1)
+    return (x.anchor_weight * kl).sum() / kl.numel()
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,11 @@ from medrefine.objective import LossInputs, build_objective
 class RefineConfig:
     """Every knob of a refinement. Defaults are medrefine's; :meth:`paper` gives the paper's.
 
-    The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels, the adaptive gate with a
-    4-pixel floor) were chosen on the accuracy bench (``docs/results.md``): they never let one
-    interaction collapse the mask in distribution, and still let a correction spread over the
-    whole image when the network misses whole structures.
+    The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels while the gate is narrower
+    than 24 pixels, the adaptive gate with a 4-pixel floor that turns global only on two
+    readings) were chosen on the accuracy bench (``docs/corrections.md``): in distribution no
+    interaction costs a case more than a few hundredths of Dice, and a correction still spreads
+    over the image when the network misses whole structures.
 
     Attributes:
         optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
@@ -50,6 +51,13 @@ class RefineConfig:
         seed: seeds every random choice (sampled pixels), so refinement is deterministic.
         gate, gate_sigma (pixels), gate_tau, gate_prototypes: where the adapted head may overrule
             the network (see :mod:`medrefine.gate`); ``"none"`` lets it decide everywhere.
+        gate_reach, gate_global (pixels): the adaptive gate's width is ``gate_reach`` times the
+            median distance of the contradicted marks to the network's mask; beyond
+            ``gate_global`` it is global. gate_confirm: a first such reading only opens the gate
+            to ``gate_global``; the next one beyond it makes it global.
+        anchor_reach (pixels): the anchor is dropped when the adaptive width exceeds it (the
+            network is wrong too widely to hold it at its answer), or, with ``anchor_relax``,
+            released where a pixel's features resemble a contradicted mark.
         head_eval: ``"auto"`` evaluates the head only where the loss needs it; ``"full"`` runs it
             over the whole image every iteration (the naive loop, kept as a benchmark baseline).
     """
@@ -80,6 +88,9 @@ class RefineConfig:
     gate_sigma: float = 4.0
     gate_reach: float = 3.0
     gate_global: float = 64.0
+    gate_confirm: bool = True
+    anchor_reach: float = 24.0
+    anchor_relax: bool = False
     gate_tau: float = 0.5
     gate_prototypes: int = 8
 
@@ -180,6 +191,7 @@ class _Targets:
     anchor_ref: torch.Tensor
     n_pos: int
     n_neg: int
+    anchor_weight: torch.Tensor
 
     def satisfied(self, logits: torch.Tensor) -> bool:
         """Every required positive pixel is its class and no negative pixel is its class."""
@@ -203,6 +215,7 @@ class _Targets:
             self.anchor_ref,
             params,
             params0,
+            self.anchor_weight,
         )
 
 
@@ -224,9 +237,17 @@ class Refiner:
         return sample[~np.isin(sample, cons.index)]
 
     def run(
-        self, runner: HeadRunner, cons: Constraints, params0: dict[str, torch.Tensor]
+        self,
+        runner: HeadRunner,
+        cons: Constraints,
+        params0: dict[str, torch.Tensor],
+        anchor_hold: Callable[[np.ndarray], torch.Tensor] | None = None,
     ) -> LoopOutcome:
-        """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters."""
+        """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters.
+
+        ``anchor_hold`` maps the anchor pixels (flat index, ``(A,)``) to how firmly each is held
+        at the network's prediction (``(A,)`` float32 in [0, 1]); None holds them all fully.
+        """
         head = runner.head
         params = trainable_parameters(head, self.config.trainable_layers)
         names = {id(p): n for n, p in head.named_parameters()}
@@ -241,6 +262,9 @@ class Refiner:
                 head.load_state_dict(params0, strict=False)
                 ref = evaluate()[cons.index.size + cons.neg_index.size :].softmax(1)
                 head.load_state_dict(current, strict=False)
+        hold = torch.zeros(0)
+        if anchor_hold is not None and anchor_idx.size:
+            hold = anchor_hold(anchor_idx)
         targets = _Targets(
             torch.from_numpy(cons.label),
             torch.from_numpy(cons.weight),
@@ -249,6 +273,7 @@ class Refiner:
             ref,
             cons.index.size,
             cons.neg_index.size,
+            hold,
         )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # rows of a few thousand pixels: thread hand-offs cost more

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -192,12 +193,16 @@ class Session:
         cfg = self.config
         cons = constraints.build(marks, self._shape, cfg.constraint_config(), self._image)
         plan = self._gate_plan(cons, len(state.class_names))
-        if plan.is_global and cfg.gate == "adaptive":
-            cfg = replace(cfg, anchor_weight=0.0)  # the network misses whole structures
+        hold = None
+        if cfg.gate == "adaptive" and (plan.reach or 0.0) > cfg.anchor_reach:
+            if cfg.anchor_relax and plan.wrong_index.size:
+                hold = self._anchor_hold(plan)
+            else:
+                cfg = replace(cfg, anchor_weight=0.0)  # the network misses whole structures
         if not cfg.warm_start:
             self._head.load_state_dict(state.params0, strict=False)
         try:
-            outcome = Refiner(cfg).run(self._runner, cons, state.params0)
+            outcome = Refiner(cfg).run(self._runner, cons, state.params0, hold)
         except BaseException:
             self._head.load_state_dict(state.head)  # a failed refine changes nothing
             raise
@@ -237,6 +242,20 @@ class Session:
         )
         return result
 
+    def _anchor_hold(self, plan: GatePlan) -> Callable[[np.ndarray], torch.Tensor]:
+        """Anchor pixels are held at the network's answer unless their features resemble a mark
+        the network contradicts: ``1 - similarity`` (see :class:`FeatureGate`)."""
+        fg = self._feature_gate_for_runner()
+        cfg = self.config
+        protos = fg.prototypes(plan.wrong_index, cfg.gate_prototypes, cfg.seed, plan.wrong_labels)
+        return lambda pixels: 1.0 - fg.similarity(pixels, protos, cfg.gate_tau)
+
+    def _feature_gate_for_runner(self) -> FeatureGate:
+        assert self._runner is not None
+        if self._feature_gate is None:
+            self._feature_gate = FeatureGate(tuple(rows(f) for f in self._runner.features))
+        return self._feature_gate
+
     def _gate_plan(self, cons: constraints.Constraints, num_classes: int) -> GatePlan:
         assert self._history is not None and self._runner is not None
         initial = self._history.initial
@@ -244,15 +263,13 @@ class Session:
         if base.shape[0] != num_classes:  # classes added since start at the floor
             floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
             base = torch.cat([base, floor])
-        runner = self._runner
-
-        def feature_gate() -> FeatureGate:
-            if self._feature_gate is None:
-                self._feature_gate = FeatureGate(tuple(rows(f) for f in runner.features))
-            return self._feature_gate
-
         return plan_gate(
-            self.config, base, initial.mask, cons, feature_gate, self._history.current.reach
+            self.config,
+            base,
+            initial.mask,
+            cons,
+            self._feature_gate_for_runner,
+            self._history.current.reach,
         )
 
     def add_class(self, name: str) -> int:
