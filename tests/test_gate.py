@@ -100,3 +100,15 @@ def test_kmeans_and_feature_gate_find_look_alikes() -> None:
     rows = torch.cat([torch.zeros(20, 4), torch.ones(20, 4) * 3]) + torch.randn(40, 4) * 0.05
     gate = FeatureGate((rows,))(np.array([0, 1]), tau=0.5, prototypes=2)
     assert gate[:20].min() > 0.5 and gate[20:].max() < 0.01
+
+
+def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
+    torch.manual_seed(1)
+    rows = torch.cat([torch.zeros(30, 4), torch.ones(30, 4) * 3]) + torch.randn(60, 4) * 0.05
+    fg = FeatureGate((rows,))
+    marks = np.array([0, 1, 2])
+    full = fg(marks, tau=0.5, prototypes=2)
+    pixels = np.array([5, 40, 59])
+    at = fg.similarity(pixels, fg.prototypes(marks, 2), tau=0.5)
+    torch.testing.assert_close(at, full[torch.from_numpy(pixels)])
+    assert float(at[0]) > 0.5 and float(at[1:].max()) < 0.01

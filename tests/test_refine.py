@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from medrefine.errors import InputError
-from medrefine.objective import LossInputs, build_objective, mark_loss, weight_anchor
+from medrefine.objective import (
+    LossInputs,
+    build_objective,
+    mark_loss,
+    prediction_anchor,
+    weight_anchor,
+)
 from medrefine.refine import RefineConfig, trainable_parameters
 
 
@@ -98,3 +104,17 @@ def test_objective_leaves_out_zero_weight_terms() -> None:
         "weight_anchor",
         "prediction_anchor",
     )
+
+
+def test_prediction_anchor_weights_each_pixel() -> None:
+    torch.manual_seed(0)
+    logits, ref = torch.randn(6, 3), torch.randn(6, 3).softmax(1)
+    x = _inputs(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long), torch.ones(1))
+    x.anchor_logits, x.anchor_ref = logits, ref
+    full = prediction_anchor(x)
+    per_pixel = (ref * (ref.log() - logits.log_softmax(1))).sum(1)
+    torch.testing.assert_close(full, per_pixel.mean())
+    x.anchor_weight = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(prediction_anchor(x), per_pixel[:3].sum() / 6)
+    x.anchor_weight = torch.zeros(6)
+    assert float(prediction_anchor(x)) == 0.0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import medrefine as mr
+from medrefine import constraints
 from medrefine.errors import InputError, StateError
 
 
@@ -227,3 +228,27 @@ def test_box_keeps_class_inside_and_excludes_it_outside(model2d, case2d) -> None
     assert not (result.mask[outside] == 1).any()
     centre = ((box.start[0] + box.stop[0] - 1) // 2, (box.start[1] + box.stop[1] - 1) // 2)
     assert result.mask[centre] == 1
+
+
+def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
+    image, _ = case2d
+
+    def refine(**kw: object) -> mr.RefineResult:
+        s = mr.Session(model2d, mr.RefineConfig(max_iterations=20, **kw))  # type: ignore[arg-type]
+        s.set_image(image)
+        s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
+        return s.refine()
+
+    free = refine(anchor_weight=0.0).mask
+    assert np.array_equal(refine(anchor_reach=0.0).mask, free)  # wider than 0 px: dropped
+    assert not np.array_equal(refine(anchor_reach=1e9).mask, free)  # never wide enough: held
+    # Relaxed: pixels that look like the contradicted mark are released, the rest held.
+    s = mr.Session(model2d, mr.RefineConfig(anchor_reach=0.0, anchor_relax=True))
+    s.set_image(image)
+    s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
+    assert s._image is not None
+    cons = constraints.build(s.pending, image.shape, s.config.constraint_config(), s._image)
+    plan = s._gate_plan(cons, s.num_classes)
+    hold = s._anchor_hold(plan)
+    marked = hold(plan.wrong_index[:5])
+    assert float(marked.max()) < 0.5 and float(hold(np.arange(image.size)).max()) > 0.9
