@@ -107,3 +107,13 @@ def test_region_growing_adds_weighted_hints_only() -> None:
 def test_out_of_image_marks_are_refused(mark, match) -> None:
     with pytest.raises(InputError, match=match):
         build([mark], (10, 12), ConstraintConfig())
+
+
+def test_box_around_objects_the_network_finds_adds_no_centre() -> None:
+    network = np.zeros((30, 30), np.int64)
+    network[5:8, 5:8] = 1  # one object found, off the centre of the box
+    box = Box(1, (2, 2), (28, 28))
+    found = build([box], (30, 30), ConstraintConfig(), network=network)
+    assert found.index.size == 0 and found.neg_index.size > 0  # only "not 1" outside
+    missed = build([box], (30, 30), ConstraintConfig(), network=np.zeros_like(network))
+    assert missed.index.size > 0 and (missed.label == 1).all()  # centre of a missed object

@@ -4,11 +4,13 @@ Rules (coordinates in array order, 2D ``(y, x)``, 3D ``(z, y, x)``):
 
 - Scribble: its polyline, sampled at half-pixel steps, dilated by a ball of ``radius`` pixels.
 - Click: a ball of ``radius`` around the point. Paint: exactly its pixels.
-- Box of class c: "c lies inside". Its central region (``box_center_fraction`` of each side,
-  at least one pixel) is a positive constraint c; pixels outside the union of all boxes of class c
-  are "not c". The loss sees the band of ``box_band`` pixels just outside the boxes plus
-  ``box_negatives`` pixels sampled (seeded) from the rest; the returned mask enforces "not c"
-  everywhere outside.
+- Box of class c: "c lies inside". If the network's mask shows no c inside the box (a missed
+  object), its central region (``box_center_fraction`` of each side, at least one pixel) is a
+  positive constraint c; a box around objects the network already finds adds no positive pixel
+  (the centre of a box drawn around several objects is often background). Pixels outside the
+  union of all boxes of class c are "not c". The loss sees the band of ``box_band`` pixels just
+  outside the boxes plus ``box_negatives`` pixels sampled (seeded) from the rest; the returned
+  mask enforces "not c" everywhere outside.
 - Later marks win where marks of different classes overlap.
 - Region growing (optional) grows scribbles, clicks and paint through
   :func:`medrefine.region_grow` on the normalised image; grown pixels are hints: they carry
@@ -205,11 +207,13 @@ def build(
     shape: tuple[int, ...],
     config: ConstraintConfig,
     image: np.ndarray | None = None,
+    network: np.ndarray | None = None,
 ) -> Constraints:
     """Constraints of ``marks`` on an image of spatial ``shape``.
 
     ``image`` (``(C, *shape)`` float, the normalised network input) is needed only when
-    ``config.region_grow`` is on.
+    ``config.region_grow`` is on. ``network`` (``shape``, int) is the network's own label mask;
+    without it every box gets its centre constraint.
     """
     parts: list[tuple[np.ndarray, int, bool]] = []  # (flat indices, class, drawn)
     boxes: list[Box] = []
@@ -217,9 +221,9 @@ def build(
         if isinstance(mark, Box):
             _box_slices(mark, shape)
             boxes.append(mark)
-            parts.append(
-                (_flat(_box_center(mark, config.box_center_fraction), shape), mark.label, False)
-            )
+            if network is None or not (network[_box_slices(mark, shape)] == mark.label).any():
+                centre = _flat(_box_center(mark, config.box_center_fraction), shape)
+                parts.append((centre, mark.label, False))
         else:
             parts.append((rasterize(mark, shape), mark.label, True))
     if parts:

@@ -191,7 +191,10 @@ class Session:
             raise StateError("no marks: add() a scribble, click or box before refine()")
         start = time.perf_counter()
         cfg = self.config
-        cons = constraints.build(marks, self._shape, cfg.constraint_config(), self._image)
+        assert self._history is not None
+        cons = constraints.build(
+            marks, self._shape, cfg.constraint_config(), self._image, self._history.initial.mask
+        )
         plan = self._gate_plan(cons, len(state.class_names))
         hold = None
         if cfg.gate == "adaptive" and (plan.reach or 0.0) > cfg.anchor_reach:
