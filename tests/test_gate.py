@@ -14,12 +14,13 @@ from medrefine.gate import (
     FeatureGate,
     _distance_to,
     adaptive_sigma,
+    enough_evidence,
     kmeans,
     plan_gate,
     spatial_gate,
 )
 from medrefine.refine import RefineConfig
-from medrefine.types import Click
+from medrefine.types import Click, Scribble
 
 
 def test_distance_is_exact_below_the_stride_threshold_and_close_above() -> None:
@@ -62,7 +63,9 @@ def _plan(config: RefineConfig, own: np.ndarray, marks: list, min_reach: float =
 def test_plan_local_global_and_kept_reach() -> None:
     own = np.zeros((40, 40), np.int64)
     own[10:20, 10:20] = 1
-    cfg = RefineConfig(gate="adaptive", gate_sigma=2.0, gate_reach=3.0, gate_global=30.0)
+    cfg = RefineConfig(
+        gate="adaptive", gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, gate_evidence=0
+    )
     local = _plan(cfg, own, [Click(1, (10, 9), 0)])
     assert not local.is_global and local.reach == 3.0
     assert float(local.weights.reshape(40, 40)[10, 9]) == pytest.approx(1.0)
@@ -112,3 +115,18 @@ def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
     at = fg.similarity(pixels, fg.prototypes(marks, 2), tau=0.5)
     torch.testing.assert_close(at, full[torch.from_numpy(pixels)])
     assert float(at[0]) > 0.5 and float(at[1:].max()) < 0.01
+
+
+def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
+    own = np.zeros((60, 60), np.int64)  # the network never predicts class 1
+    cfg = RefineConfig(gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, anchor_reach=12.0)
+    assert not enough_evidence(np.array([1, 1, 1]), 2)
+    assert enough_evidence(np.array([0, 0, 1, 1]), 2)
+    click = _plan(cfg, own, [Click(1, (5, 5), 0)], min_reach=30.0)
+    assert not click.is_global and click.reach == 30.0  # the session's kept reach still holds
+    assert _plan(cfg, own, [Click(1, (5, 5), 0)]).reach == 12.0  # capped at anchor_reach
+    # Two classes contradicted with enough pixels each: the same far reading goes wide.
+    own[:, 30:] = 1
+    marks = [Scribble(1, [(5, 2), (5, 12)], 0), Scribble(0, [(50, 40), (50, 50)], 0)]
+    wide = _plan(replace(cfg, gate_evidence=5), own, marks)
+    assert wide.reach is not None and wide.reach > 12.0

@@ -39,6 +39,10 @@ def test_overrides_parse_types() -> None:
         ("lr=0", "lr"),
         ("alpha=-1", "alpha"),
         ("optimizer=lbfgs", "optimizer"),
+        ("gate_sigma=0", "gate_sigma"),
+        ("anchor_reach=-1", "anchor_reach"),
+        ("gate_global=nan", "gate_global"),
+        ("gate_evidence=-2", "gate_evidence"),
     ],
 )
 def test_bad_overrides(spec: str, match: str) -> None:

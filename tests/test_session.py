@@ -234,7 +234,8 @@ def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     image, _ = case2d
 
     def refine(**kw: object) -> mr.RefineResult:
-        s = mr.Session(model2d, mr.RefineConfig(max_iterations=20, **kw))  # type: ignore[arg-type]
+        cfg = mr.RefineConfig(max_iterations=20, gate_evidence=0, **kw)  # type: ignore[arg-type]
+        s = mr.Session(model2d, cfg)
         s.set_image(image)
         s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
         return s.refine()
@@ -243,7 +244,7 @@ def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     assert np.array_equal(refine(anchor_reach=0.0).mask, free)  # wider than 0 px: dropped
     assert not np.array_equal(refine(anchor_reach=1e9).mask, free)  # never wide enough: held
     # Relaxed: pixels that look like the contradicted mark are released, the rest held.
-    s = mr.Session(model2d, mr.RefineConfig(anchor_reach=0.0, anchor_relax=True))
+    s = mr.Session(model2d, mr.RefineConfig(anchor_reach=0.0, anchor_relax=True, gate_evidence=0))
     s.set_image(image)
     s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
     assert s._image is not None

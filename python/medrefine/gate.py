@@ -92,17 +92,17 @@ def plan_gate(
     if config.gate == "spatial":
         g = spatial_gate(shape, index, config.gate_sigma)
     elif config.gate == "adaptive":
-        reach = max(
-            min_reach,
-            adaptive_sigma(
-                own,
-                index,
-                labels,
-                config.gate_sigma,
-                config.gate_reach,
-                config.gate_global / config.gate_reach,
-            ),
+        reach = adaptive_sigma(
+            own,
+            index,
+            labels,
+            config.gate_sigma,
+            config.gate_reach,
+            config.gate_global / config.gate_reach,
         )
+        if reach > config.anchor_reach and not enough_evidence(labels, config.gate_evidence):
+            reach = max(config.gate_sigma, config.anchor_reach)  # too little evidence to act widely
+        reach = max(min_reach, reach)
         if reach > config.gate_global:
             if not config.gate_confirm or min_reach >= config.gate_global:
                 return GatePlan(base, None, float("inf"), index, labels)
@@ -112,6 +112,13 @@ def plan_gate(
     else:
         g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
     return GatePlan(base, g.reshape((1, *shape)), None, index, labels)
+
+
+def enough_evidence(labels: np.ndarray, pixels: int) -> bool:
+    """At least two classes have ``pixels`` or more contradicted mark pixels each (``labels``:
+    their classes): enough for a wide gate or a global change, which a few pixels of one class
+    would otherwise turn into "everything is that class"."""
+    return int((np.bincount(labels) >= pixels).sum()) >= 2
 
 
 def _window(

@@ -54,7 +54,9 @@ class RefineConfig:
         gate_reach, gate_global (pixels): the adaptive gate's width is ``gate_reach`` times the
             median distance of the contradicted marks to the network's mask; beyond
             ``gate_global`` it is global. gate_confirm: a first such reading only opens the gate
-            to ``gate_global``; the next one beyond it makes it global.
+            to ``gate_global``; the next one beyond it makes it global. gate_evidence: the gate
+            grows past ``anchor_reach`` only with this many contradicted pixels of each of two
+            classes or more.
         anchor_reach (pixels): the anchor is dropped when the adaptive width exceeds it (the
             network is wrong too widely to hold it at its answer), or, with ``anchor_relax``,
             released where a pixel's features resemble a contradicted mark.
@@ -89,6 +91,7 @@ class RefineConfig:
     gate_reach: float = 3.0
     gate_global: float = 64.0
     gate_confirm: bool = True
+    gate_evidence: int = 32
     anchor_reach: float = 24.0
     anchor_relax: bool = False
     gate_tau: float = 0.5
@@ -105,6 +108,12 @@ class RefineConfig:
             raise InputError(f"max_iterations must be >= 0, got {self.max_iterations}")
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
+        for name in ("gate_sigma", "gate_reach", "gate_global", "anchor_reach", "gate_tau"):
+            value = getattr(self, name)
+            if not value >= 0 or (name == "gate_sigma" and value == 0):
+                raise InputError(f"{name} must be >= 0 (gate_sigma > 0), got {value!r}")
+        if self.gate_evidence < 0:
+            raise InputError(f"gate_evidence must be >= 0, got {self.gate_evidence}")
         if not 0 < self.box_center_fraction <= 1:
             raise InputError("box_center_fraction must be in (0, 1]")
 
