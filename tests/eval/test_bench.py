@@ -81,6 +81,12 @@ def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_pat
     assert "| `medrefine` | 2 |" in (out / "summary.md").read_text()
     assert (out / "dice.png").stat().st_size > 0
     assert len(list(out.glob("overlay-*.png"))) == 3
+    # One failure overlay per method that ever lost Dice in one interaction.
+    curves: dict[tuple[str, str], dict[int, float]] = {}
+    for r in records:
+        curves.setdefault((r["method"], r["case"]), {})[r["interaction"]] = r["dice"]
+    lost = {m for (m, _), d in curves.items() if any(d[k] < d[k - 1] for k in range(1, len(d)))}
+    assert {p.name for p in out.glob("failure-*.png")} == {f"failure-{m}.png" for m in lost}
 
 
 def test_harness_carries_metrics_when_nothing_is_left_to_correct() -> None:
@@ -109,8 +115,12 @@ def test_new_class_method_maps_labels_both_ways() -> None:
     p0 = method.start(case.image)
     assert method.session is not None and method.session.num_classes == 3
     assert not p0.any()  # the new class starts below the others; nuclei count as background
-    recs = [r for r, _, _ in simulate(method, case, 2, RobotConfig(), 1)]
-    assert recs[-1].dice > 0.1
+    trace = list(simulate(method, case, 2, RobotConfig(), 1))
+    (stroke,) = trace[-1][2]
+    pred = trace[-1][1]
+    assert stroke.label == 1 and pred is not None
+    assert (pred[tuple(stroke.pixels.T)] == 1).all()  # the new channel maps back to label 1
+    assert trace[-1][0].dice > 0.0
 
 
 def test_summary_reports_worst_step_including_the_first() -> None:

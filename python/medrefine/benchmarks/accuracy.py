@@ -2,7 +2,8 @@
 
 Writes ``OUT/results.json`` (``{"meta", "records"}``, one record per method, case and interaction),
 ``OUT/summary.md`` (Dice after each interaction, Dice-AUC, NoC@0.85/0.90, ms p50/p95, machine),
-``OUT/dice.png`` and overlays of the first cases (``OUT/overlay-*.png``).
+``OUT/dice.png``, overlays of the first cases (``OUT/overlay-*.png``) and of each drawn method's
+worst one-interaction Dice loss, the interaction before and after (``OUT/failure-*.png``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run)
+
+
+def failure_name(method: str) -> str:
+    """File name of the overlay of ``method``'s worst one-interaction Dice loss."""
+    return f"failure-{method.replace(':', '_').replace(',', '_')}.png"
 
 
 def overlay_name(method: str, index: int) -> str:
@@ -92,7 +98,39 @@ def run(args: argparse.Namespace) -> int:
             case.label.ndim,
         )
 
-    records = run_accuracy(exp, on_case=overlay)
+    worst: dict[str, tuple[float, Case, list[Any], int]] = {}
+
+    def on_case(method: str, case_id: str, case: Case, trace: list[Any]) -> None:
+        overlay(method, case_id, case, trace)
+        if chosen and method not in chosen:
+            return
+        dice = [r.dice for r, _, _ in trace]
+        steps = [
+            (dice[k] - dice[k - 1], k) for k in range(1, len(dice)) if trace[k - 1][1] is not None
+        ]
+        if not steps:
+            return
+        drop, k = min(steps)
+        if drop < worst.get(method, (0.0,))[0]:  # keep the worst loss (a loss only)
+            worst[method] = (drop, case, trace, k)
+
+    records = run_accuracy(exp, on_case=on_case)
+    for method, (drop, case, trace, k) in worst.items():
+        seeds = np.zeros(case.label.shape, np.int32)
+        for _, _, strokes in trace[: k + 1]:
+            seeds = paint(seeds, strokes)
+        save_overlay(
+            out / failure_name(method),
+            case.image,
+            [
+                (f"after {k - 1}", trace[k - 1][1]),
+                ("marks", trace[k - 1][1]),
+                (f"after {k} ({drop:+.2f} Dice)", trace[k][1]),
+                ("ground truth", case.label),
+            ],
+            seeds,
+            case.label.ndim,
+        )
     meta = {
         "data": str(exp.data),
         "model": exp.model,

@@ -56,8 +56,12 @@ def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
         for name in (accuracy.overlay_name(spec.methods[0], i) for i in (1, 2))
         if (out / spec.key / name).exists()
     ]
+    failure = accuracy.failure_name(spec.methods[0])
+    if (out / spec.key / failure).exists():
+        overlays.append(failure)
     images = [f"![Dice against interactions]({spec.key}/dice.png)"] + [
-        f"![overlay]({spec.key}/{name})" for name in overlays
+        f"![{'worst interaction' if name == failure else 'overlay'}]({spec.key}/{name})"
+        for name in overlays
     ]
     return summary + "\n" + "\n".join(images) + "\n"
 
