@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from scipy import ndimage
 
 from medrefine.constraints import Constraints
@@ -142,15 +143,13 @@ def _distance_to(targets: np.ndarray) -> np.ndarray:
     stride = max(1, int(np.ceil((targets.size / _EDT_PIXELS) ** (1 / targets.ndim))))
     if stride == 1:
         return ndimage.distance_transform_edt(~targets)
-    blocks = tuple(-(-n // stride) for n in targets.shape)
-    padded = np.zeros(tuple(b * stride for b in blocks), dtype=bool)
-    padded[tuple(slice(0, n) for n in targets.shape)] = targets
-    axes = tuple(range(1, 2 * targets.ndim, 2))
-    coarse = padded.reshape(tuple(x for b in blocks for x in (b, stride))).any(axis=axes)
-    d = ndimage.distance_transform_edt(~coarse) * stride
-    for axis in range(targets.ndim):
-        d = np.repeat(d, stride, axis=axis)
-    return d[tuple(slice(0, n) for n in targets.shape)]
+    pool = {2: F.max_pool2d, 3: F.max_pool3d}[targets.ndim]
+    dense = torch.from_numpy(targets)[None, None].float()
+    coarse = pool(dense, stride, stride, ceil_mode=True)[0, 0].numpy() > 0
+    d = torch.from_numpy(ndimage.distance_transform_edt(~coarse) * stride)
+    for axis in range(targets.ndim):  # nearest-neighbour upsampling, cut to the input's shape
+        d = d.repeat_interleave(stride, dim=axis).narrow(axis, 0, targets.shape[axis])
+    return d.numpy()
 
 
 def spatial_gate(shape: tuple[int, ...], index: np.ndarray, sigma: float) -> torch.Tensor:
