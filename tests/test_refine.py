@@ -43,6 +43,7 @@ def test_overrides_parse_types() -> None:
         ("anchor_reach=-1", "anchor_reach"),
         ("gate_global=nan", "gate_global"),
         ("gate_evidence=-2", "gate_evidence"),
+        ("wide_iterations=-1", "wide_iterations"),
     ],
 )
 def test_bad_overrides(spec: str, match: str) -> None:

@@ -253,3 +253,18 @@ def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     hold = s._anchor_hold(plan)
     marked = hold(plan.wrong_index[:5])
     assert float(marked.max()) < 0.5 and float(hold(np.arange(image.size)).max()) > 0.9
+
+
+def test_a_wide_gate_gets_wide_iterations(model2d, case2d) -> None:
+    image, _ = case2d
+
+    def steps(anchor_reach: float) -> int:
+        cfg = mr.RefineConfig(
+            max_iterations=1, wide_iterations=3, anchor_reach=anchor_reach, gate_evidence=0
+        )
+        s = mr.Session(model2d, cfg)
+        s.set_image(image)
+        s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
+        return s.refine().iterations
+
+    assert steps(1e9) == 1 and steps(0.0) == 3

@@ -36,7 +36,8 @@ class RefineConfig:
     Attributes:
         optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
         lr: learning rate. momentum: SGD momentum.
-        max_iterations: M, the most gradient steps per ``refine()``.
+        max_iterations: M, the most gradient steps per ``refine()``; wide_iterations: M when the
+            adaptive gate is wider than ``anchor_reach`` (a badly wrong network needs more).
         alpha: weight of ||W - W0||_2 (W0 = pre-trained head).
         anchor_weight: weight of KL(p0 || p) on ``anchor_samples`` sampled unmarked pixels.
         negative_weight: weight of the box-exclusion term.
@@ -67,7 +68,8 @@ class RefineConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-2
     momentum: float = 0.9
-    max_iterations: int = 50
+    max_iterations: int = 20
+    wide_iterations: int = 50
     alpha: float = 1.0
     anchor_weight: float = 1.0
     anchor_samples: int = 4096
@@ -104,8 +106,11 @@ class RefineConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise InputError(f"{name} must be a finite number >= 0 (lr > 0), got {value!r}")
-        if self.max_iterations < 0:
-            raise InputError(f"max_iterations must be >= 0, got {self.max_iterations}")
+        if self.max_iterations < 0 or self.wide_iterations < 0:
+            raise InputError(
+                f"max_iterations and wide_iterations must be >= 0, got "
+                f"{self.max_iterations} and {self.wide_iterations}"
+            )
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
         for name in ("gate_sigma", "gate_reach", "gate_global", "anchor_reach", "gate_tau"):
@@ -125,6 +130,7 @@ class RefineConfig:
         return cls(
             optimizer="sgd",
             lr=0.1,
+            max_iterations=50,
             momentum=0.0,
             alpha=1e-3,
             anchor_weight=0.0,

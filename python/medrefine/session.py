@@ -198,6 +198,8 @@ class Session:
         plan = self._gate_plan(cons, len(state.class_names))
         hold = None
         if cfg.gate == "adaptive" and (plan.reach or 0.0) > cfg.anchor_reach:
+            # The network is wrong over a wide area: more steps, and no anchor at its answer.
+            cfg = replace(cfg, max_iterations=max(cfg.max_iterations, cfg.wide_iterations))
             if cfg.anchor_relax and plan.wrong_index.size:
                 hold = self._anchor_hold(plan)
             else:
