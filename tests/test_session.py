@@ -9,6 +9,7 @@ import torch
 import medrefine as mr
 from medrefine import constraints
 from medrefine.errors import InputError, StateError
+from medrefine.gate import loop_settings
 
 
 def _head_state(session: mr.Session) -> dict[str, torch.Tensor]:
@@ -250,7 +251,8 @@ def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     assert s._image is not None
     cons = constraints.build(s.pending, image.shape, s.config.constraint_config(), s._image)
     plan = s._gate_plan(cons, s.num_classes)
-    hold = s._anchor_hold(plan)
+    cfg, hold = loop_settings(s.config, plan, s._features_gate)
+    assert hold is not None and cfg.anchor_weight == 1.0 and cfg.max_iterations == 50
     marked = hold(plan.wrong_index[:5])
     assert float(marked.max()) < 0.5 and float(hold(np.arange(image.size)).max()) > 0.9
 

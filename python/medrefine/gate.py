@@ -12,14 +12,18 @@ marks, the required pixels whose class the pre-trained network gets wrong:
   image and nowhere else.
 - ``"adaptive"``: the spatial gate with a width set by how far the network's own mask is from
   the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
-  when the network misses whole structures. A global refine also drops the anchor on unmarked
-  pixels, which would otherwise hold the missed structures at the network's answer.
+  when the network misses whole structures. Three guards: the width passes ``anchor_reach`` only
+  on enough contradicted pixels of two classes (:func:`enough_evidence`; a click never licenses a
+  wide change); with ``gate_confirm`` a first reading beyond ``gate_global`` opens the gate to
+  ``gate_global`` and only a second one makes it global; the width never shrinks within a
+  session. A gate wider than ``anchor_reach`` also drops the anchor on unmarked pixels (see
+  :class:`medrefine.Session`), which would otherwise hold them at the network's wrong answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,6 +117,27 @@ def plan_gate(
     else:
         g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
     return GatePlan(base, g.reshape((1, *shape)), None, index, labels)
+
+
+def loop_settings(
+    config: RefineConfig, plan: GatePlan, feature_gate: Callable[[], FeatureGate]
+) -> tuple[RefineConfig, Callable[[np.ndarray], torch.Tensor] | None]:
+    """The config the loop runs with under ``plan``, and how firmly each anchor pixel (flat
+    index ``(A,)``) is held at the network's answer (``(A,)`` float32 in [0, 1]; None: fully).
+
+    An adaptive gate wider than ``anchor_reach`` means the network is wrong over a wide area:
+    the loop gets ``wide_iterations`` and the anchor is dropped or, with ``anchor_relax``,
+    released where a pixel's features resemble a contradicted mark (``1 - similarity``).
+    """
+    if config.gate != "adaptive" or (plan.reach or 0.0) <= config.anchor_reach:
+        return config, None
+    config = replace(config, max_iterations=max(config.max_iterations, config.wide_iterations))
+    if not (config.anchor_relax and plan.wrong_index.size):
+        return replace(config, anchor_weight=0.0), None
+    fg = feature_gate()
+    protos = fg.prototypes(plan.wrong_index, config.gate_prototypes, config.seed, plan.wrong_labels)
+    tau = config.gate_tau
+    return config, lambda pixels: 1.0 - fg.similarity(pixels, protos, tau)
 
 
 def enough_evidence(labels: np.ndarray, pixels: int) -> bool:

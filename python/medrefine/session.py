@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +20,7 @@ from medrefine import constraints
 from medrefine.backends import FeatureExtractor, TorchBackend
 from medrefine.cache import FeatureCache, image_digest
 from medrefine.errors import InputError, StateError
-from medrefine.gate import FeatureGate, GatePlan, plan_gate
+from medrefine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
 from medrefine.head import (
     HeadRunner,
     channels_last,
@@ -196,14 +195,7 @@ class Session:
             marks, self._shape, cfg.constraint_config(), self._image, self._history.initial.mask
         )
         plan = self._gate_plan(cons, len(state.class_names))
-        hold = None
-        if cfg.gate == "adaptive" and (plan.reach or 0.0) > cfg.anchor_reach:
-            # The network is wrong over a wide area: more steps, and no anchor at its answer.
-            cfg = replace(cfg, max_iterations=max(cfg.max_iterations, cfg.wide_iterations))
-            if cfg.anchor_relax and plan.wrong_index.size:
-                hold = self._anchor_hold(plan)
-            else:
-                cfg = replace(cfg, anchor_weight=0.0)  # the network misses whole structures
+        cfg, hold = loop_settings(self.config, plan, self._features_gate)
         if not cfg.warm_start:
             self._head.load_state_dict(state.params0, strict=False)
         try:
@@ -247,15 +239,8 @@ class Session:
         )
         return result
 
-    def _anchor_hold(self, plan: GatePlan) -> Callable[[np.ndarray], torch.Tensor]:
-        """Anchor pixels are held at the network's answer unless their features resemble a mark
-        the network contradicts: ``1 - similarity`` (see :class:`FeatureGate`)."""
-        fg = self._feature_gate_for_runner()
-        cfg = self.config
-        protos = fg.prototypes(plan.wrong_index, cfg.gate_prototypes, cfg.seed, plan.wrong_labels)
-        return lambda pixels: 1.0 - fg.similarity(pixels, protos, cfg.gate_tau)
-
-    def _feature_gate_for_runner(self) -> FeatureGate:
+    def _features_gate(self) -> FeatureGate:
+        """The feature-similarity gate of this image, built on first use."""
         assert self._runner is not None
         if self._feature_gate is None:
             self._feature_gate = FeatureGate(tuple(rows(f) for f in self._runner.features))
@@ -273,7 +258,7 @@ class Session:
             base,
             initial.mask,
             cons,
-            self._feature_gate_for_runner,
+            self._features_gate,
             self._history.current.reach,
         )
 
