@@ -70,13 +70,18 @@ def test_plan_local_global_and_kept_reach() -> None:
     assert not local.is_global and local.reach == 3.0
     assert float(local.weights.reshape(40, 40)[10, 9]) == pytest.approx(1.0)
     assert float(local.weights.reshape(40, 40)[35, 35]) == 0.0
-    # A class the network never predicts: a first reading opens the gate to gate_global, a
-    # second one (the session's reach already there) makes the correction global.
+    # A class the network never predicts: the first far reading opens the gate to gate_global,
+    # the next doubles it, the one after (gate_steps = 2) makes the correction global.
     own0 = np.zeros_like(own)
-    first = _plan(cfg, own0, [Click(1, (5, 5), 0)])
+    far = [Click(1, (5, 5), 0)]
+    first = _plan(cfg, own0, far)
     assert not first.is_global and first.reach == 30.0
-    assert _plan(cfg, own0, [Click(1, (5, 5), 0)], min_reach=30.0).is_global
-    assert _plan(replace(cfg, gate_confirm=False), own0, [Click(1, (5, 5), 0)]).is_global
+    assert _plan(cfg, own0, far, min_reach=30.0).reach == 60.0
+    assert _plan(cfg, own0, far, min_reach=60.0).is_global
+    assert _plan(replace(cfg, gate_steps=1), own0, far, min_reach=30.0).is_global
+    assert _plan(replace(cfg, gate_steps=0), own0, far).is_global
+    # A near reading after a far one keeps the wider gate.
+    assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=60.0).reach == 60.0
     # The plan names the contradicted marks.
     assert first.wrong_index.tolist() == [5 * 40 + 5] and first.wrong_labels.tolist() == [1]
     # Once global, a later local mark does not take it back.

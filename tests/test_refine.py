@@ -44,6 +44,7 @@ def test_overrides_parse_types() -> None:
         ("gate_global=nan", "gate_global"),
         ("gate_evidence=-2", "gate_evidence"),
         ("wide_iterations=-1", "wide_iterations"),
+        ("gate_steps=-1", "gate_steps"),
     ],
 )
 def test_bad_overrides(spec: str, match: str) -> None:

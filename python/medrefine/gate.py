@@ -14,10 +14,11 @@ marks, the required pixels whose class the pre-trained network gets wrong:
   the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
   when the network misses whole structures. Three guards: the width passes ``anchor_reach`` only
   on enough contradicted pixels of two classes (:func:`enough_evidence`; a click never licenses a
-  wide change); with ``gate_confirm`` a first reading beyond ``gate_global`` opens the gate to
-  ``gate_global`` and only a second one makes it global; the width never shrinks within a
-  session. A gate wider than ``anchor_reach`` also drops the anchor on unmarked pixels (see
-  :class:`medrefine.Session`), which would otherwise hold them at the network's wrong answer.
+  wide change); a reading beyond ``gate_global`` opens the gate to ``gate_global``, each further
+  one doubles it, and only the reading after ``gate_steps`` of them makes it global; the width
+  never shrinks within a session. A gate wider than ``anchor_reach`` also drops the anchor on
+  unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the network's wrong
+  answer.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def plan_gate(
     index, labels = cons.index[req][wrong], cons.label[req][wrong]
     if config.gate == "none":
         return GatePlan(base, None, None, index, labels)
-    if config.gate == "adaptive" and min_reach > config.gate_global:
+    if config.gate == "adaptive" and min_reach == float("inf"):  # global already
         return GatePlan(base, None, float("inf"), index, labels)
     if index.size == 0:  # the network already honours every mark
         return GatePlan(base, torch.zeros((1, *shape)), None, index, labels)
@@ -107,11 +108,12 @@ def plan_gate(
         )
         if reach > config.anchor_reach and not enough_evidence(labels, config.gate_evidence):
             reach = max(config.gate_sigma, config.anchor_reach)  # too little evidence to act widely
-        reach = max(min_reach, reach)
-        if reach > config.gate_global:
-            if not config.gate_confirm or min_reach >= config.gate_global:
+        if reach > config.gate_global:  # a far reading: widen step by step, then go global
+            widest = config.gate_global * 2 ** max(config.gate_steps - 1, 0)
+            if config.gate_steps == 0 or min_reach >= widest:
                 return GatePlan(base, None, float("inf"), index, labels)
-            reach = config.gate_global  # first sign of a global miss: widest local gate
+            reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
+        reach = max(min_reach, reach)
         g = spatial_gate(shape, index, reach)
         return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
     else:
