@@ -40,6 +40,8 @@ def test_overrides_parse_types() -> None:
         ("alpha=-1", "alpha"),
         ("optimizer=lbfgs", "optimizer"),
         ("gate_sigma=0", "gate_sigma"),
+        ("gate_reach=0", "gate_reach"),
+        ("gate_tau=0", "gate_tau"),
         ("anchor_reach=-1", "anchor_reach"),
         ("gate_global=nan", "gate_global"),
         ("gate_evidence=-2", "gate_evidence"),

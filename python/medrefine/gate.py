@@ -292,16 +292,10 @@ class FeatureGate:
     ) -> torch.Tensor:
         """Gate ``(P,)`` for the contradicted marks at flat ``index`` (grouped by ``labels``)."""
         protos = self.prototypes(index, prototypes, seed, labels)
-        best = torch.full((self.rows[0].shape[0],), torch.inf)
-        chunk = 1 << 16
-        for a in range(0, best.numel(), chunk):
-            part = torch.cat(
-                [
-                    r[a : a + chunk].float() * iv.sqrt()
-                    for r, iv in zip(self.rows, self.inv_var, strict=True)
-                ],
-                1,
-            )
-            d2 = torch.cdist(part, protos).pow(2).min(1).values
-            best[a : a + chunk] = d2
-        return torch.exp(-best / (self.channels * tau))
+        n, chunk = self.rows[0].shape[0], 1 << 16
+        return torch.cat(
+            [
+                self.similarity(np.arange(a, min(a + chunk, n)), protos, tau)
+                for a in range(0, n, chunk)
+            ]
+        )

@@ -80,10 +80,9 @@ def prediction_anchor(x: LossInputs) -> torch.Tensor:
     divided by their count: keep them where the network had them."""
     if x.anchor_ref.numel() == 0:
         return x.anchor_logits.sum() * 0.0
-    if x.anchor_weight.numel() == 0:
-        return F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="batchmean")
     kl = F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="none").sum(1)
-    return (x.anchor_weight * kl).sum() / kl.numel()
+    weighted = kl if x.anchor_weight.numel() == 0 else x.anchor_weight * kl
+    return weighted.sum() / kl.numel()
 
 
 @dataclass(frozen=True)

@@ -114,10 +114,11 @@ class RefineConfig:
             )
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
-        for name in ("gate_sigma", "gate_reach", "gate_global", "anchor_reach", "gate_tau"):
+        for name in ("gate_sigma", "gate_reach", "gate_tau", "gate_global", "anchor_reach"):
             value = getattr(self, name)
-            if not value >= 0 or (name == "gate_sigma" and value == 0):
-                raise InputError(f"{name} must be >= 0 (gate_sigma > 0), got {value!r}")
+            positive = name in ("gate_sigma", "gate_reach", "gate_tau")
+            if not value >= 0 or (positive and value == 0):
+                raise InputError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
         if self.gate_evidence < 0 or self.gate_steps < 0:
             raise InputError(
                 f"gate_evidence and gate_steps must be >= 0, got {self.gate_evidence} and "

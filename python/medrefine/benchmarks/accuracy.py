@@ -61,6 +61,14 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return tuple(m.strip().replace(";", ",") for m in text.split(",") if m.strip())
 
 
+def _seeds(shape: tuple[int, ...], trace: list[Any]) -> np.ndarray:
+    """The seed array (0 = none, c+1 = class c) of every stroke in ``trace``'s interactions."""
+    seeds = np.zeros(shape, np.int32)
+    for _, _, strokes in trace:
+        seeds = paint(seeds, strokes)
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
     exp = Experiment(
         data=args.data,
@@ -80,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if drawn.get(method, 0) >= args.overlays or (chosen and method not in chosen):
             return
         drawn[method] = drawn.get(method, 0) + 1
-        seeds = np.zeros(case.label.shape, np.int32)
-        for _, _, strokes in trace:
-            seeds = paint(seeds, strokes)
+        seeds = _seeds(case.label.shape, trace)
         first, last = trace[0][1], trace[-1][1]
         name = overlay_name(method, drawn[method])
         save_overlay(
@@ -116,9 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     records = run_accuracy(exp, on_case=on_case)
     for method, (drop, case, trace, k) in worst.items():
-        seeds = np.zeros(case.label.shape, np.int32)
-        for _, _, strokes in trace[: k + 1]:
-            seeds = paint(seeds, strokes)
+        seeds = _seeds(case.label.shape, trace[: k + 1])
         save_overlay(
             out / failure_name(method),
             case.image,
