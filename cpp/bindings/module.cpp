@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "medrefine/geodesic.hpp"
 #include "medrefine/region_grow.hpp"
 
 namespace py = pybind11;
@@ -69,6 +70,41 @@ void def_region_grow(py::module_& m) {
         "Private: use medrefine.region_grow, which validates its arguments.");
 }
 
+// cost, seeds: the same shape S = (H, W) or (D, H, W), C-contiguous (enforced by noconvert).
+template <typename T>
+CArray<float> geodesic_distance(const CArray<T>& cost, const CArray<std::uint8_t>& seeds,
+                                double limit, int connectivity) {
+  const int ndim = static_cast<int>(seeds.ndim());
+  if (ndim != 2 && ndim != 3) throw std::invalid_argument("seeds must be 2D or 3D");
+  if (cost.ndim() != ndim) throw std::invalid_argument("cost must have the shape of seeds");
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(ndim));
+  for (int a = 0; a < ndim; ++a) {
+    shape[a] = seeds.shape(a);
+    if (cost.shape(a) != seeds.shape(a)) {
+      throw std::invalid_argument("cost must have the shape of seeds");
+    }
+  }
+  const medrefine::Grid grid = medrefine::Grid::from_shape(shape.data(), ndim);
+  CArray<float> out(shape);
+  const T* cost_data = cost.data();
+  const std::uint8_t* seeds_data = seeds.data();
+  float* out_data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medrefine::geodesic_distance(cost_data, grid, seeds_data, limit, connectivity, out_data);
+  }
+  return out;
+}
+
+template <typename T>
+void def_geodesic_distance(py::module_& m) {
+  m.def("geodesic_distance", &geodesic_distance<T>, py::arg("cost").noconvert(),
+        py::arg("seeds").noconvert(), py::arg("limit"), py::arg("connectivity"),
+        "float32 least path cost from the non-zero uint8 seeds over a C-contiguous cost array of "
+        "the same shape; inf beyond limit. Private: use medrefine.geodesic_distance, which "
+        "validates its arguments.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -80,4 +116,6 @@ PYBIND11_MODULE(_native, m) {
   def_region_grow<std::int32_t>(m);
   def_region_grow<float>(m);
   def_region_grow<double>(m);
+  def_geodesic_distance<float>(m);
+  def_geodesic_distance<double>(m);
 }

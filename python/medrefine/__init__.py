@@ -2,6 +2,7 @@
 
 from medrefine import _native  # noqa: F401  (fails loudly if the extension did not build)
 from medrefine.cache import FeatureCache
+from medrefine.geodesic import geodesic_distance
 from medrefine.grow import region_grow
 from medrefine.history import Interaction
 from medrefine.models.split import SplitModel
@@ -26,6 +27,7 @@ __all__ = [
     "Session",
     "SplitModel",
     "Volume",
+    "geodesic_distance",
     "list_models",
     "list_samples",
     "load_model",

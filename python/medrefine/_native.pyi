@@ -27,3 +27,11 @@ def region_grow(
     spacing: Sequence[float],
 ) -> npt.NDArray[np.int32]:
     """Grow int32 seeds over a C-contiguous (C, *S) image of one of the six dtypes; no copies."""
+
+def geodesic_distance(
+    cost: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    seeds: npt.NDArray[np.uint8],
+    limit: float,
+    connectivity: int,
+) -> npt.NDArray[np.float32]:
+    """Least path cost from the non-zero seeds over a C-contiguous cost of the same shape."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -11,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medrefine import _native
+from medrefine._checks import checked_connectivity, real_number
 
 Criterion = Literal["neighbour", "seed_mean"]
 
@@ -78,7 +78,7 @@ def region_grow(
     threshold = _checked_threshold(threshold)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    connectivity = _checked_connectivity(connectivity, seeds.ndim)
+    connectivity = checked_connectivity(connectivity, seeds.ndim)
     cap = math.inf if max_distance is None else _checked_max_distance(max_distance)
     steps = [] if spacing is None else _checked_spacing(spacing, seeds.ndim)
     if image.ndim == seeds.ndim:
@@ -116,38 +116,24 @@ def _checked_arrays(image: object, seeds: object) -> tuple[npt.NDArray[Any], npt
     return image, seeds
 
 
-def _real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def _checked_threshold(threshold: object) -> float:
-    value = _real(threshold, "threshold")
+    value = real_number(threshold, "threshold")
     if math.isnan(value) or value < 0:
         raise ValueError(f"threshold must be >= 0 and not NaN, got {value}")
     return value
 
 
 def _checked_max_distance(max_distance: object) -> float:
-    value = _real(max_distance, "max_distance")
+    value = real_number(max_distance, "max_distance")
     if math.isnan(value) or value < 0:
         raise ValueError(f"max_distance must be None or >= 0 and not NaN, got {value}")
     return value
 
 
-def _checked_connectivity(connectivity: object, ndim: int) -> int:
-    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral):
-        raise TypeError(f"connectivity must be an int, got {type(connectivity).__name__}")
-    if not 1 <= int(connectivity) <= ndim:
-        raise ValueError(f"connectivity must be 1..{ndim} for {ndim}D seeds, got {connectivity}")
-    return int(connectivity)
-
-
 def _checked_spacing(spacing: object, ndim: int) -> list[float]:
     if isinstance(spacing, (str, bytes)) or not isinstance(spacing, Sequence | np.ndarray):
         raise TypeError(f"spacing must be a sequence of {ndim} floats, got {spacing!r}")
-    values = [_real(s, "spacing entry") for s in spacing]
+    values = [real_number(s, "spacing entry") for s in spacing]
     if len(values) != ndim:
         raise ValueError(f"spacing must have {ndim} entries (one per spatial axis), got {values}")
     if not all(math.isfinite(s) and s > 0 for s in values):

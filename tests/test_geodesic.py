@@ -1,0 +1,83 @@
+"""medrefine.geodesic_distance: the kernel against scikit-image's Dijkstra, limits, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from skimage.graph import MCP_Geometric
+
+import medrefine
+from medrefine.geodesic import geodesic_distance
+
+
+def _reference(cost: np.ndarray, seeds: np.ndarray, fully_connected: bool) -> np.ndarray:
+    mcp = MCP_Geometric(cost.astype(np.float64), fully_connected=fully_connected)
+    distances, _ = mcp.find_costs([tuple(p) for p in np.argwhere(seeds)])
+    return distances
+
+
+@pytest.mark.parametrize("shape", [(37, 41), (13, 17, 11)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("full", [True, False])
+def test_matches_scikit_image(shape: tuple[int, ...], dtype: type, full: bool) -> None:
+    rng = np.random.default_rng(len(shape))
+    cost = (0.2 + 5 * rng.random(shape)).astype(dtype)
+    seeds = rng.random(shape) > 0.995
+    seeds[(0,) * len(shape)] = True
+    got = geodesic_distance(cost, seeds, connectivity=len(shape) if full else 1)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(got, _reference(cost, seeds, full), rtol=1e-5)
+
+
+def test_limit_cuts_the_search_without_changing_what_is_within() -> None:
+    rng = np.random.default_rng(3)
+    cost = 1 + rng.random((50, 50))
+    seeds = np.zeros((50, 50), bool)
+    seeds[25, 25] = True
+    full = geodesic_distance(cost, seeds)
+    cut = geodesic_distance(cost, seeds, limit=10.0)
+    inside = full <= 10.0
+    np.testing.assert_array_equal(cut[inside], full[inside])
+    assert np.isinf(cut[~inside]).all() and inside.sum() > 100
+    assert np.isinf(geodesic_distance(cost, np.zeros((50, 50), bool))).all()
+    assert medrefine.geodesic_distance is geodesic_distance
+
+
+@pytest.mark.parametrize(
+    ("cost", "seeds", "kwargs", "error", "words"),
+    [
+        (np.ones((4, 4), np.int32), np.ones((4, 4), bool), {}, TypeError, "float32 or float64"),
+        ([[1.0]], np.ones((1, 1), bool), {}, TypeError, "cost must be"),
+        (np.ones((4, 4)), np.ones((4, 4), np.float32), {}, TypeError, "seeds must be"),
+        (np.ones(4), np.ones(4, bool), {}, ValueError, "2D or 3D"),
+        (np.ones((4, 4)), np.ones((4, 5), bool), {}, ValueError, "differs"),
+        (-np.ones((4, 4)), np.ones((4, 4), bool), {}, ValueError, "finite and >= 0"),
+        (np.full((4, 4), np.nan), np.ones((4, 4), bool), {}, ValueError, "finite and >= 0"),
+        (np.ones((4, 4)), np.ones((4, 4), bool), {"limit": -1.0}, ValueError, "limit"),
+        (np.ones((4, 4)), np.ones((4, 4), bool), {"limit": math.nan}, ValueError, "limit"),
+        (np.ones((4, 4)), np.ones((4, 4), bool), {"limit": "5"}, TypeError, "limit"),
+        (np.ones((4, 4)), np.ones((4, 4), bool), {"connectivity": 3}, ValueError, "connectivity"),
+        (np.ones((4, 4)), np.ones((4, 4), bool), {"connectivity": 1.0}, TypeError, "connectivity"),
+    ],
+)
+def test_bad_arguments_are_named(
+    cost: object, seeds: object, kwargs: dict[str, object], error: type, words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        geodesic_distance(cost, seeds, **kwargs)  # type: ignore[arg-type]
+
+
+def test_non_contiguous_and_swapped_byte_order_inputs() -> None:
+    rng = np.random.default_rng(5)
+    cost = 1 + rng.random((30, 40))
+    seeds = np.zeros((30, 40), bool)
+    seeds[3, 4] = True
+    expected = geodesic_distance(cost, seeds)
+    np.testing.assert_array_equal(geodesic_distance(cost.T.copy().T, seeds), expected)
+    swapped = cost.astype(cost.dtype.newbyteorder(">"))
+    np.testing.assert_array_equal(geodesic_distance(swapped, seeds), expected)
+    wide = np.zeros((30, 80))
+    wide[:, ::2] = cost
+    np.testing.assert_array_equal(geodesic_distance(wide[:, ::2], seeds), expected)
