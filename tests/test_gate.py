@@ -7,12 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from medrefine.constraints import ConstraintConfig, build
 from medrefine.gate import (
     FeatureGate,
-    _distance_to,
     adaptive_sigma,
     enough_evidence,
     kmeans,
@@ -21,16 +19,6 @@ from medrefine.gate import (
 )
 from medrefine.refine import RefineConfig
 from medrefine.types import Click, Scribble
-
-
-def test_distance_is_exact_below_the_stride_threshold_and_close_above() -> None:
-    rng = np.random.default_rng(0)
-    small = rng.random((60, 70)) > 0.99
-    np.testing.assert_allclose(_distance_to(small), ndimage.distance_transform_edt(~small))
-    big = rng.random((80, 80, 80)) > 0.999  # 512k pixels: computed on a stride-2 grid
-    err = np.abs(_distance_to(big) - ndimage.distance_transform_edt(~big))
-    assert err.max() <= 2 * np.sqrt(3)
-    assert np.isinf(_distance_to(np.zeros((4, 4), bool))).all()
 
 
 def test_spatial_gate_is_one_on_marks_and_decays_with_distance() -> None:
@@ -54,10 +42,17 @@ def test_adaptive_reach_is_local_near_a_boundary_and_infinite_for_a_missing_clas
     assert adaptive_sigma(own, far, np.array([1]), 4, 3, cap=5) == np.inf
 
 
-def _plan(config: RefineConfig, own: np.ndarray, marks: list, min_reach: float = 0.0):
+def _plan(
+    config: RefineConfig,
+    own: np.ndarray,
+    marks: list,
+    min_reach: float = 0.0,
+    image: np.ndarray | None = None,
+):
     base = torch.from_numpy(np.stack([(own == 0), (own == 1)]).astype(np.float32))
     cons = build(marks, own.shape, ConstraintConfig())
-    return plan_gate(config, base, own, cons, lambda: pytest.fail("no feature gate"), min_reach)
+    fail = lambda: pytest.fail("no feature gate")  # noqa: E731
+    return plan_gate(config, base, own, cons, fail, min_reach, image)
 
 
 def test_plan_local_global_and_kept_reach() -> None:
@@ -124,14 +119,56 @@ def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
 
 def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
     own = np.zeros((60, 60), np.int64)  # the network never predicts class 1
-    cfg = RefineConfig(gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, anchor_reach=12.0)
+    cfg = RefineConfig(
+        gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, anchor_reach=12.0, gate_fallback=7.0
+    )
     assert not enough_evidence(np.array([1, 1, 1]), 2)
     assert enough_evidence(np.array([0, 0, 1, 1]), 2)
     click = _plan(cfg, own, [Click(1, (5, 5), 0)], min_reach=30.0)
     assert not click.is_global and click.reach == 30.0  # the session's kept reach still holds
-    assert _plan(cfg, own, [Click(1, (5, 5), 0)]).reach == 12.0  # capped at anchor_reach
+    assert _plan(cfg, own, [Click(1, (5, 5), 0)]).reach == 7.0  # the fallback width
     # Two classes contradicted with enough pixels each: the same far reading goes wide.
     own[:, 30:] = 1
     marks = [Scribble(1, [(5, 2), (5, 12)], 0), Scribble(0, [(50, 40), (50, 50)], 0)]
     wide = _plan(replace(cfg, gate_evidence=5), own, marks)
     assert wide.reach is not None and wide.reach > 12.0
+
+
+def _edge_image() -> tuple[np.ndarray, np.ndarray]:
+    """A bright 10x10 square on a dark 40x40 image, and the network's mask: the square minus its
+    two outer rings (an under-segmented boundary)."""
+    image = np.zeros((1, 40, 40), np.float32)
+    image[0, 10:20, 10:20] = 1.0
+    own = np.zeros((40, 40), np.int64)
+    own[12:18, 12:18] = 1
+    return image, own
+
+
+def test_a_local_gate_follows_the_edges_of_the_image() -> None:
+    image = np.zeros((1, 40, 40), np.float32)
+    image[0, 6:34, 6:34] = 1.0  # a bright square with its edge at row 6
+    index = np.ravel_multi_index(([11], [20]), (40, 40))  # inside, 5 px below the edge
+    plain = spatial_gate((40, 40), index, 4.0).reshape(40, 40)
+    edged = spatial_gate((40, 40), index, 4.0, image, edges=1.0).reshape(40, 40)
+    assert float(edged[11, 20]) == pytest.approx(1.0)
+    # Inside the square the two agree; across its edge the geodesic gate falls away.
+    assert float(edged[15, 20]) == pytest.approx(float(plain[15, 20]), abs=0.02)
+    assert float(plain[3, 20]) > 0.1 and float(edged[3, 20]) < 0.5 * float(plain[3, 20])
+    # Without edges to cross it is the Euclidean gate.
+    same = spatial_gate((40, 40), index, 4.0, np.zeros_like(image), edges=1.0).reshape(40, 40)
+    assert float(same[3, 20]) == pytest.approx(float(plain[3, 20]), abs=0.02)
+
+
+def test_the_plan_follows_edges_only_while_the_gate_is_local() -> None:
+    image, own = _edge_image()
+    cfg = RefineConfig(gate_sigma=2.0, gate_reach=3.0, gate_global=12.0, gate_evidence=0)
+    ring = [Scribble(1, [(10, 12), (10, 17)], 0)]  # on the missed outer ring, 2 px from own
+    local = _plan(cfg, own, ring, image=image).weights.reshape(40, 40)
+    euclid = _plan(replace(cfg, gate_edges=0.0), own, ring, image=image).weights.reshape(40, 40)
+    assert float(local[7, 14]) < 0.5 * float(euclid[7, 14])  # outside the square, above the mark
+    # A far reading widens the gate step by step; those steps spread past edges (Euclidean).
+    own0 = np.zeros_like(own)
+    far_edged = _plan(cfg, own0, ring, image=image)
+    far_plain = _plan(replace(cfg, gate_edges=0.0), own0, ring, image=image)
+    assert far_edged.reach == 12.0
+    torch.testing.assert_close(far_edged.weights, far_plain.weights)

@@ -12,13 +12,17 @@ marks, the required pixels whose class the pre-trained network gets wrong:
   image and nowhere else.
 - ``"adaptive"``: the spatial gate with a width set by how far the network's own mask is from
   the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
-  when the network misses whole structures. Three guards: the width passes ``anchor_reach`` only
-  on enough contradicted pixels of two classes (:func:`enough_evidence`; a click never licenses a
-  wide change); a reading beyond ``gate_global`` opens the gate to ``gate_global``, each further
-  one doubles it, and only the reading after ``gate_steps`` of them makes it global; the width
-  never shrinks within a session. A gate wider than ``anchor_reach`` also drops the anchor on
-  unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the network's wrong
-  answer.
+  when the network misses whole structures. While it is narrower than ``gate_global`` the
+  distance is geodesic, its path cost raised by the image's gradient
+  (:func:`medrefine.distance.edge_cost`), so a boundary correction fills the marked structure up
+  to its edge and does not spill past it.
+  Three guards: the width passes ``anchor_reach`` only on enough contradicted pixels of two
+  classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate_fallback``); a
+  reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one doubles
+  it, and only the reading after ``gate_steps`` of them makes it global; the width never
+  shrinks within a session. A gate wider than ``anchor_reach`` also drops the anchor on
+  unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the network's
+  wrong answer.
 """
 
 from __future__ import annotations
@@ -29,10 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
-from scipy import ndimage
 
 from medrefine.constraints import Constraints
+from medrefine.distance import euclidean_to, geodesic_to
 
 if TYPE_CHECKING:
     from medrefine.refine import RefineConfig
@@ -78,9 +81,13 @@ def plan_gate(
     cons: Constraints,
     feature_gate: Callable[[], FeatureGate],
     min_reach: float = 0.0,
+    image: np.ndarray | None = None,
 ) -> GatePlan:
     """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)`` and its
     label mask ``own`` (``shape``).
+
+    ``image`` is the normalised image ``(C, *shape)`` float32: with it, a local adaptive gate
+    follows its edges (:mod:`medrefine.distance`); without it, the gate is Euclidean.
 
     ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
     so a correction made global is not taken back by a later, local mark.
@@ -107,14 +114,17 @@ def plan_gate(
             config.gate_global / config.gate_reach,
         )
         if reach > config.anchor_reach and not enough_evidence(labels, config.gate_evidence):
-            reach = max(config.gate_sigma, config.anchor_reach)  # too little evidence to act widely
+            reach = max(config.gate_sigma, config.gate_fallback)  # too little to act widely
         if reach > config.gate_global:  # a far reading: widen step by step, then go global
             widest = config.gate_global * 2 ** max(config.gate_steps - 1, 0)
             if config.gate_steps == 0 or min_reach >= widest:
                 return GatePlan(base, None, float("inf"), index, labels)
             reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
         reach = max(min_reach, reach)
-        g = spatial_gate(shape, index, reach)
+        # Below gate_global the gate follows edges; the wider steps are for a network that
+        # misses whole structures, where the correction must spread past them.
+        edges = image if reach < config.gate_global else None
+        g = spatial_gate(shape, index, reach, edges, config.gate_edges)
         return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
     else:
         g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
@@ -159,34 +169,26 @@ def _window(
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), coords - lo
 
 
-_EDT_PIXELS = 1 << 18  # above this, distances are computed on a coarser grid
-
-
-def _distance_to(targets: np.ndarray) -> np.ndarray:
-    """Euclidean distance (pixels) of every pixel of a bool array to its nearest True pixel
-    (inf if none). Large arrays are subsampled by an integer stride (error below the stride)."""
-    if not targets.any():
-        return np.full(targets.shape, np.inf)
-    stride = max(1, int(np.ceil((targets.size / _EDT_PIXELS) ** (1 / targets.ndim))))
-    if stride == 1:
-        return ndimage.distance_transform_edt(~targets)
-    pool = {2: F.max_pool2d, 3: F.max_pool3d}[targets.ndim]
-    dense = torch.from_numpy(targets)[None, None].float()
-    coarse = pool(dense, stride, stride, ceil_mode=True)[0, 0].numpy() > 0
-    d = torch.from_numpy(ndimage.distance_transform_edt(~coarse) * stride)
-    for axis in range(targets.ndim):  # nearest-neighbour upsampling, cut to the input's shape
-        d = d.repeat_interleave(stride, dim=axis).narrow(axis, 0, targets.shape[axis])
-    return d.numpy()
-
-
-def spatial_gate(shape: tuple[int, ...], index: np.ndarray, sigma: float) -> torch.Tensor:
-    """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance to
-    the nearest of the flat ``index`` pixels. Computed in a window of 4 sigma around them (the
-    gate is below 4e-4 beyond)."""
-    window, local = _window(shape, index, int(np.ceil(4 * sigma)))
+def spatial_gate(
+    shape: tuple[int, ...],
+    index: np.ndarray,
+    sigma: float,
+    image: np.ndarray | None = None,
+    edges: float = 0.0,
+) -> torch.Tensor:
+    """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance
+    (pixels) to the nearest of the flat ``index`` pixels: Euclidean, or, given the normalised
+    ``image`` ``(C, *shape)`` and ``edges`` > 0, geodesic over its edges
+    (:func:`medrefine.distance.edge_cost`), so the gate stops where the image changes. Computed
+    in a window of 4 sigma around them (the gate is below 4e-4 beyond)."""
+    reach = 4 * sigma
+    window, local = _window(shape, index, int(np.ceil(reach)))
     marks = np.zeros(tuple(w.stop - w.start for w in window), dtype=bool)
     marks[tuple(local.T)] = True
-    d = _distance_to(marks)
+    if image is None or edges <= 0:
+        d = euclidean_to(marks)
+    else:
+        d = geodesic_to(marks, image[(slice(None), *window)], edges, reach)
     gate = np.zeros(shape, dtype=np.float32)
     gate[window] = np.exp(-(d**2) / (2 * sigma * sigma))
     return torch.from_numpy(gate).reshape(-1)
@@ -213,7 +215,7 @@ def adaptive_sigma(
     dists = np.full(index.size, np.inf)
     for c in np.unique(labels):
         sel = labels == c
-        d = _distance_to(crop == c)[tuple(local[sel].T)]
+        d = euclidean_to(crop == c)[tuple(local[sel].T)]
         dists[sel] = np.where(d <= cap, d, np.inf)
     return max(floor, reach * float(np.median(dists)))
 

@@ -28,11 +28,11 @@ class RefineConfig:
     """Every knob of a refinement. Defaults are medrefine's; :meth:`paper` gives the paper's.
 
     The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels while the gate is narrower
-    than 24 pixels, the adaptive gate with a 4-pixel floor that widens step by step and turns
-    global only on a third far reading) were chosen on the accuracy bench
-    (``docs/corrections.md``): in distribution no interaction costs a case more than a few
-    hundredths of Dice, and a correction still spreads over the image when the network misses
-    whole structures.
+    than 24 pixels, the adaptive gate with a 4-pixel floor that follows the image's edges while
+    it is local, widens step by step and turns global only on a third far reading) were chosen
+    on the accuracy bench (``docs/corrections.md``): in distribution no interaction costs a case
+    more than a few hundredths of Dice, and a correction still spreads over the image when the
+    network misses whole structures.
 
     Attributes:
         optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
@@ -58,7 +58,10 @@ class RefineConfig:
             reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one
             doubles it, and the reading after ``gate_steps`` of them makes it global (0: global
             at once). gate_evidence: the gate grows past ``anchor_reach`` only with this many
-            contradicted pixels of each of two classes or more.
+            contradicted pixels of each of two classes or more; with fewer, its width is
+            ``gate_fallback`` (pixels). gate_edges: a gate narrower than ``gate_global`` follows
+            the image's edges: crossing an edge k times the mean gradient costs about
+            ``gate_edges * k`` extra pixels of distance (0: Euclidean gate).
         anchor_reach (pixels): the anchor is dropped when the adaptive width exceeds it (the
             network is wrong too widely to hold it at its answer), or, with ``anchor_relax``,
             released where a pixel's features resemble a contradicted mark.
@@ -95,6 +98,8 @@ class RefineConfig:
     gate_global: float = 24.0
     gate_steps: int = 2
     gate_evidence: int = 32
+    gate_fallback: float = 12.0
+    gate_edges: float = 1.0
     anchor_reach: float = 24.0
     anchor_relax: bool = False
     gate_tau: float = 0.5
@@ -114,7 +119,15 @@ class RefineConfig:
             )
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
-        for name in ("gate_sigma", "gate_reach", "gate_tau", "gate_global", "anchor_reach"):
+        for name in (
+            "gate_sigma",
+            "gate_reach",
+            "gate_tau",
+            "gate_global",
+            "gate_fallback",
+            "gate_edges",
+            "anchor_reach",
+        ):
             value = getattr(self, name)
             positive = name in ("gate_sigma", "gate_reach", "gate_tau")
             if not value >= 0 or (positive and value == 0):

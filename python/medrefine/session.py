@@ -260,6 +260,7 @@ class Session:
             cons,
             self._features_gate,
             self._history.current.reach,
+            self._image,
         )
 
     def add_class(self, name: str) -> int:
