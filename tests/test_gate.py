@@ -59,7 +59,12 @@ def test_plan_local_global_and_kept_reach() -> None:
     own = np.zeros((40, 40), np.int64)
     own[10:20, 10:20] = 1
     cfg = RefineConfig(
-        gate="adaptive", gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, gate_evidence=0
+        gate="adaptive",
+        gate_sigma=2.0,
+        gate_reach=3.0,
+        gate_global=30.0,
+        gate_evidence=0,
+        gate_widest=float("inf"),
     )
     local = _plan(cfg, own, [Click(1, (10, 9), 0)])
     assert not local.is_global and local.reach == 3.0
@@ -75,6 +80,14 @@ def test_plan_local_global_and_kept_reach() -> None:
     assert _plan(cfg, own0, far, min_reach=60.0).is_global
     assert _plan(replace(cfg, gate_steps=1), own0, far, min_reach=30.0).is_global
     assert _plan(replace(cfg, gate_steps=0), own0, far).is_global
+    # gate_widest caps every step: the ladder stops there and never goes global.
+    capped = replace(cfg, gate_widest=40.0)
+    assert _plan(capped, own0, far).reach == 30.0
+    assert _plan(capped, own0, far, min_reach=30.0).reach == 40.0
+    assert _plan(capped, own0, far, min_reach=40.0).reach == 40.0
+    assert _plan(replace(capped, gate_steps=0), own0, far).reach == 40.0
+    assert RefineConfig.shifted().gate_widest == float("inf")
+    assert _plan(RefineConfig(), own0, far, min_reach=24.0).reach == 24.0  # the default
     # A near reading after a far one keeps the wider gate.
     assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=60.0).reach == 60.0
     # The plan names the contradicted marks.
@@ -120,7 +133,12 @@ def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
 def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
     own = np.zeros((60, 60), np.int64)  # the network never predicts class 1
     cfg = RefineConfig(
-        gate_sigma=2.0, gate_reach=3.0, gate_global=30.0, anchor_reach=12.0, gate_fallback=7.0
+        gate_sigma=2.0,
+        gate_reach=3.0,
+        gate_global=30.0,
+        anchor_reach=12.0,
+        gate_fallback=7.0,
+        gate_widest=float("inf"),
     )
     assert not enough_evidence(np.array([1, 1, 1]), 2)
     assert enough_evidence(np.array([0, 0, 1, 1]), 2)

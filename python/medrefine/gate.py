@@ -20,9 +20,11 @@ marks, the required pixels whose class the pre-trained network gets wrong:
   classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate_fallback``); a
   reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one doubles
   it, and only the reading after ``gate_steps`` of them makes it global; the width never
-  shrinks within a session. A gate wider than ``anchor_reach`` also drops the anchor on
-  unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the network's
-  wrong answer.
+  shrinks within a session and never passes ``gate_widest`` (24 px by default: no step past the
+  first; infinite for an image far from the network's training data,
+  :meth:`medrefine.RefineConfig.shifted`). A gate wider than ``anchor_reach`` also drops the
+  anchor on unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the
+  network's wrong answer.
 """
 
 from __future__ import annotations
@@ -118,9 +120,12 @@ def plan_gate(
         if reach > config.gate_global:  # a far reading: widen step by step, then go global
             widest = config.gate_global * 2 ** max(config.gate_steps - 1, 0)
             if config.gate_steps == 0 or min_reach >= widest:
-                return GatePlan(base, None, float("inf"), index, labels)
-            reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
-        reach = max(min_reach, reach)
+                reach = float("inf")
+            else:
+                reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
+        reach = min(max(min_reach, reach), config.gate_widest)
+        if reach == float("inf"):
+            return GatePlan(base, None, reach, index, labels)
         # Below gate_global the gate follows edges; the wider steps are for a network that
         # misses whole structures, where the correction must spread past them.
         edges = image if reach < config.gate_global else None

@@ -9,6 +9,7 @@ extra head evaluation is spent on it. The head is evaluated only where the loss 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Literal
@@ -27,12 +28,11 @@ from medrefine.objective import LossInputs, build_objective
 class RefineConfig:
     """Every knob of a refinement. Defaults are medrefine's; :meth:`paper` gives the paper's.
 
-    The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels while the gate is narrower
-    than 24 pixels, the adaptive gate with a 4-pixel floor that follows the image's edges while
-    it is local, widens step by step and turns global only on a third far reading) were chosen
-    on the accuracy bench (``docs/corrections.md``): in distribution no interaction costs a case
-    more than a few hundredths of Dice, and a correction still spreads over the image when the
-    network misses whole structures.
+    The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels, the adaptive gate with a
+    4-pixel floor that follows the image's edges and never opens wider than 24 pixels) were
+    chosen on the accuracy bench and checked on held-out cases (``docs/corrections.md``): in
+    distribution no interaction costs a case more than a few hundredths of Dice. For images far
+    from the network's training data, :meth:`shifted` lets the gate widen to global.
 
     Attributes:
         optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
@@ -57,11 +57,12 @@ class RefineConfig:
             median distance of the contradicted marks to the network's mask. gate_steps: a
             reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one
             doubles it, and the reading after ``gate_steps`` of them makes it global (0: global
-            at once). gate_evidence: the gate grows past ``anchor_reach`` only with this many
-            contradicted pixels of each of two classes or more; with fewer, its width is
-            ``gate_fallback`` (pixels). gate_edges: a gate narrower than ``gate_global`` follows
-            the image's edges: crossing an edge k times the mean gradient costs about
-            ``gate_edges * k`` extra pixels of distance (0: Euclidean gate).
+            at once). gate_widest (pixels): the adaptive gate never opens wider (inf: it may go
+            global; see :meth:`shifted`). gate_evidence: the gate grows past ``anchor_reach``
+            only with this many contradicted pixels of each of two classes or more; with fewer,
+            its width is ``gate_fallback`` (pixels). gate_edges: a gate narrower than
+            ``gate_global`` follows the image's edges: crossing an edge k times the mean gradient
+            costs about ``gate_edges * k`` extra pixels of distance (0: Euclidean gate).
         anchor_reach (pixels): the anchor is dropped when the adaptive width exceeds it (the
             network is wrong too widely to hold it at its answer), or, with ``anchor_relax``,
             released where a pixel's features resemble a contradicted mark.
@@ -99,6 +100,7 @@ class RefineConfig:
     gate_steps: int = 2
     gate_evidence: int = 32
     gate_fallback: float = 12.0
+    gate_widest: float = 24.0
     gate_edges: float = 1.0
     anchor_reach: float = 24.0
     anchor_relax: bool = False
@@ -125,6 +127,7 @@ class RefineConfig:
             "gate_tau",
             "gate_global",
             "gate_fallback",
+            "gate_widest",
             "gate_edges",
             "anchor_reach",
         ):
@@ -157,6 +160,15 @@ class RefineConfig:
             write_marks=False,
             gate="none",
         )
+
+    @classmethod
+    def shifted(cls) -> RefineConfig:
+        """For an image far from the network's training data (another stain, scanner or
+        modality), where the network misses or invents whole structures: far readings widen the
+        gate step by step (24, 48 px) and then make the correction global, without the anchor to
+        the network's answer. On images the network knows, the same widening can turn a mostly
+        right mask over (``docs/corrections.md``), so it is not the default."""
+        return cls(gate_widest=math.inf)
 
     def constraint_config(self) -> ConstraintConfig:
         """The part of this config that turns marks into constraints."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 import medrefine as mr
 from medrefine.cli import main
 from medrefine.errors import InputError
+from medrefine.eval.bench import Experiment
+from medrefine.eval.experiments import specs
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MarksOnly, MedrefineMethod, make_method
 from medrefine.eval.report import summarize
@@ -89,6 +92,16 @@ def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_pat
     assert {p.name for p in out.glob("failure-*.png")} == {f"failure-{m}.png" for m in lost}
 
 
+def test_skip_passes_over_the_first_cases(mini_dsb: Path) -> None:
+    both = Experiment(mini_dsb, "nuclei-unet2d", ("marks-only",))
+    assert both.case_ids() == ["nuclei-fluorescence", "nuclei-stained"]
+    assert replace(both, skip=1).case_ids() == ["nuclei-stained"]
+    assert replace(both, skip=1, cases=1).case_ids() == ["nuclei-stained"]
+    assert replace(both, skip=2).case_ids() == []
+    held_out = [s for s in specs() if s.skip]
+    assert held_out and all(s.key.startswith("held-out") for s in held_out)
+
+
 def test_harness_carries_metrics_when_nothing_is_left_to_correct() -> None:
     case = mr.load_sample("nuclei-fluorescence")
     perfect = MarksOnly(mr.load_model("nuclei-unet2d"))
@@ -135,3 +148,13 @@ def test_summary_reports_worst_step_including_the_first() -> None:
 def test_unknown_methods_are_refused(spec: str) -> None:
     with pytest.raises(InputError):
         make_method(spec, mr.load_model("nuclei-unet2d"))
+
+
+def test_presets_take_overrides_after_them() -> None:
+    model = mr.load_model("nuclei-unet2d")
+    shifted = make_method("medrefine:shifted,gate_steps=0", model)
+    assert isinstance(shifted, MedrefineMethod)
+    assert shifted.config == replace(mr.RefineConfig.shifted(), gate_steps=0)
+    paper = make_method("medrefine:paper", model)
+    assert isinstance(paper, MedrefineMethod)
+    assert paper.config == mr.RefineConfig.paper()

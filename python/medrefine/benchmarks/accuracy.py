@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--mode", default="scribble", choices=("scribble", "click", "box"))
     p.add_argument("--single", action="store_true", help="one stroke per interaction (R6)")
     p.add_argument("--cases", type=int, default=0, help="first N test cases (0 = all)")
+    p.add_argument("--skip", type=int, default=0, help="pass over the first N test cases")
     p.add_argument("--interactions", type=int, default=5)
     p.add_argument("--groups", default="", help="comma-separated acquisition groups (DSB)")
     p.add_argument("--overlays", type=int, default=3, help="cases drawn as overlays")
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         methods=parse_methods(args.methods),
         robot=RobotConfig(mode=args.mode, per_class=not args.single),
         cases=args.cases,
+        skip=getattr(args, "skip", 0),
         interactions=args.interactions,
         groups=tuple(g for g in args.groups.split(",") if g) or None,
     )

@@ -38,6 +38,7 @@ def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
         mode=spec.robot.mode,
         single=not spec.robot.per_class,
         cases=spec.cases,
+        skip=spec.skip,
         interactions=spec.interactions,
         groups=",".join(spec.groups or ()),
         overlays=2,
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if not only and not args.quick and not (args.resume and latency.exists()):
         latency.write_text(latency_markdown(args.data_root, cases=4, interactions=5))
     if latency.exists():
-        sections.append("### 7. Latency of every zoo model\n\n" + latency.read_text())
+        sections.append("### 8. Latency of every zoo model\n\n" + latency.read_text())
     (out / "results.md").write_text(header + "\n".join(sections))
     print(f"wrote {out / 'results.md'} ({minutes:.1f} min)")
     return 0

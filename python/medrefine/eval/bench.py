@@ -32,6 +32,8 @@ class Experiment:
         methods: method specs (see :func:`medrefine.eval.methods.make_method`).
         robot: the simulated user's settings (``mode="box"`` means a box at k = 1, then clicks).
         cases: how many cases of ``split`` (in ``cases.csv`` order); 0 = all.
+        skip: cases of ``split`` passed over before those (held-out cases that settings were
+            never chosen on start after the first ones).
         interactions: K.
         groups: restrict to these acquisition groups (DSB), None = all.
     """
@@ -41,12 +43,14 @@ class Experiment:
     methods: tuple[str, ...]
     robot: RobotConfig = field(default_factory=RobotConfig)
     cases: int = 0
+    skip: int = 0
     interactions: int = 5
     groups: tuple[str, ...] | None = None
     split: str = "test"
 
     def case_ids(self) -> list[str]:
         ids = open_dataset(self.data).ids(self.split, self.groups)
+        ids = ids[self.skip :]
         return ids[: self.cases] if self.cases else ids
 
 

@@ -30,6 +30,7 @@ class Spec:
     interactions: int = 5
     robot: RobotConfig = field(default_factory=RobotConfig)
     groups: tuple[str, ...] | None = None
+    skip: int = 0
 
 
 def specs(quick: bool = False) -> list[Spec]:
@@ -66,7 +67,7 @@ def specs(quick: bool = False) -> list[Spec]:
             "3. Fetal head (HC18 ultrasound, 2D)",
             fetal,
             "fetalhead-unet2d",
-            OURS + BASELINES_2D + ("medrefine:gate_steps=0",),
+            OURS + BASELINES_2D + ("medrefine:shifted", "medrefine:shifted,gate_steps=0"),
             10,
         ),
         Spec(
@@ -75,7 +76,7 @@ def specs(quick: bool = False) -> list[Spec]:
             "brightfield images",
             nuclei,
             "nuclei-fluo-unet2d",
-            OURS + ("graphcut", "grabcut"),
+            OURS + ("medrefine:shifted", "graphcut", "grabcut"),
             12,
             groups=FLUO_TEST_SHIFT,
         ),
@@ -84,7 +85,7 @@ def specs(quick: bool = False) -> list[Spec]:
             "5. A structure the network never learned: the nuclei network on fetal-head images",
             fetal,
             "nuclei-unet2d",
-            ("medrefine", "medrefine+newclass", "marks-only", "graphcut"),
+            ("medrefine", "medrefine:shifted", "medrefine+newclass", "marks-only", "graphcut"),
             6,
         ),
         Spec(
@@ -101,23 +102,27 @@ def specs(quick: bool = False) -> list[Spec]:
                 "medrefine:warm_start=off",
                 "medrefine:gate=none",
                 "medrefine:anchor_reach=1000",
+                "medrefine:gate_edges=0",
             ),
             8,
         ),
         Spec(
             "ablation-shift",
-            "6a. Ablations under the shift (anchor, evidence, widening steps, iterations)",
+            "6a. Ablations under the shift (the shifted settings: anchor, evidence, widening "
+            "steps, iterations; how wide the gate may open)",
             nuclei,
             "nuclei-fluo-unet2d",
             (
-                "medrefine",
-                "medrefine:anchor_reach=1000",
-                "medrefine:anchor_relax=on",
-                "medrefine:gate_steps=0",
-                "medrefine:gate_evidence=0",
-                "medrefine:wide_iterations=20",
-                "medrefine:gate_steps=1",
-                "medrefine:gate_global=64",
+                "medrefine:shifted",
+                "medrefine:shifted,anchor_reach=1000",
+                "medrefine:shifted,anchor_relax=on",
+                "medrefine:shifted,gate_steps=0",
+                "medrefine:shifted,gate_evidence=0",
+                "medrefine:shifted,wide_iterations=20",
+                "medrefine:shifted,gate_steps=1",
+                "medrefine:shifted,gate_global=64",
+                "medrefine:gate_steps=99,gate_widest=1e9",
+                "medrefine:gate_steps=2,gate_widest=48",
                 "medrefine:gate=none",
             ),
             12,
@@ -142,9 +147,39 @@ def specs(quick: bool = False) -> list[Spec]:
             robot=RobotConfig(mode="box"),
         ),
     ]
+    held_out = "settings were chosen on the first cases of each test split; these come after them"
+    out += [
+        Spec(
+            "held-out-nuclei",
+            f"7. Held-out nuclei (test cases 17-37; {held_out})",
+            nuclei,
+            "nuclei-unet2d",
+            ("medrefine", "marks-only", "medrefine:gate_edges=0", "medrefine:shifted"),
+            21,
+            skip=16,
+        ),
+        Spec(
+            "held-out-hippocampus",
+            f"7b. Held-out hippocampus (test cases 17-36; {held_out})",
+            hippo,
+            "hippocampus-unet3d",
+            ("medrefine", "marks-only", "medrefine:gate_edges=0"),
+            20,
+            skip=16,
+        ),
+        Spec(
+            "held-out-fetalhead",
+            f"7c. Held-out fetal head (test cases 11-30; {held_out})",
+            fetal,
+            "fetalhead-unet2d",
+            ("medrefine", "marks-only", "medrefine:gate_edges=0", "medrefine:shifted"),
+            20,
+            skip=10,
+        ),
+    ]
     if quick:
         return [
-            Spec(s.key, s.title, s.dataset, s.model, s.methods[:2], 2, 2, s.robot, s.groups)
+            Spec(s.key, s.title, s.dataset, s.model, s.methods[:2], 2, 2, s.robot, s.groups, s.skip)
             for s in out
         ]
     return out

@@ -1,7 +1,9 @@
 """Interactive methods behind one interface, as the simulated user drives them (protocol R1-R3).
 
 - ``medrefine[:overrides]``: a :class:`medrefine.Session` with ``RefineConfig`` overrides
-  (``medrefine:paper`` = the paper's literal Algorithm 1, ``medrefine:alpha=1,region_grow=on``).
+  (``medrefine:paper`` = the paper's literal Algorithm 1, ``medrefine:shifted`` = the settings
+  for images far from the network's training data, ``medrefine:alpha=1,region_grow=on``; a
+  preset may be followed by overrides, ``medrefine:shifted,gate_steps=0``).
 - ``medrefine+newclass[:overrides]``: the same, the task's classes added with ``add_class``.
 - ``marks-only``: the network's own mask with every seed written into it, no fine-tuning.
 - any name of :data:`medrefine.eval.baselines.BASELINES`: a classical seed method that starts
@@ -137,11 +139,12 @@ def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
     """Build a method from its command-line name (see the module docstring)."""
     name, _, overrides = spec.partition(":")
     if name in ("medrefine", "medrefine+newclass"):
-        config = (
-            RefineConfig.paper()
-            if overrides == "paper"
-            else RefineConfig().with_overrides(overrides)
-        )
+        presets = {"paper": RefineConfig.paper, "shifted": RefineConfig.shifted}
+        preset, _, rest = overrides.partition(",")
+        if preset in presets:
+            config = presets[preset]().with_overrides(rest)
+        else:
+            config = RefineConfig().with_overrides(overrides)
         return MedrefineMethod(model, config, spec, new_class=name.endswith("+newclass"))
     if overrides:
         raise InputError(f"only medrefine takes settings after ':', got {spec!r}")
@@ -153,6 +156,6 @@ def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
             raise InputError(f"{name} does not handle {model.spatial_dims}D images")
         return SeedBaselineMethod(method, model.num_classes)
     raise InputError(
-        f"unknown method {spec!r}; methods: medrefine[:k=v,...], medrefine:paper, "
+        f"unknown method {spec!r}; methods: medrefine[:k=v,...], medrefine:paper|shifted, "
         f"marks-only, {', '.join(sorted(BASELINES))}"
     )
