@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from skimage.graph import MCP_Geometric
 
 import medrefine
+from medrefine.benchmarks import geodesic as geodesic_bench
 from medrefine.geodesic import geodesic_distance
 
 
@@ -81,3 +83,17 @@ def test_non_contiguous_and_swapped_byte_order_inputs() -> None:
     wide = np.zeros((30, 80))
     wide[:, ::2] = cost
     np.testing.assert_array_equal(geodesic_distance(wide[:, ::2], seeds), expected)
+
+
+def test_benchmark_runs_on_small_scenes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a table wide enough not to wrap its cells
+    args = SimpleNamespace(size2d=48, size3d=16, repeats=2, seed=0)
+    assert geodesic_bench.run(args) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "48x48" in out and "16x16x16" in out and "MCP" in out
+    rows = geodesic_bench.measure((40, 40), 1, 0)
+    assert [r["limit"] for r in rows] == [16.0, 48.0, math.inf]
+    assert all(r["max_abs_diff"] < 1e-3 for r in rows)  # the kernel agrees with MCP within
+    assert rows[0]["reached"] < rows[-1]["reached"] == 40 * 40

@@ -53,7 +53,7 @@ def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
-    names = ["grow", "engine", "latency", "accuracy", "report"]
+    names = ["grow", "geodesic", "engine", "latency", "accuracy", "report"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 

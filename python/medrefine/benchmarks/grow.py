@@ -94,7 +94,8 @@ def _stroke(
     return np.array(list(dict.fromkeys([*marked, start] if marked else [start])), np.intp)
 
 
-def _times_ms(call: Callable[[], Any], repeats: int) -> list[float]:
+def times_ms(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall-clock milliseconds of ``repeats`` calls of ``call``."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -120,10 +121,10 @@ def measure(scene: Scene, repeats: int) -> list[dict[str, Any]]:
     )
     for criterion, threshold in criteria:
         grown = region_grow(scene.image, scene.seeds, threshold, criterion=criterion)
-        ours = _times_ms(
+        ours = times_ms(
             partial(region_grow, scene.image, scene.seeds, threshold, criterion=criterion), repeats
         )
-        flood = _times_ms(partial(_flood_per_stroke, scene, threshold), repeats)
+        flood = times_ms(partial(_flood_per_stroke, scene, threshold), repeats)
         rows.append(
             {
                 "criterion": criterion,
