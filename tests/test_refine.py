@@ -46,6 +46,7 @@ def test_overrides_parse_types() -> None:
         ("gate_global=nan", "gate_global"),
         ("gate_fallback=-2", "gate_fallback"),
         ("gate_edges=nan", "gate_edges"),
+        ("gate_widest=0", "gate_widest"),
         ("gate_evidence=-2", "gate_evidence"),
         ("wide_iterations=-1", "wide_iterations"),
         ("gate_steps=-1", "gate_steps"),

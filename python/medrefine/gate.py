@@ -128,8 +128,8 @@ def plan_gate(
             return GatePlan(base, None, reach, index, labels)
         # Below gate_global the gate follows edges; the wider steps are for a network that
         # misses whole structures, where the correction must spread past them.
-        edges = image if reach < config.gate_global else None
-        g = spatial_gate(shape, index, reach, edges, config.gate_edges)
+        follow = image if reach < config.gate_global else None
+        g = spatial_gate(shape, index, reach, follow, config.gate_edges)
         return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
     else:
         g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)

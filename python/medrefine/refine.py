@@ -132,7 +132,7 @@ class RefineConfig:
             "anchor_reach",
         ):
             value = getattr(self, name)
-            positive = name in ("gate_sigma", "gate_reach", "gate_tau")
+            positive = name in ("gate_sigma", "gate_reach", "gate_tau", "gate_widest")
             if not value >= 0 or (positive and value == 0):
                 raise InputError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
         if self.gate_evidence < 0 or self.gate_steps < 0:
