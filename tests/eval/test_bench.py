@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import medrefine as mr
+from medrefine.benchmarks.accuracy import parse_methods
+from medrefine.benchmarks.report import methods_arg
 from medrefine.cli import main
 from medrefine.errors import InputError
 from medrefine.eval.bench import Experiment
@@ -158,3 +160,9 @@ def test_presets_take_overrides_after_them() -> None:
     paper = make_method("medrefine:paper", model)
     assert isinstance(paper, MedrefineMethod)
     assert paper.config == mr.RefineConfig.paper()
+
+
+def test_the_report_hands_every_method_to_the_accuracy_cli_whole() -> None:
+    for spec in specs():
+        assert parse_methods(methods_arg(spec.methods)) == spec.methods
+    assert any("," in m for spec in specs() for m in spec.methods)  # the case that once broke
