@@ -100,6 +100,8 @@ def test_skip_passes_over_the_first_cases(mini_dsb: Path) -> None:
     assert replace(both, skip=1).case_ids() == ["nuclei-stained"]
     assert replace(both, skip=1, cases=1).case_ids() == ["nuclei-stained"]
     assert replace(both, skip=2).case_ids() == []
+    with pytest.raises(InputError, match="skip"):
+        replace(both, skip=-1)
     held_out = [s for s in specs() if s.skip]
     assert held_out and all(s.key.startswith("held-out") for s in held_out)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from medrefine.data import Case, open_dataset
+from medrefine.errors import InputError
 from medrefine.eval.harness import Record, simulate
 from medrefine.eval.methods import make_method
 from medrefine.eval.robot_types import RobotConfig
@@ -47,6 +48,10 @@ class Experiment:
     interactions: int = 5
     groups: tuple[str, ...] | None = None
     split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.cases < 0 or self.skip < 0:
+            raise InputError(f"cases and skip must be >= 0, got {self.cases} and {self.skip}")
 
     def case_ids(self) -> list[str]:
         ids = open_dataset(self.data).ids(self.split, self.groups)
