@@ -20,6 +20,16 @@ def _reference(cost: np.ndarray, seeds: np.ndarray, fully_connected: bool) -> np
     return distances
 
 
+def _cost_and_one_seed(
+    shape: tuple[int, ...], at: tuple[int, ...], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random float64 cost in [1, 2) and a seed mask with the one pixel ``at``."""
+    cost = 1 + np.random.default_rng(seed).random(shape)
+    seeds = np.zeros(shape, bool)
+    seeds[at] = True
+    return cost, seeds
+
+
 @pytest.mark.parametrize("shape", [(37, 41), (13, 17, 11)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("full", [True, False])
@@ -34,10 +44,7 @@ def test_matches_scikit_image(shape: tuple[int, ...], dtype: type, full: bool) -
 
 
 def test_limit_cuts_the_search_without_changing_what_is_within() -> None:
-    rng = np.random.default_rng(3)
-    cost = 1 + rng.random((50, 50))
-    seeds = np.zeros((50, 50), bool)
-    seeds[25, 25] = True
+    cost, seeds = _cost_and_one_seed((50, 50), (25, 25), 3)
     full = geodesic_distance(cost, seeds)
     cut = geodesic_distance(cost, seeds, limit=10.0)
     inside = full <= 10.0
@@ -72,10 +79,7 @@ def test_bad_arguments_are_named(
 
 
 def test_non_contiguous_and_swapped_byte_order_inputs() -> None:
-    rng = np.random.default_rng(5)
-    cost = 1 + rng.random((30, 40))
-    seeds = np.zeros((30, 40), bool)
-    seeds[3, 4] = True
+    cost, seeds = _cost_and_one_seed((30, 40), (3, 4), 5)
     expected = geodesic_distance(cost, seeds)
     np.testing.assert_array_equal(geodesic_distance(cost.T.copy().T, seeds), expected)
     swapped = cost.astype(cost.dtype.newbyteorder(">"))

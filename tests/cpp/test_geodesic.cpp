@@ -1,24 +1,14 @@
 // Unit tests of medrefine::geodesic_distance (plain checks; exit status 1 if any check failed).
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <vector>
 
+#include "check.hpp"
 #include "medrefine/geodesic.hpp"
 
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const char* what, int line) {
-  if (ok) return;
-  std::printf("FAILED line %d: %s\n", line, what);
-  ++failures;
-}
-
-#define CHECK(condition) check((condition), #condition, __LINE__)
 
 using Seeds = std::vector<std::uint8_t>;
 const double kInf = std::numeric_limits<double>::infinity();
@@ -115,6 +105,5 @@ int main() {
   test_limit_and_unreachable();
   test_three_dimensions();
   test_bad_parameters_throw();
-  std::printf("%s: %d failed check(s)\n", failures == 0 ? "OK" : "FAILED", failures);
-  return failures == 0 ? 0 : 1;
+  return medrefine_test::checks_exit_status();
 }

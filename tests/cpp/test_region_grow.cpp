@@ -1,25 +1,15 @@
 // Unit tests of medrefine::region_grow (plain checks; exit status = number of failed checks).
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <vector>
 
+#include "check.hpp"
 #include "medrefine/region_grow.hpp"
 
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const char* what, int line) {
-  if (ok) return;
-  std::printf("FAILED line %d: %s\n", line, what);
-  ++failures;
-}
-
-#define CHECK(condition) check((condition), #condition, __LINE__)
 
 using Labels = std::vector<std::int32_t>;
 const double kInf = std::numeric_limits<double>::infinity();
@@ -202,6 +192,5 @@ int main() {
   test_edge_cases();
   test_bad_parameters_throw();
   test_both_growers_agree();
-  std::printf("%s: %d failed check(s)\n", failures == 0 ? "OK" : "FAILED", failures);
-  return failures == 0 ? 0 : 1;
+  return medrefine_test::checks_exit_status();
 }

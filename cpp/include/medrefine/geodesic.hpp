@@ -46,19 +46,12 @@ void geodesic_distance(const T* cost, const Grid& grid, const std::uint8_t* seed
   using Entry = std::pair<double, Node>;
   auto later = [](const Entry& a, const Entry& b) { return a.first > b.first; };
   std::priority_queue<Entry, std::vector<Entry>, decltype(later)> queue(later);
-  const std::array<std::int64_t, 3>& d = grid.dims;
-  std::int64_t i = 0;
-  for (std::int64_t z = 0; z < d[0]; ++z) {
-    for (std::int64_t y = 0; y < d[1]; ++y) {
-      const std::int64_t row = padded.index(z, y, 0);
-      for (std::int64_t x = 0; x < d[2]; ++x, ++i) {
-        closed[static_cast<std::size_t>(row + x)] = 0;
-        if (seeds[i] == 0) continue;
-        dist[static_cast<std::size_t>(i)] = 0.0;
-        queue.push({0.0, Node{i, row + x}});
-      }
-    }
-  }
+  padded.for_each_pixel([&](const Node& p) {
+    closed[static_cast<std::size_t>(p.padded)] = 0;
+    if (seeds[p.image] == 0) return;
+    dist[static_cast<std::size_t>(p.image)] = 0.0;
+    queue.push({0.0, p});
+  });
   while (!queue.empty()) {
     const auto [here, p] = queue.top();
     queue.pop();

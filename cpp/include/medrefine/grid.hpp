@@ -61,6 +61,19 @@ class PaddedGrid {
   const Grid& grid() const { return grid_; }
   std::int64_t size() const { return dims_[0] * dims_[1] * dims_[2]; }
 
+  // Calls f(Node) for every image pixel in C order, with its flat index in the image and here.
+  template <typename F>
+  void for_each_pixel(F&& f) const {
+    const std::array<std::int64_t, 3>& d = grid_.dims;
+    std::int64_t i = 0;
+    for (std::int64_t z = 0; z < d[0]; ++z) {
+      for (std::int64_t y = 0; y < d[1]; ++y) {
+        const std::int64_t row = index(z, y, 0);
+        for (std::int64_t x = 0; x < d[2]; ++x, ++i) f(Node{i, row + x});
+      }
+    }
+  }
+
   // Padded flat index of the image pixel (z, y, x).
   std::int64_t index(std::int64_t z, std::int64_t y, std::int64_t x) const {
     return ((z + pad_[0]) * dims_[1] + (y + pad_[1])) * dims_[2] + (x + pad_[2]);

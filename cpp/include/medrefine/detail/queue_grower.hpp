@@ -82,21 +82,14 @@ class QueueGrower {
       strokes_ = find_strokes(pixels_, grid_, steps_, seeds_, seeds, out_);
       for (std::size_t s = 0; s < seeds.size(); ++s) stroke_[seeds[s]] = strokes_.of_seed[s];
     }
-    const std::array<std::int64_t, 3>& d = grid_.dims;
-    std::int64_t i = 0;
-    for (std::int64_t z = 0; z < d[0]; ++z) {
-      for (std::int64_t y = 0; y < d[1]; ++y) {
-        const std::int64_t row = padded_.index(z, y, 0);
-        for (std::int64_t x = 0; x < d[2]; ++x, ++i) {
-          if (seeds_[i] < 0) {
-            state_[static_cast<std::size_t>(row + x)] = kFree;
-            continue;
-          }
-          dist_[i] = 0.0;
-          if (!pixels_.is_nan(i)) frontier.push({i, row + x});  // NaN seeds do not grow
-        }
+    padded_.for_each_pixel([&](const Node& p) {
+      if (seeds_[p.image] < 0) {
+        state_[static_cast<std::size_t>(p.padded)] = kFree;
+        return;
       }
-    }
+      dist_[p.image] = 0.0;
+      if (!pixels_.is_nan(p.image)) frontier.push(p);  // NaN seeds do not grow
+    });
   }
 
   // Offers every neighbour of p (a pixel of the current ring) to p's class.
