@@ -1,15 +1,20 @@
-"""medrefine: turn a pre-trained segmentation network into an interactive one."""
+"""medrefine: turn a pre-trained segmentation network into an interactive one.
 
-from medrefine import _native  # noqa: F401  (fails loudly if the extension did not build)
-from medrefine.cache import FeatureCache
-from medrefine.geodesic import geodesic_distance
-from medrefine.grow import region_grow
-from medrefine.history import Interaction
-from medrefine.models.split import SplitModel
-from medrefine.models.zoo import list_models, load_model, model_card
-from medrefine.refine import RefineConfig
+Packages: ``engine`` (Session, the refine loop and what keeps it safe), ``kernels`` (the C++
+kernels behind checked facades), ``models`` (splitting networks, the zoo), ``onnx`` (ONNX graphs
+in and out), ``backends`` (who runs the frozen backbone), ``io`` (files), ``eval`` (the simulated
+user, metrics, baselines, the accuracy bench; never imported by the core), ``benchmarks``
+(``medrefine bench``), ``cli``.
+"""
+
+from medrefine import errors
+from medrefine.engine.cache import FeatureCache
+from medrefine.engine.history import Interaction
+from medrefine.engine.refine import RefineConfig
+from medrefine.engine.session import Session
+from medrefine.kernels import geodesic_distance, region_grow
+from medrefine.models import Preprocessing, SplitModel, list_models, load_model, model_card
 from medrefine.samples import list_samples, load_sample
-from medrefine.session import Session
 from medrefine.types import Box, Click, Mark, Paint, RefineResult, Scribble, Volume
 
 __version__ = "0.1.0"
@@ -21,12 +26,14 @@ __all__ = [
     "Interaction",
     "Mark",
     "Paint",
+    "Preprocessing",
     "RefineConfig",
     "RefineResult",
     "Scribble",
     "Session",
     "SplitModel",
     "Volume",
+    "errors",
     "geodesic_distance",
     "list_models",
     "list_samples",

@@ -12,7 +12,7 @@ from medrefine.errors import MedrefineError
 
 def _demo(args: argparse.Namespace) -> int:
     from medrefine.demo import run_demo
-    from medrefine.refine import RefineConfig
+    from medrefine.engine.refine import RefineConfig
 
     run_demo(args.sample, args.interactions, args.out, RefineConfig().with_overrides(args.config))
     return 0

@@ -8,11 +8,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from medrefine.engine.refine import RefineConfig
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MedrefineMethod
-from medrefine.eval.robot_types import RobotConfig, paint
+from medrefine.eval.robot.types import RobotConfig, paint
 from medrefine.models.zoo import load_model
-from medrefine.refine import RefineConfig
 from medrefine.samples import SAMPLES, load_sample
 from medrefine.viz import save_overlay
 

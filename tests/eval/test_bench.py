@@ -21,7 +21,7 @@ from medrefine.eval.experiments import specs
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MarksOnly, MedrefineMethod, make_method
 from medrefine.eval.report import summarize
-from medrefine.eval.robot_types import RobotConfig
+from medrefine.eval.robot.types import RobotConfig
 from medrefine.samples import DATA
 
 

@@ -14,13 +14,13 @@ from scipy import ndimage
 from torch import fx, nn
 
 import medrefine as mr
-from medrefine.cache import FeatureCache
+from medrefine.engine.cache import FeatureCache
+from medrefine.engine.pointwise import as_row_head
 from medrefine.errors import NotFoundError, UnsupportedModelError
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import load_network
 from medrefine.onnx import scope_nodes
 from medrefine.onnx.export import ExportResult, export_module
-from medrefine.pointwise import as_row_head
 
 # (zoo model, sample, crop in array order: y, x or z, y, x)
 CASES = {

@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import medrefine as mr
+from medrefine.engine.pointwise import as_row_head
 from medrefine.errors import UnsupportedModelError
 from medrefine.onnx import scope_nodes
 from medrefine.onnx.export import export_module
-from medrefine.pointwise import as_row_head
 
 
 class _Net(nn.Module):

@@ -17,7 +17,7 @@ import numpy as np
 from medrefine.data import Case
 from medrefine.eval.bench import Experiment, run_accuracy, save_records
 from medrefine.eval.report import machine, markdown, plot_curves, summarize
-from medrefine.eval.robot_types import RobotConfig, paint
+from medrefine.eval.robot.types import RobotConfig, paint
 from medrefine.viz import save_overlay
 
 

@@ -23,11 +23,11 @@ from rich.table import Table
 from scipy import ndimage
 
 from medrefine.data import Case
+from medrefine.engine.refine import RefineConfig
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MedrefineMethod
-from medrefine.eval.robot_types import RobotConfig
+from medrefine.eval.robot.types import RobotConfig
 from medrefine.models.zoo import load_model
-from medrefine.refine import RefineConfig
 from medrefine.samples import load_sample
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from medrefine.grow import Criterion, region_grow
+from medrefine.kernels.grow import Criterion, region_grow
 
 CLASS_LEVELS = (20.0, 100.0, 180.0, 260.0)  # background, then the structures
 NOISE_SD = 4.0

@@ -17,10 +17,10 @@ import numpy as np
 
 from medrefine.benchmarks.engine import EngineFigures, measure
 from medrefine.data import open_dataset
+from medrefine.engine.refine import RefineConfig
 from medrefine.eval.report import machine
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import ZOO
-from medrefine.refine import RefineConfig
 
 
 def _row(name: str, figures: list[EngineFigures]) -> list[str]:

@@ -11,8 +11,8 @@ from medrefine.eval.metrics import (
     nsd_per_class,
 )
 from medrefine.eval.robot import Robot, check_stroke
-from medrefine.eval.robot_regions import has_error
-from medrefine.eval.robot_types import Effort, RobotConfig, Stroke, paint
+from medrefine.eval.robot.regions import has_error
+from medrefine.eval.robot.types import Effort, RobotConfig, Stroke, paint
 
 __all__ = [
     "Effort",

@@ -18,7 +18,7 @@ from medrefine.data import Case, open_dataset
 from medrefine.errors import InputError
 from medrefine.eval.harness import Record, simulate
 from medrefine.eval.methods import make_method
-from medrefine.eval.robot_types import RobotConfig
+from medrefine.eval.robot.types import RobotConfig
 from medrefine.models.split import SplitModel
 from medrefine.models.zoo import load_model
 

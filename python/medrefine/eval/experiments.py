@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from medrefine.eval.robot_types import RobotConfig
+from medrefine.eval.robot.types import RobotConfig
 
 BASELINES_2D = ("grabcut", "graphcut", "geodesic", "random_walker", "watershed")
 BASELINES_3D = ("graphcut", "geodesic", "watershed")

@@ -12,8 +12,8 @@ from medrefine.data import Case
 from medrefine.eval.methods import InteractiveMethod
 from medrefine.eval.metrics import dice_per_class
 from medrefine.eval.robot import Robot
-from medrefine.eval.robot_regions import has_error
-from medrefine.eval.robot_types import Effort, RobotConfig, Stroke, paint
+from medrefine.eval.robot.regions import has_error
+from medrefine.eval.robot.types import Effort, RobotConfig, Stroke, paint
 
 
 @dataclass(frozen=True)

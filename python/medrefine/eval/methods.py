@@ -18,12 +18,12 @@ from typing import Protocol
 
 import numpy as np
 
+from medrefine.engine.refine import RefineConfig
+from medrefine.engine.session import Session
 from medrefine.errors import InputError
 from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
-from medrefine.eval.robot_types import Stroke
+from medrefine.eval.robot.types import Stroke
 from medrefine.models.split import SplitModel
-from medrefine.refine import RefineConfig
-from medrefine.session import Session
 from medrefine.types import Box, Mark, Paint, RefineResult
 
 

@@ -1,0 +1,281 @@
+"""Marks -> per-pixel constraints for the refinement loss, the stop rule and the returned mask.
+
+Rules (coordinates in array order, 2D ``(y, x)``, 3D ``(z, y, x)``):
+
+- Scribble: its polyline, sampled at half-pixel steps, dilated by a ball of ``radius`` pixels.
+- Click: a ball of ``radius`` around the point. Paint: exactly its pixels.
+- Box of class c: "c lies inside". If the network's mask shows no c inside the box (a missed
+  object), its central region (``box_center_fraction`` of each side, at least one pixel) is a
+  positive constraint c; a box around objects the network already finds adds no positive pixel
+  (the centre of a box drawn around several objects is often background). Pixels outside the
+  union of all boxes of class c are "not c". The loss sees the band of ``box_band`` pixels just
+  outside the boxes plus ``box_negatives`` pixels sampled (seeded) from the rest; the returned
+  mask enforces "not c" everywhere outside.
+- Later marks win where marks of different classes overlap.
+- Region growing (optional) grows scribbles, clicks and paint through
+  :func:`medrefine.region_grow` on the normalised image; grown pixels are hints: they carry
+  ``grown_weight`` in the loss and never count for the stop rule, ``satisfied`` or the written mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
+
+import numpy as np
+
+from medrefine.errors import InputError
+from medrefine.types import Box, Click, Mark, Paint, Scribble
+
+
+@dataclass(frozen=True)
+class ConstraintConfig:
+    """How marks become constraints (part of :class:`medrefine.RefineConfig`)."""
+
+    box_center_fraction: float = 0.2
+    box_band: int = 6
+    box_negatives: int = 4096
+    region_grow: bool = False
+    grow_threshold: float = 0.3
+    grow_criterion: Literal["neighbour", "seed_mean"] = "neighbour"
+    grow_max_distance: float | None = 10.0
+    grown_weight: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Constraints over an image of spatial ``shape``; pixel sets are flat C-order indices.
+
+    Attributes:
+        index, label, weight: positive constraints "pixel is class ``label``" (int64, int64,
+            float32), one entry per pixel, sorted by index.
+        required: bool per positive entry; True for the clinician's own pixels and box centres
+            (these decide the stop rule and ``satisfied``), False for region-grown hints.
+        written: bool per positive entry; True for drawn pixels (scribbles, clicks, paint), which
+            are written into the returned mask.
+        neg_index, neg_label: "pixel is not class ``neg_label``" entries the loss sees.
+        box_classes, box_regions: per boxed class, a bool mask of the union of its boxes (the
+            returned mask never shows that class outside it).
+    """
+
+    shape: tuple[int, ...]
+    index: np.ndarray
+    label: np.ndarray
+    weight: np.ndarray
+    required: np.ndarray
+    written: np.ndarray
+    neg_index: np.ndarray
+    neg_label: np.ndarray
+    box_classes: tuple[int, ...]
+    box_regions: tuple[np.ndarray, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.index.size == 0 and self.neg_index.size == 0
+
+
+def _ball(radius: int, ndim: int) -> np.ndarray:
+    """Integer offsets ``(B, ndim)`` of a Euclidean ball."""
+    r = np.arange(-radius, radius + 1)
+    grid = np.stack(np.meshgrid(*([r] * ndim), indexing="ij"), -1).reshape(-1, ndim)
+    return grid[(grid**2).sum(1) <= radius * radius + 1e-9]
+
+
+def _polyline(points: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """Pixels ``(L, ndim)`` on the straight segments between consecutive points."""
+    pts = np.asarray(points, dtype=np.float64)
+    out = [pts[:1]]
+    for a, b in pairwise(pts):
+        n = max(int(np.ceil(2 * np.abs(b - a).max())), 1)
+        t = np.linspace(0.0, 1.0, n + 1)[1:, None]
+        out.append(a + t * (b - a))
+    return np.rint(np.concatenate(out)).astype(np.int64)
+
+
+def _check_inside(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    bad = np.any((coords < 0) | (coords >= np.asarray(shape)), axis=1)
+    if bad.any():
+        raise InputError(
+            f"{what} at {tuple(int(v) for v in coords[bad][0])} lies outside the "
+            f"image of spatial shape {shape}"
+        )
+
+
+def _dilate(coords: np.ndarray, radius: int, shape: tuple[int, ...]) -> np.ndarray:
+    if radius == 0:
+        return coords
+    pts = (coords[:, None, :] + _ball(radius, len(shape))[None]).reshape(-1, len(shape))
+    keep = np.all((pts >= 0) & (pts < np.asarray(shape)), axis=1)
+    return pts[keep]
+
+
+def rasterize(mark: Mark, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat indices of the pixels a drawn mark (Scribble, Click, Paint) covers."""
+    if mark.ndim != len(shape):
+        raise InputError(
+            f"{type(mark).__name__} has {mark.ndim} coordinates; the image has "
+            f"{len(shape)} spatial axes {shape}"
+        )
+    if isinstance(mark, Scribble):
+        coords = np.asarray(mark.points, dtype=np.int64)
+        _check_inside(coords, shape, "scribble point")
+        coords = _dilate(_polyline(mark.points), mark.radius, shape)
+    elif isinstance(mark, Click):
+        coords = np.asarray([mark.point], dtype=np.int64)
+        _check_inside(coords, shape, "click")
+        coords = _dilate(coords, mark.radius, shape)
+    elif isinstance(mark, Paint):
+        coords = mark.pixels
+        _check_inside(coords, shape, "painted pixel")
+    else:
+        raise InputError(f"not a drawn mark: {mark!r}")
+    return np.unique(np.ravel_multi_index(tuple(coords.T), shape))
+
+
+def _box_slices(box: Box, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    if box.ndim != len(shape):
+        raise InputError(
+            f"Box has {box.ndim} coordinates; the image has {len(shape)} spatial axes {shape}"
+        )
+    if any(a < 0 or b > s for a, b, s in zip(box.start, box.stop, shape, strict=True)):
+        raise InputError(
+            f"box {box.start}..{box.stop} (stop exclusive) exceeds the image of "
+            f"spatial shape {shape}"
+        )
+    return tuple(slice(a, b) for a, b in zip(box.start, box.stop, strict=True))
+
+
+def _box_center(box: Box, fraction: float) -> tuple[slice, ...]:
+    """Central sub-box: ``fraction`` of each side (at least one pixel), centred."""
+    out = []
+    for a, b in zip(box.start, box.stop, strict=True):
+        n = max(1, round((b - a) * fraction))
+        lo = a + (b - a - n) // 2
+        out.append(slice(lo, lo + n))
+    return tuple(out)
+
+
+def _flat(region: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(s.start, s.stop) for s in region], indexing="ij")
+    return np.ravel_multi_index(tuple(g.ravel() for g in grids), shape)
+
+
+def _last_wins(index: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep one entry per index, the last one given; sorted by index."""
+    rev = index[::-1]
+    uniq, first = np.unique(rev, return_index=True)
+    return (uniq,) + tuple(v[::-1][first] for v in values)
+
+
+def _negatives(
+    boxes: list[Box],
+    shape: tuple[int, ...],
+    config: ConstraintConfig,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
+    rng = np.random.default_rng(config.seed)
+    size = int(np.prod(shape))
+    classes = tuple(sorted({b.label for b in boxes}))
+    regions, idx, lab = [], [], []
+    for c in classes:
+        region = np.zeros(shape, dtype=bool)
+        grown = np.zeros(shape, dtype=bool)
+        for b in (b for b in boxes if b.label == c):
+            region[_box_slices(b, shape)] = True
+            grown[
+                tuple(
+                    slice(max(a - config.box_band, 0), min(z + config.box_band, n))
+                    for a, z, n in zip(b.start, b.stop, shape, strict=True)
+                )
+            ] = True
+        band = np.flatnonzero(grown & ~region)
+        sample = rng.integers(0, size, min(config.box_negatives, size))
+        far = np.unique(sample[~grown.reshape(-1)[sample]])
+        both = np.concatenate([band, far])
+        idx.append(both)
+        lab.append(np.full(both.size, c, dtype=np.int64))
+        regions.append(region)
+    if not idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), (), ()
+    return np.concatenate(idx), np.concatenate(lab), classes, tuple(regions)
+
+
+def build(
+    marks: Sequence[Mark],
+    shape: tuple[int, ...],
+    config: ConstraintConfig,
+    image: np.ndarray | None = None,
+    network: np.ndarray | None = None,
+) -> Constraints:
+    """Constraints of ``marks`` on an image of spatial ``shape``.
+
+    ``image`` (``(C, *shape)`` float, the normalised network input) is needed only when
+    ``config.region_grow`` is on. ``network`` (``shape``, int) is the network's own label mask;
+    without it every box gets its centre constraint.
+    """
+    parts: list[tuple[np.ndarray, int, bool]] = []  # (flat indices, class, drawn)
+    boxes: list[Box] = []
+    for mark in marks:
+        if isinstance(mark, Box):
+            _box_slices(mark, shape)
+            boxes.append(mark)
+            if network is None or not (network[_box_slices(mark, shape)] == mark.label).any():
+                centre = _flat(_box_center(mark, config.box_center_fraction), shape)
+                parts.append((centre, mark.label, False))
+        else:
+            parts.append((rasterize(mark, shape), mark.label, True))
+    if parts:
+        index = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        label = np.concatenate([np.full(p[0].size, p[1], np.int64) for p in parts])
+        drawn = np.concatenate([np.full(p[0].size, p[2]) for p in parts])
+        index, label, drawn = _last_wins(index, label, drawn)
+    else:
+        index, label, drawn = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    required = np.ones(index.size, dtype=bool)
+    weight = np.ones(index.size, dtype=np.float32)
+    if config.region_grow and drawn.any():
+        if image is None:
+            raise InputError("region growing needs the image")
+        g_index, g_label = _grow(index[drawn], label[drawn], image, shape, config)
+        keep = ~np.isin(g_index, index)
+        index = np.concatenate([index, g_index[keep]])
+        label = np.concatenate([label, g_label[keep]])
+        weight = np.concatenate([weight, np.full(keep.sum(), config.grown_weight, np.float32)])
+        required = np.concatenate([required, np.zeros(keep.sum(), bool)])
+        drawn = np.concatenate([drawn, np.zeros(keep.sum(), bool)])
+        order = np.argsort(index, kind="stable")
+        index, label, weight = index[order], label[order], weight[order]
+        required, drawn = required[order], drawn[order]
+    neg_index, neg_label, box_classes, box_regions = _negatives(boxes, shape, config)
+    clash = np.zeros(neg_index.size, dtype=bool)
+    for c in box_classes:  # a positive mark of class c overrides "not c" there
+        of_c = neg_label == c
+        clash[of_c] = np.isin(neg_index[of_c], index[label == c])
+    neg_index, neg_label = neg_index[~clash], neg_label[~clash]
+    return Constraints(
+        shape, index, label, weight, required, drawn, neg_index, neg_label, box_classes, box_regions
+    )
+
+
+def _grow(
+    index: np.ndarray,
+    label: np.ndarray,
+    image: np.ndarray,
+    shape: tuple[int, ...],
+    config: ConstraintConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    from medrefine.kernels.grow import region_grow
+
+    seeds = np.full(shape, -1, dtype=np.int32)
+    seeds.reshape(-1)[index] = label
+    grown = region_grow(
+        image,
+        seeds,
+        config.grow_threshold,
+        criterion=config.grow_criterion,
+        max_distance=config.grow_max_distance,
+    )
+    new = np.flatnonzero((grown.reshape(-1) >= 0) & (seeds.reshape(-1) < 0))
+    return new.astype(np.int64), grown.reshape(-1)[new].astype(np.int64)

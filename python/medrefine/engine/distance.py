@@ -1,0 +1,93 @@
+"""Distance maps for the gates: Euclidean, or geodesic over an image's edges.
+
+Both take a bool array of target pixels (a window of the image, 2D ``(H, W)`` or 3D
+``(D, H, W)``) and give every pixel's distance to the nearest target in pixels, float64. Large
+windows are computed on a grid coarsened by an integer stride (max-pooled targets, mean-pooled
+image) and upsampled by nearest neighbour: the error is below the stride, and a gate wide enough
+to need such a window does not need single-pixel detail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from scipy import ndimage
+
+from medrefine.kernels.geodesic import geodesic_distance
+
+#: Pixels above which a distance map is computed on a coarser grid (Euclidean, geodesic).
+EDT_PIXELS = 1 << 18
+GEODESIC_PIXELS = 1 << 16
+
+EDGE_SMOOTHING = 1.0  # (coarse) pixels, Gaussian sigma before the gradient
+
+
+def _stride(shape: tuple[int, ...], budget: int) -> int:
+    return max(1, int(np.ceil((float(np.prod(shape)) / budget) ** (1 / len(shape)))))
+
+
+def _pool(array: np.ndarray, stride: int, kind: str) -> np.ndarray:
+    """``(C, *S)`` pooled by ``stride`` on every spatial axis (``"max"`` or ``"mean"``)."""
+    ndim = array.ndim - 1
+    fn = {
+        ("max", 2): F.max_pool2d,
+        ("max", 3): F.max_pool3d,
+        ("mean", 2): F.avg_pool2d,
+        ("mean", 3): F.avg_pool3d,
+    }[kind, ndim]
+    pool = cast(Callable[..., torch.Tensor], fn)
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    return pool(x, stride, stride, ceil_mode=True)[0].numpy()
+
+
+def _upsample(d: np.ndarray, stride: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a coarse map by ``stride``, cut to ``shape``."""
+    t = torch.from_numpy(d)
+    for axis, size in enumerate(shape):
+        t = t.repeat_interleave(stride, dim=axis).narrow(axis, 0, size)
+    return t.numpy()
+
+
+def euclidean_to(targets: np.ndarray) -> np.ndarray:
+    """Euclidean distance to the nearest True pixel of ``targets`` (inf if none)."""
+    if not targets.any():
+        return np.full(targets.shape, np.inf)
+    stride = _stride(targets.shape, EDT_PIXELS)
+    if stride == 1:
+        return ndimage.distance_transform_edt(~targets)
+    coarse = _pool(targets[None], stride, "max")[0] > 0
+    return _upsample(ndimage.distance_transform_edt(~coarse) * stride, stride, targets.shape)
+
+
+def edge_cost(image: np.ndarray, weight: float) -> np.ndarray:
+    """Path cost per pixel over ``image`` (``(C, *S)``): ``1 + weight * m / mean(m)``, ``m`` the
+    gradient magnitude of the Gaussian-smoothed image (L2 over channels). Crossing an edge ``k``
+    times as strong as the mean gradient costs about ``weight * k`` extra pixels per pixel of
+    edge; relative to the mean, so ``weight`` reads the same at any intensity scale."""
+    squared = np.zeros(image.shape[1:], dtype=np.float32)
+    for channel in image:
+        grad = ndimage.gaussian_gradient_magnitude(
+            channel.astype(np.float32), EDGE_SMOOTHING, mode="nearest"
+        )
+        squared += grad * grad
+    m = np.sqrt(squared)
+    return (1.0 + weight * m / max(float(m.mean()), 1e-12)).astype(np.float32)
+
+
+def geodesic_to(targets: np.ndarray, image: np.ndarray, weight: float, limit: float) -> np.ndarray:
+    """Geodesic distance to the nearest True pixel of ``targets`` over :func:`edge_cost` of
+    ``image`` (``(C, *targets.shape)``); inf beyond ``limit`` pixels or where unreachable."""
+    shape = targets.shape
+    if not targets.any():
+        return np.full(shape, np.inf)
+    stride = _stride(shape, GEODESIC_PIXELS)
+    if stride > 1:
+        targets = _pool(targets[None], stride, "max")[0] > 0
+        image = _pool(image, stride, "mean")
+    coarse = geodesic_distance(edge_cost(image, weight), targets, limit=limit / stride)
+    d = coarse.astype(np.float64) * stride
+    return d if stride == 1 else _upsample(d, stride, shape)

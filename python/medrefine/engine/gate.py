@@ -1,0 +1,308 @@
+"""Where the adapted head may overrule the network: a per-pixel gate in [0, 1].
+
+The refined logits are ``logits0 + g * (logits_adapted - logits0)``: the network's own prediction
+where ``g = 0``, the adapted head's where ``g = 1``. The gate is built from the *contradicted*
+marks, the required pixels whose class the pre-trained network gets wrong:
+
+- ``"spatial"``: ``g = exp(-d^2 / (2 sigma^2))``, ``d`` the Euclidean distance (pixels) to the
+  nearest contradicted mark.
+- ``"feature"``: ``g = exp(-d_f^2 / tau)``, ``d_f^2`` the mean squared difference of the
+  channel-standardised features of a pixel and of the nearest prototype of the contradicted
+  marks (k-means centres, per class), so a correction spreads to look-alikes anywhere in the
+  image and nowhere else.
+- ``"adaptive"``: the spatial gate with a width set by how far the network's own mask is from
+  the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
+  when the network misses whole structures. While it is narrower than ``gate_global`` the
+  distance is geodesic, its path cost raised by the image's gradient
+  (:func:`medrefine.engine.distance.edge_cost`), so a boundary correction fills the marked
+  structure up to its edge and does not spill past it.
+  Three guards: the width passes ``anchor_reach`` only on enough contradicted pixels of two
+  classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate_fallback``); a
+  reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one doubles
+  it, and only the reading after ``gate_steps`` of them makes it global; the width never
+  shrinks within a session and never passes ``gate_widest`` (24 px by default: no step past the
+  first; infinite for an image far from the network's training data,
+  :meth:`medrefine.RefineConfig.shifted`). A gate wider than ``anchor_reach`` also drops the
+  anchor on unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the
+  network's wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from medrefine.engine.constraints import Constraints
+from medrefine.engine.distance import euclidean_to, geodesic_to
+
+if TYPE_CHECKING:
+    from medrefine.engine.refine import RefineConfig
+
+Rows = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """The gate of one refine, decided before the loop from the marks and the network's mask.
+
+    Attributes:
+        base: the network's logits ``(K, *shape)`` (pre-trained head).
+        weights: the gate ``(1, *shape)`` in [0, 1], or None when the adapted head decides
+            everywhere (no gate, or an adaptive gate that found the network missing whole
+            structures).
+        reach: the adaptive gate's width in pixels (inf when global), else None.
+        wrong_index, wrong_labels: the contradicted marks (flat pixel index, int64; the class
+            the clinician gave them).
+    """
+
+    base: torch.Tensor
+    weights: torch.Tensor | None
+    reach: float | None = None
+    wrong_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    wrong_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def is_global(self) -> bool:
+        return self.weights is None
+
+    def apply(self, adapted: torch.Tensor) -> torch.Tensor:
+        """Refined logits ``base + g * (adapted - base)``."""
+        if self.weights is None:
+            return adapted
+        return self.base + self.weights * (adapted - self.base)
+
+
+def plan_gate(
+    config: RefineConfig,
+    base: torch.Tensor,
+    own: np.ndarray,
+    cons: Constraints,
+    feature_gate: Callable[[], FeatureGate],
+    min_reach: float = 0.0,
+    image: np.ndarray | None = None,
+) -> GatePlan:
+    """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)`` and its
+    label mask ``own`` (``shape``).
+
+    ``image`` is the normalised image ``(C, *shape)`` float32: with it, a local adaptive gate
+    follows its edges (:mod:`medrefine.engine.distance`); without it, the gate is Euclidean.
+
+    ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
+    so a correction made global is not taken back by a later, local mark.
+    """
+    shape = cons.shape
+    req = cons.required
+    wrong = own.reshape(-1)[cons.index[req]] != cons.label[req]
+    index, labels = cons.index[req][wrong], cons.label[req][wrong]
+    if config.gate == "none":
+        return GatePlan(base, None, None, index, labels)
+    if config.gate == "adaptive" and min_reach == float("inf"):  # global already
+        return GatePlan(base, None, float("inf"), index, labels)
+    if index.size == 0:  # the network already honours every mark
+        return GatePlan(base, torch.zeros((1, *shape)), None, index, labels)
+    if config.gate == "spatial":
+        g = spatial_gate(shape, index, config.gate_sigma)
+    elif config.gate == "adaptive":
+        reach = adaptive_sigma(
+            own,
+            index,
+            labels,
+            config.gate_sigma,
+            config.gate_reach,
+            config.gate_global / config.gate_reach,
+        )
+        if reach > config.anchor_reach and not enough_evidence(labels, config.gate_evidence):
+            reach = max(config.gate_sigma, config.gate_fallback)  # too little to act widely
+        if reach > config.gate_global:  # a far reading: widen step by step, then go global
+            widest = config.gate_global * 2 ** max(config.gate_steps - 1, 0)
+            if config.gate_steps == 0 or min_reach >= widest:
+                reach = float("inf")
+            else:
+                reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
+        reach = min(max(min_reach, reach), config.gate_widest)
+        if reach == float("inf"):
+            return GatePlan(base, None, reach, index, labels)
+        # Below gate_global the gate follows edges; the wider steps are for a network that
+        # misses whole structures, where the correction must spread past them.
+        follow = image if reach < config.gate_global else None
+        g = spatial_gate(shape, index, reach, follow, config.gate_edges)
+        return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
+    else:
+        g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
+    return GatePlan(base, g.reshape((1, *shape)), None, index, labels)
+
+
+def loop_settings(
+    config: RefineConfig, plan: GatePlan, feature_gate: Callable[[], FeatureGate]
+) -> tuple[RefineConfig, Callable[[np.ndarray], torch.Tensor] | None]:
+    """The config the loop runs with under ``plan``, and how firmly each anchor pixel (flat
+    index ``(A,)``) is held at the network's answer (``(A,)`` float32 in [0, 1]; None: fully).
+
+    An adaptive gate wider than ``anchor_reach`` means the network is wrong over a wide area:
+    the loop gets ``wide_iterations`` and the anchor is dropped or, with ``anchor_relax``,
+    released where a pixel's features resemble a contradicted mark (``1 - similarity``).
+    """
+    if config.gate != "adaptive" or (plan.reach or 0.0) <= config.anchor_reach:
+        return config, None
+    config = replace(config, max_iterations=max(config.max_iterations, config.wide_iterations))
+    if not (config.anchor_relax and plan.wrong_index.size):
+        return replace(config, anchor_weight=0.0), None
+    fg = feature_gate()
+    protos = fg.prototypes(plan.wrong_index, config.gate_prototypes, config.seed, plan.wrong_labels)
+    tau = config.gate_tau
+    return config, lambda pixels: 1.0 - fg.similarity(pixels, protos, tau)
+
+
+def enough_evidence(labels: np.ndarray, pixels: int) -> bool:
+    """At least two classes have ``pixels`` or more contradicted mark pixels each (``labels``:
+    their classes): enough for a wide gate or a global change, which a few pixels of one class
+    would otherwise turn into "everything is that class"."""
+    return int((np.bincount(labels) >= pixels).sum()) >= 2
+
+
+def _window(
+    shape: tuple[int, ...], index: np.ndarray, margin: int
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Bounding box of flat ``index`` grown by ``margin`` (clipped), and the points in it."""
+    coords = np.stack(np.unravel_index(index, shape), 1)
+    lo = np.maximum(coords.min(0) - margin, 0)
+    hi = np.minimum(coords.max(0) + margin + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), coords - lo
+
+
+def spatial_gate(
+    shape: tuple[int, ...],
+    index: np.ndarray,
+    sigma: float,
+    image: np.ndarray | None = None,
+    edges: float = 0.0,
+) -> torch.Tensor:
+    """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance
+    (pixels) to the nearest of the flat ``index`` pixels: Euclidean, or, given the normalised
+    ``image`` ``(C, *shape)`` and ``edges`` > 0, geodesic over its edges
+    (:func:`medrefine.engine.distance.edge_cost`), so the gate stops where the image
+    changes. Computed in a window of 4 sigma around them (the gate is below 4e-4 beyond)."""
+    reach = 4 * sigma
+    window, local = _window(shape, index, int(np.ceil(reach)))
+    marks = np.zeros(tuple(w.stop - w.start for w in window), dtype=bool)
+    marks[tuple(local.T)] = True
+    if image is None or edges <= 0:
+        d = euclidean_to(marks)
+    else:
+        d = geodesic_to(marks, image[(slice(None), *window)], edges, reach)
+    gate = np.zeros(shape, dtype=np.float32)
+    gate[window] = np.exp(-(d**2) / (2 * sigma * sigma))
+    return torch.from_numpy(gate).reshape(-1)
+
+
+def adaptive_sigma(
+    own: np.ndarray,
+    index: np.ndarray,
+    labels: np.ndarray,
+    floor: float,
+    reach: float,
+    cap: float,
+) -> float:
+    """Gate width from how far the network is from the contradicted marks.
+
+    For each contradicted mark pixel of class c, the distance (pixels) to the nearest pixel the
+    network predicts as c (``own``, the network's label mask): about 1-3 near a boundary error,
+    the size of the structure when the network missed it whole, infinite when it never
+    predicts c. The width is ``reach`` times the median of those distances, at least ``floor``.
+    Distances beyond ``cap`` are taken as infinite (they are searched in a window of that size).
+    """
+    window, local = _window(own.shape, index, int(np.ceil(cap)) + 1)
+    crop = own[window]
+    dists = np.full(index.size, np.inf)
+    for c in np.unique(labels):
+        sel = labels == c
+        d = euclidean_to(crop == c)[tuple(local[sel].T)]
+        dists[sel] = np.where(d <= cap, d, np.inf)
+    return max(floor, reach * float(np.median(dists)))
+
+
+def kmeans(x: torch.Tensor, k: int, iterations: int = 8, seed: int = 0) -> torch.Tensor:
+    """At most ``k`` centres ``(k, C)`` of the rows of ``x`` (``(N, C)``), k-means++ seeded."""
+    n = x.shape[0]
+    if n <= k:
+        return x.clone()
+    gen = torch.Generator().manual_seed(seed)
+    centres = [x[int(torch.randint(n, (1,), generator=gen))]]
+    d2 = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        i = int(
+            torch.multinomial(d2 / d2.sum() if d2.sum() > 0 else torch.ones(n), 1, generator=gen)
+        )
+        centres.append(x[i])
+        d2 = torch.minimum(d2, ((x - x[i]) ** 2).sum(1))
+    c = torch.stack(centres)
+    for _ in range(iterations):
+        assign = torch.cdist(x, c).argmin(1)
+        for j in range(c.shape[0]):
+            members = x[assign == j]
+            if members.shape[0]:
+                c[j] = members.mean(0)
+    return c
+
+
+class FeatureGate:
+    """Similarity to prototypes in channel-standardised feature space.
+
+    ``rows``: the cached features as ``(P, C_i)`` row views (P pixels in C order).
+    """
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        # Per-channel spread from a fixed sample of pixels (cheap, deterministic).
+        n = rows[0].shape[0]
+        sample = torch.linspace(0, n - 1, min(n, 20000)).long()
+        self.inv_var = tuple(1.0 / r[sample].float().var(0).clamp_min(1e-6) for r in rows)
+        self.channels = sum(r.shape[1] for r in rows)
+
+    def _scaled(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [r[index].float() * iv.sqrt() for r, iv in zip(self.rows, self.inv_var, strict=True)], 1
+        )
+
+    def prototypes(
+        self, index: np.ndarray, prototypes: int, seed: int = 0, labels: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """At most ``prototypes`` k-means centres per class (``labels``) of the standardised
+        features of the flat ``index`` pixels, ``(n, C)``."""
+        marked = self._scaled(torch.from_numpy(index))
+        groups = (
+            [np.arange(index.size)]
+            if labels is None
+            else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        )
+        return torch.cat(
+            [kmeans(marked[torch.from_numpy(g)], prototypes, seed=seed) for g in groups]
+        )
+
+    def similarity(self, pixels: np.ndarray, protos: torch.Tensor, tau: float) -> torch.Tensor:
+        """``exp(-d^2 / (C tau))`` at the flat ``pixels`` ``(A,)``, ``d^2`` the squared distance
+        of their standardised features to the nearest of ``protos``."""
+        d2 = torch.cdist(self._scaled(torch.from_numpy(pixels)), protos).pow(2).min(1).values
+        return torch.exp(-d2 / (self.channels * tau))
+
+    def __call__(
+        self,
+        index: np.ndarray,
+        tau: float,
+        prototypes: int,
+        seed: int = 0,
+        labels: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """Gate ``(P,)`` for the contradicted marks at flat ``index`` (grouped by ``labels``)."""
+        protos = self.prototypes(index, prototypes, seed, labels)
+        n, chunk = self.rows[0].shape[0], 1 << 16
+        return torch.cat(
+            [
+                self.similarity(np.arange(a, min(a + chunk, n)), protos, tau)
+                for a in range(0, n, chunk)
+            ]
+        )

@@ -1,0 +1,192 @@
+"""Gates: distances, the spatial gate, the adaptive reach, and the plan a refine follows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from medrefine.engine.constraints import ConstraintConfig, build
+from medrefine.engine.gate import (
+    FeatureGate,
+    adaptive_sigma,
+    enough_evidence,
+    kmeans,
+    plan_gate,
+    spatial_gate,
+)
+from medrefine.engine.refine import RefineConfig
+from medrefine.types import Click, Scribble
+
+
+def test_spatial_gate_is_one_on_marks_and_decays_with_distance() -> None:
+    shape = (40, 50)
+    index = np.ravel_multi_index(([20], [25]), shape)
+    g = spatial_gate(shape, index, sigma=3.0).reshape(shape).numpy()
+    assert g[20, 25] == pytest.approx(1.0)
+    assert g[20, 28] == pytest.approx(np.exp(-9 / 18), rel=1e-5)
+    assert g[0, 0] == 0.0  # beyond 4 sigma: outside the window
+
+
+def test_adaptive_reach_is_local_near_a_boundary_and_infinite_for_a_missing_class() -> None:
+    own = np.zeros((30, 30), np.int64)
+    own[10:20, 10:20] = 1  # the network's object
+    boundary = np.ravel_multi_index(([10, 10], [9, 8]), own.shape)  # 1 and 2 px outside it
+    labels = np.array([1, 1])
+    assert adaptive_sigma(own, boundary, labels, floor=4, reach=3, cap=20) == 4.5
+    assert adaptive_sigma(own, boundary, labels, floor=6, reach=3, cap=20) == 6
+    assert adaptive_sigma(own, boundary, np.array([2, 2]), 4, 3, 20) == np.inf  # never predicted
+    far = np.ravel_multi_index(([2], [29]), own.shape)  # 10 px from the object, cap 5
+    assert adaptive_sigma(own, far, np.array([1]), 4, 3, cap=5) == np.inf
+
+
+def _plan(
+    config: RefineConfig,
+    own: np.ndarray,
+    marks: list,
+    min_reach: float = 0.0,
+    image: np.ndarray | None = None,
+):
+    base = torch.from_numpy(np.stack([(own == 0), (own == 1)]).astype(np.float32))
+    cons = build(marks, own.shape, ConstraintConfig())
+    fail = lambda: pytest.fail("no feature gate")  # noqa: E731
+    return plan_gate(config, base, own, cons, fail, min_reach, image)
+
+
+def test_plan_local_global_and_kept_reach() -> None:
+    own = np.zeros((40, 40), np.int64)
+    own[10:20, 10:20] = 1
+    cfg = RefineConfig(
+        gate="adaptive",
+        gate_sigma=2.0,
+        gate_reach=3.0,
+        gate_global=30.0,
+        gate_evidence=0,
+        gate_widest=float("inf"),
+    )
+    local = _plan(cfg, own, [Click(1, (10, 9), 0)])
+    assert not local.is_global and local.reach == 3.0
+    assert float(local.weights.reshape(40, 40)[10, 9]) == pytest.approx(1.0)
+    assert float(local.weights.reshape(40, 40)[35, 35]) == 0.0
+    # A class the network never predicts: the first far reading opens the gate to gate_global,
+    # the next doubles it, the one after (gate_steps = 2) makes the correction global.
+    own0 = np.zeros_like(own)
+    far = [Click(1, (5, 5), 0)]
+    first = _plan(cfg, own0, far)
+    assert not first.is_global and first.reach == 30.0
+    assert _plan(cfg, own0, far, min_reach=30.0).reach == 60.0
+    assert _plan(cfg, own0, far, min_reach=60.0).is_global
+    assert _plan(replace(cfg, gate_steps=1), own0, far, min_reach=30.0).is_global
+    assert _plan(replace(cfg, gate_steps=0), own0, far).is_global
+    # gate_widest caps every step: the ladder stops there and never goes global.
+    capped = replace(cfg, gate_widest=40.0)
+    assert _plan(capped, own0, far).reach == 30.0
+    assert _plan(capped, own0, far, min_reach=30.0).reach == 40.0
+    assert _plan(capped, own0, far, min_reach=40.0).reach == 40.0
+    assert _plan(replace(capped, gate_steps=0), own0, far).reach == 40.0
+    assert RefineConfig.shifted().gate_widest == float("inf")
+    assert _plan(RefineConfig(), own0, far, min_reach=24.0).reach == 24.0  # the default
+    # A near reading after a far one keeps the wider gate.
+    assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=60.0).reach == 60.0
+    # The plan names the contradicted marks.
+    assert first.wrong_index.tolist() == [5 * 40 + 5] and first.wrong_labels.tolist() == [1]
+    # Once global, a later local mark does not take it back.
+    assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=float("inf")).is_global
+    # Marks the network already honours leave its prediction alone.
+    agreed = _plan(cfg, own, [Click(1, (15, 15), 0)])
+    assert float(agreed.weights.abs().sum()) == 0.0
+    assert _plan(RefineConfig(gate="none"), own, [Click(1, (10, 9), 0)]).is_global
+
+
+def test_apply_blends_adapted_into_base_by_the_gate() -> None:
+    own = np.zeros((10, 10), np.int64)
+    plan = _plan(RefineConfig(gate="spatial", gate_sigma=1.0), own, [Click(1, (5, 5), 0)])
+    adapted = torch.full((2, 10, 10), 7.0)
+    out = plan.apply(adapted)
+    assert float(out[0, 5, 5]) == pytest.approx(7.0) and float(out[0, 0, 0]) == pytest.approx(1.0)
+
+
+def test_kmeans_and_feature_gate_find_look_alikes() -> None:
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(50, 3) * 0.1, torch.randn(50, 3) * 0.1 + 5])
+    centres = kmeans(x, 2)
+    assert sorted(round(float(c.mean())) for c in centres) == [0, 5]
+    rows = torch.cat([torch.zeros(20, 4), torch.ones(20, 4) * 3]) + torch.randn(40, 4) * 0.05
+    gate = FeatureGate((rows,))(np.array([0, 1]), tau=0.5, prototypes=2)
+    assert gate[:20].min() > 0.5 and gate[20:].max() < 0.01
+
+
+def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
+    torch.manual_seed(1)
+    rows = torch.cat([torch.zeros(30, 4), torch.ones(30, 4) * 3]) + torch.randn(60, 4) * 0.05
+    fg = FeatureGate((rows,))
+    marks = np.array([0, 1, 2])
+    full = fg(marks, tau=0.5, prototypes=2)
+    pixels = np.array([5, 40, 59])
+    at = fg.similarity(pixels, fg.prototypes(marks, 2), tau=0.5)
+    torch.testing.assert_close(at, full[torch.from_numpy(pixels)])
+    assert float(at[0]) > 0.5 and float(at[1:].max()) < 0.01
+
+
+def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
+    own = np.zeros((60, 60), np.int64)  # the network never predicts class 1
+    cfg = RefineConfig(
+        gate_sigma=2.0,
+        gate_reach=3.0,
+        gate_global=30.0,
+        anchor_reach=12.0,
+        gate_fallback=7.0,
+        gate_widest=float("inf"),
+    )
+    assert not enough_evidence(np.array([1, 1, 1]), 2)
+    assert enough_evidence(np.array([0, 0, 1, 1]), 2)
+    click = _plan(cfg, own, [Click(1, (5, 5), 0)], min_reach=30.0)
+    assert not click.is_global and click.reach == 30.0  # the session's kept reach still holds
+    assert _plan(cfg, own, [Click(1, (5, 5), 0)]).reach == 7.0  # the fallback width
+    # Two classes contradicted with enough pixels each: the same far reading goes wide.
+    own[:, 30:] = 1
+    marks = [Scribble(1, [(5, 2), (5, 12)], 0), Scribble(0, [(50, 40), (50, 50)], 0)]
+    wide = _plan(replace(cfg, gate_evidence=5), own, marks)
+    assert wide.reach is not None and wide.reach > 12.0
+
+
+def _edge_image() -> tuple[np.ndarray, np.ndarray]:
+    """A bright 10x10 square on a dark 40x40 image, and the network's mask: the square minus its
+    two outer rings (an under-segmented boundary)."""
+    image = np.zeros((1, 40, 40), np.float32)
+    image[0, 10:20, 10:20] = 1.0
+    own = np.zeros((40, 40), np.int64)
+    own[12:18, 12:18] = 1
+    return image, own
+
+
+def test_a_local_gate_follows_the_edges_of_the_image() -> None:
+    image = np.zeros((1, 40, 40), np.float32)
+    image[0, 6:34, 6:34] = 1.0  # a bright square with its edge at row 6
+    index = np.ravel_multi_index(([11], [20]), (40, 40))  # inside, 5 px below the edge
+    plain = spatial_gate((40, 40), index, 4.0).reshape(40, 40)
+    edged = spatial_gate((40, 40), index, 4.0, image, edges=1.0).reshape(40, 40)
+    assert float(edged[11, 20]) == pytest.approx(1.0)
+    # Inside the square the two agree; across its edge the geodesic gate falls away.
+    assert float(edged[15, 20]) == pytest.approx(float(plain[15, 20]), abs=0.02)
+    assert float(plain[3, 20]) > 0.1 and float(edged[3, 20]) < 0.5 * float(plain[3, 20])
+    # Without edges to cross it is the Euclidean gate.
+    same = spatial_gate((40, 40), index, 4.0, np.zeros_like(image), edges=1.0).reshape(40, 40)
+    assert float(same[3, 20]) == pytest.approx(float(plain[3, 20]), abs=0.02)
+
+
+def test_the_plan_follows_edges_only_while_the_gate_is_local() -> None:
+    image, own = _edge_image()
+    cfg = RefineConfig(gate_sigma=2.0, gate_reach=3.0, gate_global=12.0, gate_evidence=0)
+    ring = [Scribble(1, [(10, 12), (10, 17)], 0)]  # on the missed outer ring, 2 px from own
+    local = _plan(cfg, own, ring, image=image).weights.reshape(40, 40)
+    euclid = _plan(replace(cfg, gate_edges=0.0), own, ring, image=image).weights.reshape(40, 40)
+    assert float(local[7, 14]) < 0.5 * float(euclid[7, 14])  # outside the square, above the mark
+    # A far reading widens the gate step by step; those steps spread past edges (Euclidean).
+    own0 = np.zeros_like(own)
+    far_edged = _plan(cfg, own0, ring, image=image)
+    far_plain = _plan(replace(cfg, gate_edges=0.0), own0, ring, image=image)
+    assert far_edged.reach == 12.0
+    torch.testing.assert_close(far_edged.weights, far_plain.weights)
