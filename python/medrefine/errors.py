@@ -7,6 +7,7 @@
 | NotFoundError        | unknown model, session or file                 | NOT_FOUND            |
 | ResourceError        | a size or memory budget would be exceeded       | RESOURCE_EXHAUSTED   |
 | UnsupportedModelError| a network cannot be split or converted          | INVALID_ARGUMENT     |
+| CancelledError       | the caller stopped a running call               | CANCELLED            |
 """
 
 from __future__ import annotations
@@ -37,3 +38,8 @@ class ResourceError(MedrefineError, MemoryError):
 
 class UnsupportedModelError(MedrefineError, ValueError):
     """A network cannot be split at the requested point or converted (names the operator)."""
+
+
+class CancelledError(MedrefineError):
+    """The caller stopped a running call (a progress callback raised it, or a deadline passed);
+    the object is exactly as it was before the call."""

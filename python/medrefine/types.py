@@ -192,3 +192,21 @@ class RefineResult:
         if self.marked_pixels == 0:
             return 1.0
         return 1.0 - self.wrong_marks / self.marked_pixels
+
+
+@dataclass(frozen=True)
+class RefineProgress:
+    """A running :meth:`medrefine.Session.refine`, reported before each gradient step.
+
+    Attributes:
+        iteration: gradient steps taken so far (0 before the first).
+        max_iterations: the most steps this refine may take.
+        loss: the objective after the last step (NaN before the first).
+        wrong_marks: constraint pixels the head still breaks (drawn pixels predicted as another
+            class, plus pixels a box excludes predicted as its class).
+    """
+
+    iteration: int
+    max_iterations: int
+    loss: float
+    wrong_marks: int

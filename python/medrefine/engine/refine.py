@@ -21,6 +21,7 @@ from torch import nn
 from medrefine.engine.constraints import ConstraintConfig, Constraints
 from medrefine.engine.head import HeadRunner
 from medrefine.engine.objective import LossInputs, build_objective
+from medrefine.types import RefineProgress
 from medrefine.errors import InputError
 
 
@@ -238,13 +239,13 @@ class _Targets:
     n_neg: int
     anchor_weight: torch.Tensor
 
-    def satisfied(self, logits: torch.Tensor) -> bool:
-        """Every required positive pixel is its class and no negative pixel is its class."""
+    def wrong(self, logits: torch.Tensor) -> int:
+        """Constraints the logits break: required positive pixels predicted as another class
+        plus negative pixels predicted as the class they exclude (0 = satisfied)."""
         pos, neg = logits[: self.n_pos], logits[self.n_pos : self.n_pos + self.n_neg]
         req = self.required
-        return bool((pos[req].argmax(1) == self.label[req]).all()) and not bool(
-            (neg.argmax(1) == self.neg_label).any()
-        )
+        missed = int((pos[req].argmax(1) != self.label[req]).sum())
+        return missed + int((neg.argmax(1) == self.neg_label).sum())
 
     def inputs(
         self, logits: torch.Tensor, params: list[nn.Parameter], params0: list[torch.Tensor]
@@ -287,11 +288,15 @@ class Refiner:
         cons: Constraints,
         params0: dict[str, torch.Tensor],
         anchor_hold: Callable[[np.ndarray], torch.Tensor] | None = None,
+        progress: Callable[[RefineProgress], None] | None = None,
     ) -> LoopOutcome:
         """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters.
 
         ``anchor_hold`` maps the anchor pixels (flat index, ``(A,)``) to how firmly each is held
         at the network's prediction (``(A,)`` float32 in [0, 1]); None holds them all fully.
+        ``progress`` is called before every gradient step; an exception it raises (e.g.
+        :class:`~medrefine.errors.CancelledError`) stops the loop and propagates, leaving the
+        head part-way: the caller restores it.
         """
         head = runner.head
         params = trainable_parameters(head, self.config.trainable_layers)
@@ -323,7 +328,7 @@ class Refiner:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # rows of a few thousand pixels: thread hand-offs cost more
         try:
-            return self._loop(evaluate, targets, params, anchors0)
+            return self._loop(evaluate, targets, params, anchors0, progress)
         finally:
             torch.set_num_threads(threads)
 
@@ -333,6 +338,7 @@ class Refiner:
         targets: _Targets,
         params: list[nn.Parameter],
         params0: list[torch.Tensor],
+        progress: Callable[[RefineProgress], None] | None,
     ) -> LoopOutcome:
         cfg = self.config
         opt: torch.optim.Optimizer = (
@@ -348,9 +354,12 @@ class Refiner:
         for step in range(cfg.max_iterations + 1):
             logits = evaluate()
             with torch.no_grad():
-                done = targets.satisfied(logits)
-            if done or step == cfg.max_iterations or not params:
+                wrong = targets.wrong(logits)
+            if wrong == 0 or step == cfg.max_iterations or not params:
                 return LoopOutcome(step, tuple(trace))
+            if progress is not None:
+                last = trace[-1] if trace else math.nan
+                progress(RefineProgress(step, cfg.max_iterations, last, wrong))
             loss = self.objective(targets.inputs(logits, params, params0))
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -32,7 +33,7 @@ from medrefine.engine.history import History, Interaction, SessionState
 from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
-from medrefine.types import Box, Mark, RefineResult, Volume
+from medrefine.types import Box, Mark, RefineProgress, RefineResult, Volume
 
 _NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
 
@@ -181,8 +182,14 @@ class Session:
         return self._require_image().marks + tuple(self._pending)
 
     # ---------------------------------------------------------------- refine
-    def refine(self) -> RefineResult:
-        """Fine-tune the head on every mark so far and return the new mask."""
+    def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> RefineResult:
+        """Fine-tune the head on every mark so far and return the new mask.
+
+        Args:
+            progress: called before every gradient step with a :class:`RefineProgress`; if it
+                raises (e.g. :class:`~medrefine.errors.CancelledError` on a client's cancel or
+                a deadline), the refine stops and the session is exactly as before the call.
+        """
         state = self._require_image()
         assert self._runner is not None and self._shape is not None and self._image is not None
         marks = state.marks + tuple(self._pending)
@@ -199,7 +206,7 @@ class Session:
         if not cfg.warm_start:
             self._head.load_state_dict(state.params0, strict=False)
         try:
-            outcome = Refiner(cfg).run(self._runner, cons, state.params0, hold)
+            outcome = Refiner(cfg).run(self._runner, cons, state.params0, hold, progress)
         except BaseException:
             self._head.load_state_dict(state.head)  # a failed refine changes nothing
             raise
