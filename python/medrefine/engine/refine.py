@@ -21,8 +21,8 @@ from torch import nn
 from medrefine.engine.constraints import ConstraintConfig, Constraints
 from medrefine.engine.head import HeadRunner
 from medrefine.engine.objective import LossInputs, build_objective
-from medrefine.types import RefineProgress
 from medrefine.errors import InputError
+from medrefine.types import RefineProgress
 
 
 @dataclass(frozen=True)
