@@ -107,13 +107,14 @@ void check(const grpc::Status& status) {
 }
 
 std::shared_ptr<grpc::ChannelCredentials> credentials(const ConnectOptions& options) {
-  if (!options.root_cert_pem.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options.root_cert_pem;
-    return grpc::SslCredentials(ssl);
+  if (!options.tls && options.root_cert_pem.empty() && options.client_cert_pem.empty()) {
+    return grpc::InsecureChannelCredentials();
   }
-  if (options.tls) return grpc::SslCredentials(grpc::SslCredentialsOptions());
-  return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;  // empty roots: the system's
+  ssl.pem_root_certs = options.root_cert_pem;
+  ssl.pem_cert_chain = options.client_cert_pem;
+  ssl.pem_private_key = options.client_key_pem;
+  return grpc::SslCredentials(ssl);
 }
 
 }  // namespace

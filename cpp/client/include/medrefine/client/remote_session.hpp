@@ -164,8 +164,11 @@ struct ConnectOptions {
   std::string bearer_token;
   /// PEM root certificates: when not empty the channel uses TLS and trusts these roots.
   std::string root_cert_pem;
-  /// Use TLS with the system's root certificates (ignored when root_cert_pem is set).
+  /// Use TLS with the system's root certificates (implied by any of the PEM fields).
   bool tls = false;
+  /// PEM client certificate chain and private key, for a server that requires mutual TLS.
+  std::string client_cert_pem;
+  std::string client_key_pem;
   /// Deadline of each call, except open() and refine(), which use `slow_call_timeout`.
   std::chrono::milliseconds call_timeout{30000};
   /// Deadline of open() (upload + backbone) and refine().

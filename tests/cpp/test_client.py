@@ -1,0 +1,202 @@
+"""The C++ client (cpp/client) against a live ``medrefine serve``.
+
+The example program opens a session on a shipped sample file, scribbles where the network is
+wrong, refines, and prints label counts: they must equal what the in-process ``mr.Session`` gives
+for the same image and scribble. The client is built with CMake against the system's gRPC C++
+(or taken from ``MEDREFINE_CLIENT_BUILD``, the build folder ``.ci/run`` makes). Without the
+compiler or the packages the tests skip, unless ``MEDREFINE_REQUIRE_CLIENT=1`` (set by ``.ci/run``)
+turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medrefine as mr
+from medrefine.samples import DATA, SAMPLES
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = "medrefine_refine_file"
+TOKEN = "c++-client-test-token"
+REMOTE_FAILURE = 2  # the example's exit code for a failed call
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MEDREFINE_REQUIRE_CLIENT") == "1":
+        pytest.fail(f"{reason}, and MEDREFINE_REQUIRE_CLIENT=1 requires the C++ client")
+    pytest.skip(reason)
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the built medrefine_refine_file."""
+    prebuilt = os.environ.get("MEDREFINE_CLIENT_BUILD")
+    if prebuilt:
+        exe = Path(prebuilt) / EXE
+        assert exe.is_file(), f"MEDREFINE_CLIENT_BUILD={prebuilt} holds no {EXE}"
+        return exe
+    tools = ("cmake", "c++", "protoc", "grpc_cpp_plugin", "pkg-config")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        _unavailable(f"no {', '.join(missing)} on PATH (see the README's system packages)")
+    for package in ("grpc++", "protobuf", "libpng", "zlib"):
+        if subprocess.run(["pkg-config", "--exists", package], check=False).returncode != 0:
+            _unavailable(f"pkg-config finds no {package} (see the README's system packages)")
+    build = tmp_path_factory.mktemp("client-build")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    _run(["cmake", "-S", str(ROOT / "cpp/client"), "-B", str(build), *generator])
+    _run(["cmake", "--build", str(build), "--parallel", "2"])
+    return build / EXE
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_text(TOKEN + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, token_file: Path) -> Iterator[str]:
+    """``127.0.0.1:PORT`` of a ``medrefine serve`` that requires TOKEN; SIGTERM at the end."""
+    folder = tmp_path_factory.mktemp("server")
+    port_file = folder / "port"
+    command = [sys.executable, "-c", "import sys; from medrefine.cli import main; sys.exit(main())"]
+    args = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen(
+        [*command, *args, "--token-file", str(token_file)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"medrefine serve did not start:\n{(folder / 'server.log').read_text()}"
+                )
+            time.sleep(0.2)
+        yield f"127.0.0.1:{int(port_file.read_text())}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=60) == 0, (folder / "server.log").read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _scribble_where_wrong(mask: np.ndarray, truth: np.ndarray) -> mr.Scribble:
+    """A short scribble of the class the network misses most, through pixels it misses."""
+    wrong = truth != mask
+    label = int(np.bincount(truth[wrong]).argmax())
+    missed = np.argwhere((truth == label) & (mask != label))
+    start = missed[len(missed) // 2]
+    stop = np.minimum(start + 2, np.array(mask.shape) - 1)
+    return mr.Scribble(label=label, points=[tuple(start), tuple(stop)], radius=1)
+
+
+def _counts(mask: np.ndarray, classes: int) -> dict[int, int]:
+    return {label: int(n) for label, n in enumerate(np.bincount(mask.ravel(), minlength=classes))}
+
+
+def _parse(stdout: str) -> dict[str, list[str]]:
+    """Every ``key value...`` line; keys that repeat (add_ms) keep the last value."""
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.strip()}
+
+
+def _parse_counts(values: list[str]) -> dict[int, int]:
+    return {int(k): int(v) for k, v in (item.split(":") for item in values)}
+
+
+@pytest.mark.parametrize("sample", ["nuclei-stained", "hippocampus-007"])
+def test_example_prints_the_label_counts_of_the_in_process_session(
+    client: Path, server: str, token_file: Path, sample: str
+) -> None:
+    spec = SAMPLES[sample]
+    case = mr.load_sample(sample)
+    model = mr.load_model(spec.model)
+    session = mr.Session(model)
+    before = session.set_image(case.image)
+    scribble = _scribble_where_wrong(before, case.label)
+    session.add(scribble)
+    after = session.refine().mask
+    classes = model.num_classes
+    assert _counts(after, classes) != _counts(before, classes), "the scribble must change the mask"
+
+    points = ";".join(",".join(str(int(c)) for c in p) for p in scribble.points)
+    result = subprocess.run(
+        [
+            str(client),
+            "--target",
+            server,
+            "--model",
+            spec.model,
+            "--image",
+            str(DATA / f"{sample}{spec.suffix}"),
+            "--scribble",
+            f"{scribble.label}:{points}",
+            "--token-file",
+            str(token_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = _parse(result.stdout)
+    assert _parse_counts(out["labels_before"]) == _counts(before, classes)
+    assert _parse_counts(out["labels_after"]) == _counts(after, classes)
+    for call in ("open", "add", "refine", "close"):
+        assert float(out[f"{call}_ms"][0]) > 0.0
+
+
+@pytest.mark.parametrize(
+    ("model", "token", "status"),
+    [
+        ("nuclei-unet2d", "not-the-token", "UNAUTHENTICATED"),
+        ("no-such-model", TOKEN, "NOT_FOUND"),
+    ],
+)
+def test_a_refused_call_exits_non_zero_with_the_status_name(
+    client: Path, server: str, tmp_path: Path, model: str, token: str, status: str
+) -> None:
+    token_path = tmp_path / "token"
+    token_path.write_text(token)
+    result = subprocess.run(
+        [
+            str(client),
+            "--target",
+            server,
+            "--model",
+            model,
+            "--image",
+            str(DATA / "fetalhead.png"),
+            "--scribble",
+            "1:10,10;12,12",
+            "--token-file",
+            str(token_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == REMOTE_FAILURE, result.stdout + result.stderr
+    assert f"error: {status}:" in result.stderr
+    assert "labels_before" not in result.stdout
