@@ -1,0 +1,431 @@
+"""RemoteSession: a :class:`medrefine.Session` served by ``medrefine serve``, same methods.
+
+Switching a viewer from in-process to remote is one line::
+
+    session = mr.Session(mr.load_model("nuclei-unet2d"))
+    session = RemoteSession("127.0.0.1:50051", model="nuclei-unet2d")
+
+The image is uploaded once, in chunks of at most 1 MiB; a server that already holds an image with
+the same SHA-256 skips the upload (and the backbone, if it has the features). Masks come back as
+the changed box against the version this client holds. Errors are raised as the same
+``medrefine.errors`` types as in process, each also a :class:`RemoteError` carrying the gRPC
+status code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+
+import medrefine as mr
+from medrefine import errors
+from medrefine.serve import convert
+from medrefine.types import Mark, RefineProgress
+from medrefine.v1 import refine_pb2 as pb
+from medrefine.v1 import refine_pb2_grpc as pb_grpc
+
+PRESETS = {
+    "default": pb.PRESET_DEFAULT,
+    "shifted": pb.PRESET_SHIFTED,
+    "paper": pb.PRESET_PAPER,
+}
+
+
+class RemoteError(errors.MedrefineError):
+    """An error the server answered with; ``code`` is its gRPC status code."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RemoteInputError(errors.InputError, RemoteError):
+    """INVALID_ARGUMENT."""
+
+
+class RemoteNotFoundError(errors.NotFoundError, RemoteError):
+    """NOT_FOUND."""
+
+
+class RemoteResourceError(errors.ResourceError, RemoteError):
+    """RESOURCE_EXHAUSTED."""
+
+
+class RemoteStateError(errors.StateError, RemoteError):
+    """FAILED_PRECONDITION."""
+
+
+class RemoteCancelledError(errors.CancelledError, RemoteError):
+    """CANCELLED or DEADLINE_EXCEEDED: the call stopped; the session is as before it."""
+
+
+_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: RemoteInputError,
+    grpc.StatusCode.NOT_FOUND: RemoteNotFoundError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RemoteResourceError,
+    grpc.StatusCode.FAILED_PRECONDITION: RemoteStateError,
+    grpc.StatusCode.CANCELLED: RemoteCancelledError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: RemoteCancelledError,
+}
+
+
+def _raise(exc: grpc.RpcError) -> NoReturn:
+    code: grpc.StatusCode = exc.code()
+    details = exc.details() or code.name
+    raise _ERRORS.get(code, RemoteError)(details, code) from None
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS settings of a client (PEM bytes).
+
+    Attributes:
+        ca: roots the server's certificate must chain to (None: the system's).
+        cert, key: the client's certificate and key, for a server that requires mutual TLS.
+        server_name: the name to check the server's certificate against, if not the target's host.
+    """
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None
+
+
+def connect(target: str, tls: ClientTls | None = None) -> grpc.Channel:
+    """A channel to ``target`` ("host:port"), plaintext or TLS."""
+    if tls is None:
+        return grpc.insecure_channel(target)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+    )
+    options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    return grpc.secure_channel(target, creds, options=options)
+
+
+def _stub(channel: grpc.Channel) -> Any:
+    make: Any = pb_grpc.RefinerStub  # generated, untyped
+    return make(channel)
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+
+
+def image_digest(array: np.ndarray) -> str:
+    """SHA-256 (lowercase hex) of an image's bytes as uploaded: C order, little-endian."""
+    return hashlib.sha256(_little_endian(array).data).hexdigest()
+
+
+class RemoteSession:
+    """A session on a medrefine server; the methods and properties of :class:`medrefine.Session`.
+
+    Args:
+        target: the server, "host:port".
+        model: model name (or a :class:`medrefine.SplitModel`, whose name is used).
+        preset: refinement settings, ``"default"``, ``"shifted"`` or ``"paper"``.
+        token: bearer token, if the server requires one.
+        tls: TLS settings (None: plaintext).
+        session_id: reopen (or create) this session id; None lets the server choose.
+        progress: called with a :class:`medrefine.types.RefineProgress` before every gradient
+            step of a refine; raising from it cancels the refine (the session stays as before).
+        timeout: seconds allowed per call (None: no deadline).
+        channel: an existing channel to use instead of ``target`` and ``tls``.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model: str | mr.SplitModel,
+        preset: str = "default",
+        *,
+        token: str | None = None,
+        tls: ClientTls | None = None,
+        session_id: str | None = None,
+        progress: Callable[[RefineProgress], None] | None = None,
+        timeout: float | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        if preset not in PRESETS:
+            raise errors.InputError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        self.model = model if isinstance(model, str) else model.name
+        self.preset = preset
+        self.progress = progress
+        self.timeout = timeout
+        self._own_channel = channel is None
+        self._channel = channel or connect(target, tls)
+        self._stub = _stub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._wanted_id = session_id
+        self.session_id: str | None = None
+        self.uploaded = False  # whether the last set_image sent the pixels
+        self._mask: np.ndarray | None = None
+        self._version = 0
+        self._shape: tuple[int, ...] = ()
+        self._status = pb.SessionStatus()
+        self._pending: list[Mark] = []
+
+    # ----------------------------------------------------------------- calls
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(
+                request, metadata=self._metadata, timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            _raise(exc)
+
+    def _id(self) -> str:
+        if self.session_id is None:
+            raise errors.StateError("no image: call set_image() first")
+        return self.session_id
+
+    def _apply(self, update: pb.MaskUpdate) -> np.ndarray:
+        if update.fetch_required:
+            self._mask = self._fetch_mask()
+        else:
+            self._mask = convert.apply_delta(self._mask, update.delta, self._shape)
+        self._version = update.version
+        return self._mask.copy()
+
+    def _fetch_mask(self) -> np.ndarray:
+        try:
+            chunks = list(
+                self._stub.GetMask(
+                    pb.GetMaskRequest(session_id=self._id()),
+                    metadata=self._metadata,
+                    timeout=self.timeout,
+                )
+            )
+        except grpc.RpcError as exc:
+            _raise(exc)
+        header = chunks[0].header
+        data = b"".join(c.data for c in chunks[1:])
+        delta = pb.MaskDelta(
+            box_start=[0] * len(header.shape),
+            box_stop=header.shape,
+            bits_per_label=header.bits_per_label,
+            data=data,
+        )
+        self._version = header.version
+        return convert.apply_delta(None, delta, header.shape)
+
+    def get_mask(self) -> np.ndarray:
+        """The whole current mask fetched from the server (GetMask), not from deltas."""
+        return self._fetch_mask()
+
+    # ----------------------------------------------------------------- image
+    def set_image(self, image: np.ndarray | mr.Volume) -> np.ndarray:
+        """Upload the image (unless the server holds it) and return the network's mask.
+
+        Args:
+            image: as :meth:`medrefine.Session.set_image`: ``(H, W)``, ``(C, H, W)``, ``(D, H, W)``
+                or ``(C, D, H, W)`` numeric array, or a :class:`medrefine.Volume`.
+
+        Returns:
+            Label mask of the image's spatial shape, uint8.
+        """
+        volume = image if isinstance(image, mr.Volume) else mr.Volume(np.asarray(image))
+        array = volume.array
+        if not isinstance(array, np.ndarray) or array.size == 0:
+            raise errors.InputError("image must be a non-empty numpy array")
+        data = _little_endian(array)
+        header = pb.OpenSessionHeader(
+            model=self.model,
+            shape=data.shape,
+            dtype=convert.dtype_to_proto(data.dtype),
+            spacing=volume.spacing or (),
+            affine=() if volume.affine is None else np.asarray(volume.affine).reshape(-1),
+            session_id=self._wanted_id or "",
+            digest=hashlib.sha256(data.data).hexdigest(),
+            preset=PRESETS[self.preset],
+        )
+        if self.session_id is not None and self.session_id != self._wanted_id:
+            self.close_session()
+        response = self._open(iter([pb.OpenSessionRequest(header=header)]))
+        self.uploaded = response.image_required
+        if response.image_required:
+            response = self._open(self._upload(header, data))
+        self.session_id = response.session_id
+        self._wanted_id = response.session_id
+        self._shape = tuple(response.spatial_shape)
+        self._mask, self._version = None, 0
+        self._status = response.status
+        self._pending = []
+        self.resumed = response.resumed
+        return self._apply(response.mask)
+
+    @staticmethod
+    def _upload(header: pb.OpenSessionHeader, data: np.ndarray) -> Iterator[pb.OpenSessionRequest]:
+        yield pb.OpenSessionRequest(header=header)
+        raw = data.data.cast("B")
+        for at in range(0, len(raw), convert.CHUNK_BYTES):
+            yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + convert.CHUNK_BYTES]))
+
+    def _open(self, requests: Iterator[pb.OpenSessionRequest]) -> pb.OpenSessionResponse:
+        response: pb.OpenSessionResponse = self._call("OpenSession", requests)
+        return response
+
+    # ----------------------------------------------------------------- marks
+    def add(self, mark: Mark) -> None:
+        """Queue a mark for the next :meth:`refine`; the server checks it now."""
+        msg = convert.mark_to_proto(mark)
+        response = self._call("AddMarks", pb.AddMarksRequest(session_id=self._id(), marks=[msg]))
+        self._status = response.status
+        self._pending.append(mark)
+
+    @property
+    def pending(self) -> tuple[Mark, ...]:
+        """Marks added since the last refine."""
+        return tuple(self._pending)
+
+    def refine(self) -> mr.RefineResult:
+        """Fine-tune the head on every mark so far; progress goes to ``self.progress``."""
+        request = pb.RefineRequest(
+            session_id=self._id(),
+            options=pb.RefineOptions(progress=self.progress is not None),
+            known_version=self._version,
+        )
+        call = self._call("Refine", request)
+        result: pb.RefineResponse | None = None
+        try:
+            for event in call:
+                if event.HasField("progress") and self.progress is not None:
+                    p = event.progress
+                    try:
+                        self.progress(
+                            RefineProgress(p.iteration, p.max_iterations, p.loss, p.wrong_marks)
+                        )
+                    except BaseException:
+                        call.cancel()
+                        raise
+                elif event.HasField("result"):
+                    result = event.result
+        except grpc.RpcError as exc:
+            _raise(exc)
+        if result is None:
+            raise RemoteError("refine stream ended without a result", grpc.StatusCode.INTERNAL)
+        mask = self._apply(result.mask)
+        self._status = result.status
+        self._pending = []
+        return convert.summary_from_proto(result.summary, mask, len(self._shape))
+
+    # --------------------------------------------------------------- history
+    def _step(self, method: str) -> np.ndarray:
+        request = pb.SessionRequest(session_id=self._id(), known_version=self._version)
+        response = self._call(method, request)
+        self._status = response.status
+        self._pending = []
+        return self._apply(response.mask)
+
+    def undo(self) -> np.ndarray:
+        """Go back one interaction (pending marks are dropped); returns the restored mask."""
+        return self._step("Undo")
+
+    def redo(self) -> np.ndarray:
+        """Re-apply the last undone interaction; returns its mask."""
+        return self._step("Redo")
+
+    def reset(self) -> np.ndarray:
+        """Back to the network's own mask, no marks, pre-trained head (undoable)."""
+        return self._step("Reset")
+
+    def add_class(self, name: str) -> int:
+        """Add a class the network never learned; returns its label."""
+        response = self._call("AddClass", pb.AddClassRequest(session_id=self._id(), name=name))
+        self._status = response.status
+        return int(response.label)
+
+    @property
+    def history(self) -> tuple[mr.Interaction, ...]:
+        """Every interaction that led to the current mask, oldest first. A refine's
+        ``result.mask`` is empty (shape ``(0,)``): the server sends only the current mask."""
+        response = self._call("GetHistory", pb.SessionRequest(session_id=self._id()))
+        ndim = len(self._shape)
+        kinds = {v: k for k, v in convert.KINDS.items()}
+        out = []
+        for e in response.entries:
+            marks = tuple(convert.mark_from_proto(m, ndim, 1 << 62) for m in e.marks)
+            result = None
+            if e.HasField("summary"):
+                empty = np.zeros((0,), np.uint8)
+                result = convert.summary_from_proto(e.summary, empty, ndim)
+            kind: Any = kinds[e.kind]
+            out.append(mr.Interaction(kind, marks, result, e.class_name))
+        return tuple(out)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def mask(self) -> np.ndarray:
+        """The current mask (a copy)."""
+        self._id()
+        assert self._mask is not None
+        return self._mask.copy()
+
+    @property
+    def mask_version(self) -> int:
+        """The version of the mask this client holds."""
+        return self._version
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self._status.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._status.class_names)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._status.can_undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._status.can_redo)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Spatial shape of the current image."""
+        self._id()
+        return self._shape
+
+    # -------------------------------------------------------------- lifetime
+    def close_session(self) -> None:
+        """Close the session on the server (it cannot be reopened)."""
+        if self.session_id is not None:
+            self._call("CloseSession", pb.SessionRequest(session_id=self.session_id))
+            self.session_id = None
+
+    def close(self) -> None:
+        """Close the channel (the server keeps the session until its TTL or CloseSession)."""
+        if self._own_channel:
+            self._channel.close()
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def list_models(
+    target: str, *, token: str | None = None, tls: ClientTls | None = None
+) -> pb.ListModelsResponse:
+    """The server's models and limits (ListModels)."""
+    channel = connect(target, tls)
+    try:
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        response: pb.ListModelsResponse = _stub(channel).ListModels(
+            pb.ListModelsRequest(), metadata=metadata
+        )
+        return response
+    except grpc.RpcError as exc:
+        _raise(exc)
+    finally:
+        channel.close()

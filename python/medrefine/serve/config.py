@@ -1,0 +1,78 @@
+"""The server's settings and bounds: one frozen dataclass, which `medrefine serve` flags fill."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from medrefine.errors import InputError
+
+SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``create_server`` needs besides the address.
+
+    Attributes:
+        models: model names served (empty: every shipped model).
+        max_image_bytes: largest image upload, bytes of raw pixels.
+        max_sessions: sessions open at once.
+        max_marks_per_call, max_marks_per_session: marks in one call, and queued plus refined in
+            one session.
+        max_points_per_mark: points of one scribble or pixels of one paint mark.
+        max_classes: classes of one session (the model's plus added ones).
+        idle_ttl_s: a session untouched this long (seconds) is closed; 0 = never.
+        workers: refines and backbone passes running at once (different sessions).
+        feature_cache_bytes: budget of the backbone-feature cache.
+        image_store_bytes: budget of uploaded images kept by digest (an upload of a known digest
+            is skipped).
+        mask_versions: masks kept per session to answer deltas against (older: whole mask).
+        journal_dir: where ``journal.sqlite3`` lives (None: nothing journaled).
+        token: bearer token every call must carry (None: no token needed).
+        tls_cert, tls_key: PEM server certificate and key (both or neither).
+        client_ca: PEM CA that client certificates must chain to (mutual TLS).
+    """
+
+    models: tuple[str, ...] = ()
+    max_image_bytes: int = 1 << 30
+    max_sessions: int = 64
+    max_marks_per_call: int = 256
+    max_marks_per_session: int = 4096
+    max_points_per_mark: int = 1 << 20
+    max_classes: int = 64
+    idle_ttl_s: float = 3600.0
+    workers: int = 2
+    feature_cache_bytes: int = 2 << 30
+    image_store_bytes: int = 1 << 30
+    mask_versions: int = 8
+    journal_dir: Path | None = None
+    token: str | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    client_ca: bytes | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_image_bytes",
+            "max_sessions",
+            "max_marks_per_call",
+            "max_marks_per_session",
+            "max_points_per_mark",
+            "workers",
+            "mask_versions",
+        ):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 2 <= self.max_classes <= 256:
+            raise InputError(f"max_classes must be in 2..256, got {self.max_classes}")
+        if self.idle_ttl_s < 0 or self.feature_cache_bytes < 0 or self.image_store_bytes < 0:
+            raise InputError("idle_ttl_s and the cache budgets must be >= 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InputError("tls_cert and tls_key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise InputError("client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.token is not None and not self.token.strip():
+            raise InputError("token must not be empty")

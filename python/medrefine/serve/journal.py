@@ -1,0 +1,127 @@
+"""The journal: every accepted interaction of every session, in SQLite, before it is acknowledged.
+
+One file, ``journal.sqlite3`` in the journal directory. ``sessions`` holds how a session was opened
+(model, image digest and geometry, preset); ``events`` its interactions in order: ``add`` (a
+serialised ``medrefine.v1.Mark``), ``refine``, ``undo``, ``redo``, ``reset``, ``add_class`` (the
+name, UTF-8). Replaying the events on the same image and model gives the same mask, since
+refinement is deterministic. WAL mode: a committed event survives the process being killed; several
+processes may open the same file (SQLite locks it), which is how a session moves to another
+replica. No pixel data is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+EventKind = Literal["add", "refine", "undo", "redo", "reset", "add_class"]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    geometry TEXT NOT NULL,
+    preset INTEGER NOT NULL,
+    created REAL NOT NULL,
+    closed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """How a journaled session was opened.
+
+    Attributes:
+        id: the session id. model: model name. digest: SHA-256 (hex) of the image's raw bytes.
+        geometry: ``{"shape": [...], "dtype": "<f4", "spacing": [...], "affine": [...]}``.
+        preset: the ``medrefine.v1.Preset`` value. closed: CloseSession was called.
+    """
+
+    id: str
+    model: str
+    digest: str
+    geometry: dict[str, object]
+    preset: int
+    closed: bool
+
+
+class Journal:
+    """Thread-safe append-only log of sessions and their interactions (SQLite)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "journal.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.commit()
+
+    def open_session(self, record: SessionRecord) -> None:
+        """Record a new session (replaces nothing: the id must be new)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO sessions (id, model, digest, geometry, preset, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.model,
+                    record.digest,
+                    json.dumps(record.geometry),
+                    record.preset,
+                    time.time(),
+                ),
+            )
+
+    def append(self, session_id: str, kind: EventKind, payload: bytes = b"") -> None:
+        """Append one interaction; committed when this returns."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO events (session_id, seq, kind, payload) VALUES (?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE session_id = ?), ?, ?)",
+                (session_id, session_id, kind, payload),
+            )
+
+    def close_session(self, session_id: str) -> None:
+        """Mark a session closed: it cannot be reopened."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE sessions SET closed = 1 WHERE id = ?", (session_id,))
+
+    def record(self, session_id: str) -> SessionRecord | None:
+        """The session's open record, or None if the journal never saw it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, model, digest, geometry, preset, closed FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], bool(row[5]))
+
+    def events(self, session_id: str) -> list[tuple[EventKind, bytes]]:
+        """The session's interactions, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, payload FROM events WHERE session_id = ? ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [(kind, bytes(payload)) for kind, payload in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

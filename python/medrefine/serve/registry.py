@@ -1,0 +1,281 @@
+"""Live sessions of a server: each with its own lock, mask versions and journal id, all bounded.
+
+A session is opened from an image (uploaded, or kept by digest in the :class:`ImageStore`); a
+session the journal knows is rebuilt by replaying its interactions on the same image and model.
+Sessions idle longer than the TTL are dropped (their journal stays, so they can be reopened).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import medrefine as mr
+from medrefine.errors import InputError, NotFoundError, ResourceError
+from medrefine.serve import convert
+from medrefine.serve.config import ServerConfig
+from medrefine.serve.journal import Journal, SessionRecord
+from medrefine.v1 import refine_pb2 as pb
+
+log = logging.getLogger("medrefine.serve")
+
+PRESETS: dict[int, Callable[[], mr.RefineConfig]] = {
+    pb.PRESET_DEFAULT: mr.RefineConfig,
+    pb.PRESET_SHIFTED: mr.RefineConfig.shifted,
+    pb.PRESET_PAPER: mr.RefineConfig.paper,
+}
+
+
+class TrackingCache(mr.FeatureCache):
+    """A feature cache that remembers, per thread, whether its last ``get`` was a hit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self._local = threading.local()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[object, ...] | None:  # type: ignore[override]
+        value = super().get(key)
+        self._local.hit = value is not None
+        return value
+
+    @property
+    def last_hit(self) -> bool:
+        """Whether this thread's last lookup found the features."""
+        return bool(getattr(self._local, "hit", False))
+
+
+class ImageStore:
+    """Uploaded images by SHA-256 digest, least recently used dropped beyond a byte budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> np.ndarray | None:
+        with self._lock:
+            image = self._images.get(digest)
+            if image is not None:
+                self._images.move_to_end(digest)
+            return image
+
+    def put(self, digest: str, image: np.ndarray) -> None:
+        if image.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if digest in self._images:
+                self._images.move_to_end(digest)
+                return
+            while self._images and self._bytes + image.nbytes > self.max_bytes:
+                self._bytes -= self._images.popitem(last=False)[1].nbytes
+            self._images[digest] = image
+            self._bytes += image.nbytes
+
+
+@dataclass
+class Entry:
+    """One live session.
+
+    Attributes:
+        id, model, digest: as journaled. session: the in-process session.
+        lock: serialises every call on this session.
+        version: the current mask's version. masks: recent versions' masks (for deltas).
+        last_used: ``time.monotonic()`` of the last call.
+    """
+
+    id: str
+    model: str
+    digest: str
+    session: mr.Session
+    keep: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    version: int = 0
+    masks: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    def new_version(self, mask: np.ndarray) -> None:
+        """Record ``mask`` as the next version (keeps the last ``keep`` masks)."""
+        self.version += 1
+        self.masks[self.version] = mask
+        while len(self.masks) > self.keep:
+            self.masks.popitem(last=False)
+
+    def update(self, known_version: int) -> pb.MaskUpdate:
+        """The current mask as a delta against ``known_version`` (the whole mask if unknown)."""
+        mask = self.masks[self.version]
+        base = self.masks.get(known_version) if known_version else None
+        delta = convert.encode_delta(base, known_version, mask, self.session.num_classes)
+        if delta.ByteSize() > 3 << 20:
+            return pb.MaskUpdate(version=self.version, fetch_required=True)
+        return pb.MaskUpdate(version=self.version, delta=delta)
+
+    def status(self) -> pb.SessionStatus:
+        s = self.session
+        return pb.SessionStatus(
+            class_names=s.class_names,
+            pending_marks=len(s.pending),
+            history_length=len(s.history),
+            can_undo=s.can_undo,
+            can_redo=s.can_redo,
+            mask_version=self.version,
+        )
+
+
+@dataclass(frozen=True)
+class Opened:
+    """Outcome of :meth:`Registry.open`."""
+
+    entry: Entry
+    resumed: bool
+    features_cached: bool
+
+
+class Registry:
+    """The server's sessions, models, feature cache, image store and journal."""
+
+    def __init__(self, config: ServerConfig, journal: Journal | None) -> None:
+        self.config = config
+        self.journal = journal
+        names = config.models or tuple(mr.list_models())
+        self.models = {name: mr.load_model(name) for name in names}
+        self.cache = TrackingCache(config.feature_cache_bytes)
+        self.images = ImageStore(config.image_store_bytes)
+        self.compute = threading.BoundedSemaphore(config.workers)
+        self._sessions: dict[str, Entry] = {}
+        self._opening: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lookup
+    def model(self, name: str) -> mr.SplitModel:
+        if name not in self.models:
+            raise NotFoundError(f"model {name!r} is not served here; served: {sorted(self.models)}")
+        return self.models[name]
+
+    def get(self, session_id: str) -> Entry:
+        """The live session ``session_id`` (NotFoundError if none, or idle past the TTL)."""
+        self.sweep()
+        with self._lock:
+            entry = self._sessions.get(session_id)
+        if entry is None:
+            raise NotFoundError(f"no open session {session_id!r} (open it again by its id)")
+        entry.last_used = time.monotonic()
+        return entry
+
+    def live(self, session_id: str) -> Entry | None:
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def sweep(self) -> None:
+        """Drop sessions idle for longer than the TTL (their journal remains)."""
+        if not self.config.idle_ttl_s:
+            return
+        now = time.monotonic()
+        with self._lock:
+            idle = [
+                k
+                for k, e in self._sessions.items()
+                if now - e.last_used > self.config.idle_ttl_s and not e.lock.locked()
+            ]
+            for key in idle:
+                self._sessions.pop(key).closed = True
+        for key in idle:
+            log.info("session %s dropped after %.0f s idle", key, self.config.idle_ttl_s)
+
+    def drop(self, session_id: str) -> None:
+        """Forget a live session (its journal remains)."""
+        with self._lock:
+            entry = self._sessions.pop(session_id, None)
+        if entry is not None:
+            entry.closed = True
+
+    def close(self, session_id: str) -> None:
+        """CloseSession: forget it and mark it closed in the journal."""
+        entry = self.get(session_id)
+        with entry.lock:
+            if self.journal is not None:
+                self.journal.close_session(session_id)
+            self.drop(session_id)
+
+    # -------------------------------------------------------------------- open
+    def new_id(self, wanted: str) -> str:
+        return wanted or uuid.uuid4().hex
+
+    def reserve(self, session_id: str) -> None:
+        """Claim a session slot for ``session_id`` (ResourceError when the server is full)."""
+        self.sweep()
+        with self._lock:
+            if session_id in self._opening:
+                raise ResourceError(f"session {session_id!r} is being opened by another call")
+            if len(self._sessions) + len(self._opening) >= self.config.max_sessions:
+                raise ResourceError(
+                    f"{self.config.max_sessions} sessions are open, the server's limit; "
+                    "close one or wait for idle ones to expire"
+                )
+            self._opening.add(session_id)
+
+    def release(self, session_id: str) -> None:
+        with self._lock:
+            self._opening.discard(session_id)
+
+    def create(
+        self,
+        record: SessionRecord,
+        image: np.ndarray | mr.Volume,
+        replay: bool,
+    ) -> Opened:
+        """Build the session of ``record`` on ``image`` (a reserved slot), replaying if asked.
+
+        The caller holds the reservation for ``record.id`` and releases it afterwards.
+        """
+        model = self.model(record.model)
+        session = mr.Session(model, PRESETS[record.preset](), cache=self.cache)
+        with self.compute:
+            mask = session.set_image(image)
+            cached = self.cache.last_hit
+            keep = self.config.mask_versions
+            entry = Entry(record.id, record.model, record.digest, session, keep)
+            if replay and self.journal is not None:
+                mask = self._replay(entry)
+        if session.num_classes > self.config.max_classes:
+            raise ResourceError(
+                f"model {record.model!r} has {session.num_classes} classes, more than the "
+                f"server's limit {self.config.max_classes}"
+            )
+        entry.new_version(mask)
+        if not replay and self.journal is not None:
+            self.journal.open_session(record)
+        with self._lock:
+            self._sessions[record.id] = entry
+        return Opened(entry, replay, cached)
+
+    def _replay(self, entry: Entry) -> np.ndarray:
+        """Re-run the journaled interactions of ``entry`` on its fresh session; the final mask."""
+        assert self.journal is not None
+        s = entry.session
+        ndim = len(s.image_shape)
+        for kind, payload in self.journal.events(entry.id):
+            if kind == "add":
+                s.add(convert.mark_from_proto(pb.Mark.FromString(payload), ndim, 1 << 62))
+            elif kind == "refine":
+                s.refine()
+            elif kind == "undo":
+                s.undo()
+            elif kind == "redo":
+                s.redo()
+            elif kind == "reset":
+                s.reset()
+            elif kind == "add_class":
+                s.add_class(payload.decode())
+            else:
+                raise InputError(f"journal of session {entry.id!r} holds an unknown event {kind!r}")
+        log.info("session %s replayed from the journal", entry.id)
+        return s.mask

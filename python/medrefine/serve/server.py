@@ -1,0 +1,112 @@
+"""``create_server(address, config) -> (server, port)`` and the ``medrefine serve`` main loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from medrefine.errors import InputError
+from medrefine.serve.auth import TokenAuth
+from medrefine.serve.config import ServerConfig
+from medrefine.serve.journal import Journal
+from medrefine.serve.registry import Registry
+from medrefine.serve.servicer import RefinerServicer
+from medrefine.v1 import refine_pb2 as pb
+from medrefine.v1 import refine_pb2_grpc as pb_grpc
+
+log = logging.getLogger("medrefine.serve")
+SERVICE = pb.DESCRIPTOR.services_by_name["Refiner"].full_name  # "medrefine.v1.Refiner"
+
+
+class Server:
+    """A started-or-not gRPC server with its registry, health servicer and journal."""
+
+    def __init__(self, grpc_server: grpc.Server, registry: Registry, health: health.HealthServicer):
+        self.grpc = grpc_server
+        self.registry = registry
+        self.health = health
+
+    def start(self) -> None:
+        self.grpc.start()
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Report NOT_SERVING, let running calls finish for ``grace`` seconds, close the journal."""
+        self.health.enter_graceful_shutdown()
+        self.grpc.stop(grace).wait()
+        if self.registry.journal is not None:
+            self.registry.journal.close()
+
+
+def create_server(address: str, config: ServerConfig | None = None) -> tuple[Server, int]:
+    """Build (not start) a server bound to ``address`` ("host:port"; port 0 = any free port).
+
+    Returns:
+        The server and the port it is bound to.
+    """
+    config = config or ServerConfig()
+    journal = Journal(config.journal_dir) if config.journal_dir is not None else None
+    registry = Registry(config, journal)
+    interceptors = [TokenAuth(config.token)] if config.token is not None else []
+    pool = futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.workers))
+    grpc_server = grpc.server(pool, interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    add_servicer: Any = pb_grpc.add_RefinerServicer_to_server  # generated, untyped
+    add_servicer(RefinerServicer(registry), grpc_server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), grpc_server)
+    if config.tls_cert is not None and config.tls_key is not None:
+        creds = grpc.ssl_server_credentials(
+            [(config.tls_key, config.tls_cert)],
+            root_certificates=config.client_ca,
+            require_client_auth=config.client_ca is not None,
+        )
+        port = grpc_server.add_secure_port(address, creds)
+    else:
+        port = grpc_server.add_insecure_port(address)
+    if port == 0:
+        raise InputError(f"cannot listen on {address!r}")
+    return Server(grpc_server, registry, health_servicer), port
+
+
+def serve(host: str, port: int, config: ServerConfig, port_file: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then drain running calls and return 0."""
+    server, bound = create_server(f"{host}:{port}", config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    if port_file is not None:
+        tmp = port_file.with_name(port_file.name + f".{os.getpid()}.tmp")
+        tmp.write_text(f"{bound}\n")
+        tmp.replace(port_file)  # readers never see a half-written file
+    log.info(
+        "medrefine serving %s on %s:%d (%s, token %s, journal %s)",
+        ", ".join(server.registry.models),
+        host,
+        bound,
+        "TLS" if config.tls_cert else "plaintext",
+        "required" if config.token else "off",
+        config.journal_dir or "off",
+    )
+    while not stop.wait(1.0):
+        server.registry.sweep()
+    log.info("draining")
+    server.stop(grace=10.0)
+    return 0
