@@ -31,7 +31,8 @@ def _models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from medrefine.models.zoo import ZOO, evaluate_model, model_card
+    from medrefine.eval.cards import evaluate_model
+    from medrefine.models.zoo import ZOO, model_card
 
     table = Table(title="medrefine model zoo")
     cols = ["name", "classes", "card: test Dice (network alone)", "description"]
@@ -69,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", default="nuclei-stained", choices=list_samples())
     demo.add_argument("--interactions", type=int, default=3)
     demo.add_argument("--out", default="medrefine-demo.png", help="overlay PNG to write")
-    demo.add_argument("--config", default="", help="RefineConfig overrides, e.g. alpha=1,lr=0.01")
+    demo.add_argument(
+        "--config",
+        default="",
+        help="RefineConfig overrides, comma-separated, e.g. objective.alpha=1,loop.lr=0.01",
+    )
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser("train", help="reproduce a zoo model's training run")
@@ -88,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute each card's test Dice from the dataset folders in DATA_ROOT",
     )
     models.set_defaults(func=_models)
+
+    from medrefine.serve.cli import add_parser as add_serve
+
+    add_serve(sub)
 
     bench = sub.add_parser("bench", help="benchmarks and evaluation").add_subparsers(
         dest="bench", required=True

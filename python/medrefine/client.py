@@ -135,6 +135,7 @@ class RemoteSession:
         progress: called with a :class:`medrefine.types.RefineProgress` before every gradient
             step of a refine; raising from it cancels the refine (the session stays as before).
         timeout: seconds allowed per call (None: no deadline).
+        chunk_bytes: upload piece size, at most 1 MiB (the server refuses larger ones).
         channel: an existing channel to use instead of ``target`` and ``tls``.
     """
 
@@ -149,6 +150,7 @@ class RemoteSession:
         session_id: str | None = None,
         progress: Callable[[RefineProgress], None] | None = None,
         timeout: float | None = None,
+        chunk_bytes: int = convert.CHUNK_BYTES,
         channel: grpc.Channel | None = None,
     ) -> None:
         if preset not in PRESETS:
@@ -157,6 +159,9 @@ class RemoteSession:
         self.preset = preset
         self.progress = progress
         self.timeout = timeout
+        if not 1 <= chunk_bytes <= convert.CHUNK_BYTES:
+            raise errors.InputError(f"chunk_bytes must be in 1..{convert.CHUNK_BYTES}")
+        self.chunk_bytes = chunk_bytes
         self._own_channel = channel is None
         self._channel = channel or connect(target, tls)
         self._stub = _stub(self._channel)
@@ -169,6 +174,7 @@ class RemoteSession:
         self._shape: tuple[int, ...] = ()
         self._status = pb.SessionStatus()
         self._pending: list[Mark] = []
+        self.resumed = False  # whether set_image found the session already on the server
 
     # ----------------------------------------------------------------- calls
     def _call(self, method: str, request: Any) -> Any:
@@ -244,14 +250,14 @@ class RemoteSession:
             digest=hashlib.sha256(data.data).hexdigest(),
             preset=PRESETS[self.preset],
         )
-        if self.session_id is not None and self.session_id != self._wanted_id:
+        if self.session_id is not None:  # a new image starts a new session, as in process
             self.close_session()
+            header.session_id = ""
         response = self._open(iter([pb.OpenSessionRequest(header=header)]))
         self.uploaded = response.image_required
         if response.image_required:
             response = self._open(self._upload(header, data))
         self.session_id = response.session_id
-        self._wanted_id = response.session_id
         self._shape = tuple(response.spatial_shape)
         self._mask, self._version = None, 0
         self._status = response.status
@@ -259,12 +265,13 @@ class RemoteSession:
         self.resumed = response.resumed
         return self._apply(response.mask)
 
-    @staticmethod
-    def _upload(header: pb.OpenSessionHeader, data: np.ndarray) -> Iterator[pb.OpenSessionRequest]:
+    def _upload(
+        self, header: pb.OpenSessionHeader, data: np.ndarray
+    ) -> Iterator[pb.OpenSessionRequest]:
         yield pb.OpenSessionRequest(header=header)
-        raw = data.data.cast("B")
-        for at in range(0, len(raw), convert.CHUNK_BYTES):
-            yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + convert.CHUNK_BYTES]))
+        raw, step = data.data.cast("B"), self.chunk_bytes
+        for at in range(0, len(raw), step):
+            yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + step]))
 
     def _open(self, requests: Iterator[pb.OpenSessionRequest]) -> pb.OpenSessionResponse:
         response: pb.OpenSessionResponse = self._call("OpenSession", requests)
