@@ -1,8 +1,8 @@
 """ONNX networks in medrefine: cut a graph, convert its head to PyTorch, export zoo models.
 
 - :mod:`~medrefine.onnx.cut`: frozen graph + head nodes (:func:`cut_graph`, :func:`scope_nodes`).
-- :mod:`~medrefine.onnx.convert` and :mod:`~medrefine.onnx.ops`: head nodes -> trainable
-  ``torch.fx`` module.
+- :mod:`~medrefine.onnx.builder`, :mod:`~medrefine.onnx.ops` (one converter per operator) and
+  :mod:`~medrefine.onnx.convert`: head nodes -> trainable ``torch.fx`` module.
 - :mod:`~medrefine.onnx.split`: both, checked numerically (behind ``SplitModel.from_onnx``).
 - :mod:`~medrefine.onnx.export`: PyTorch -> ONNX with a parity check against ONNX Runtime.
 """

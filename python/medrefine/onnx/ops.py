@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
-from medrefine.onnx.convert import Converter, HeadBuilder, attributes, refuse
+from medrefine.onnx.builder import Converter, HeadBuilder, attributes, refuse
 
 _CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T: dict[int, type[nn.Module]] = {
