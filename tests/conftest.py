@@ -1,4 +1,4 @@
-"""Shared fixtures: small networks trained for a few seconds on synthetic scenes.
+"""Shared fixtures: small networks trained on synthetic scenes (weights checked in).
 
 Scenes: noisy background (class 0) with bright disks (class 1) and dark disks (class 2) in 2D, or
 bright balls (class 1) in 3D. The networks learn them well enough that marks are meaningful; a
@@ -6,6 +6,8 @@ class-2 mark in a 3D scene is a class the network never predicts.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,10 +35,14 @@ def scene(
     return image, label
 
 
+def _config(dims: int, classes: int) -> UNetConfig:
+    return UNetConfig(dims, 1, classes, base_channels=8, depth=2, head_hidden=16)
+
+
 def _train(dims: int, classes: int, shape: tuple[int, ...], steps: int) -> UNet:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    net = UNet(UNetConfig(dims, 1, classes, base_channels=8, depth=2, head_hidden=16))
+    net = UNet(_config(dims, classes))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(steps):
         pairs = [scene(shape, rng) for _ in range(4)]
@@ -49,16 +55,30 @@ def _train(dims: int, classes: int, shape: tuple[int, ...], steps: int) -> UNet:
     return net.eval()
 
 
+# (dims, classes, training scene shape, steps) of the two fixture networks.
+RECIPES = {"unet2d": (2, 3, (32, 32), 120), "unet3d": (3, 3, (16, 16, 16), 60)}
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _load(name: str) -> UNet:
+    """The fixture network ``name`` from its checked-in weights (``python tests/conftest.py``
+    retrains and rewrites them; training is deterministic on the CPU)."""
+    dims, classes, _, _ = RECIPES[name]
+    net = UNet(_config(dims, classes))
+    net.load_state_dict(torch.load(FIXTURES / f"{name}.pt", weights_only=True))
+    return net.eval()
+
+
 @pytest.fixture(scope="session")
 def net2d() -> UNet:
     """2D U-Net, 3 classes, trained on 32x32 scenes."""
-    return _train(2, 3, (32, 32), 120)
+    return _load("unet2d")
 
 
 @pytest.fixture(scope="session")
 def net3d() -> UNet:
     """3D U-Net, 3 output classes of which it only ever saw 0 and 1, on 16^3 scenes."""
-    return _train(3, 3, (16, 16, 16), 60)
+    return _load("unet3d")
 
 
 def split(net: UNet) -> SplitModel:
@@ -97,3 +117,9 @@ def case3d() -> tuple[np.ndarray, np.ndarray]:
 # Property tests draw the same examples on every run, so CI results do not depend on luck.
 settings.register_profile("deterministic", derandomize=True, print_blob=True)
 settings.load_profile("deterministic")
+
+
+if __name__ == "__main__":  # retrain the fixture networks and rewrite their weights
+    FIXTURES.mkdir(exist_ok=True)
+    for fixture, recipe in RECIPES.items():
+        torch.save(_train(*recipe).state_dict(), FIXTURES / f"{fixture}.pt")

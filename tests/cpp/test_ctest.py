@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -14,6 +16,7 @@ def _run(command: list[str], cwd: Path) -> None:
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
 
 
+@pytest.mark.slow
 def test_cpp_unit_tests_pass(tmp_path: Path) -> None:
     cmake = shutil.which("cmake")
     ctest = shutil.which("ctest")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from medrefine.kernels import _native
 
 STUB = Path(__file__).resolve().parents[2] / "python" / "medrefine" / "kernels" / "_native.pyi"
@@ -47,6 +49,7 @@ def test_stub_signatures_match_the_bindings() -> None:
     assert inspect.isbuiltin(_native.region_grow)
 
 
+@pytest.mark.slow
 def test_mypy_stubtest_accepts_the_stub() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "medrefine.kernels._native"],
