@@ -151,11 +151,15 @@ class Volume:
         array: ``(*spatial)`` or ``(C, *spatial)``, spatial axes in array order.
         spacing: pixel/voxel size per spatial axis in mm.
         affine: 4x4 index-to-world matrix (NIfTI/DICOM patient space), if known.
+        dicom_headers: for an image read from a DICOM series, its slices' datasets (pydicom,
+            without pixel data) in array order, which a DICOM-SEG written for it references;
+            else empty.
     """
 
     array: np.ndarray = field(compare=False)
     spacing: tuple[float, ...] | None = None
     affine: np.ndarray | None = field(default=None, compare=False)
+    dicom_headers: tuple[object, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
