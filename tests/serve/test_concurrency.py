@@ -1,0 +1,54 @@
+"""Sixteen clients on separate sessions at once all get what an in-process session gives."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import medrefine as mr
+from medrefine.client import RemoteSession
+
+from .conftest import Served
+
+CLIENTS = 16
+
+
+def _crop(nuclei: np.ndarray, i: int) -> np.ndarray:
+    y, x = 6 * (i % 4), 8 * (i // 4)
+    return np.ascontiguousarray(nuclei[:, y : y + 48, x : x + 48])
+
+
+def _marks(i: int) -> list[mr.Mark]:
+    return [mr.Scribble(1, [(10 + i, 10), (20 + i, 30)], 1), mr.Click(0, (40, 40 - i), 2)]
+
+
+def test_sixteen_concurrent_clients(served: Served, nuclei: np.ndarray) -> None:
+    model = mr.load_model("nuclei-unet2d")
+    expected = []
+    for i in range(CLIENTS):
+        local = mr.Session(model, cache=mr.FeatureCache())
+        local.set_image(_crop(nuclei, i))
+        for mark in _marks(i):
+            local.add(mark)
+        expected.append((local.refine().mask, local.undo()))
+
+    def client(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with RemoteSession(served.target, "nuclei-unet2d") as remote:
+            remote.set_image(_crop(nuclei, i))
+            for mark in _marks(i):
+                remote.add(mark)
+            refined = remote.refine().mask
+            undone = remote.undo()
+            fetched = remote.get_mask()
+            remote.close_session()
+            return refined, undone, fetched
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(client, range(CLIENTS)))
+    for i, ((refined, undone, fetched), (want_refined, want_undone)) in enumerate(
+        zip(results, expected, strict=True)
+    ):
+        np.testing.assert_array_equal(refined, want_refined, err_msg=f"client {i}")
+        np.testing.assert_array_equal(undone, want_undone, err_msg=f"client {i}")
+        np.testing.assert_array_equal(fetched, want_undone, err_msg=f"client {i}")
