@@ -1,4 +1,4 @@
-"""Command line: ``medrefine demo | train | models | bench ...``."""
+"""Command line: ``medrefine demo | segment | train | models | serve | bench ...``."""
 
 from __future__ import annotations
 
@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.set_defaults(func=_models)
 
+    from medrefine.segment import add_parser as add_segment
     from medrefine.serve.cli import add_parser as add_serve
 
+    add_segment(sub)
     add_serve(sub)
 
     bench = sub.add_parser("bench", help="benchmarks and evaluation").add_subparsers(

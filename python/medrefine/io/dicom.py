@@ -1,0 +1,163 @@
+"""DICOM series (one folder of single-frame slices) through pydicom.
+
+Slices are sorted by their position along the slice normal (``ImagePositionPatient`` projected on
+``row x column`` of ``ImageOrientationPatient``); the array is ``(slice, row, column)`` float32
+with ``RescaleSlope``/``RescaleIntercept`` applied; the affine maps that index to RAS+ mm (DICOM's
+LPS patient axes with x and y negated).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from medrefine.errors import InputError, NotFoundError
+from medrefine.io._common import check_declared, existing
+from medrefine.types import Volume
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+
+
+def _header(path: Path) -> Any | None:
+    """The dataset of ``path`` without pixel data; None if it is not a DICOM file at all."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # pydicom raises several types on truncated or corrupt headers
+        raise InputError(f"{path}: unreadable DICOM header ({exc})") from exc
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether ``path`` is a file with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _series(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
+    found: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            ds = _header(f)
+            if ds is not None and "SeriesInstanceUID" in ds:
+                found[str(ds.SeriesInstanceUID)].append((f, ds))
+    return found
+
+
+def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, Any]]:
+    found = _series(folder)
+    if not found:
+        raise InputError(f"{folder}: holds no DICOM file with a SeriesInstanceUID")
+    if series_uid is None:
+        if len(found) > 1:
+            raise InputError(
+                f"{folder}: mixed series: {len(found)} SeriesInstanceUIDs "
+                f"({', '.join(sorted(found))}); choose one with series_uid="
+            )
+        return next(iter(found.values()))
+    if series_uid not in found:
+        raise NotFoundError(f"{folder}: no series {series_uid!r} (found {sorted(found)})")
+    return found[series_uid]
+
+
+def _check_geometry(slices: list[tuple[Path, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Orientation (row direction, column direction) shared by every slice, and their normal."""
+    for f, ds in slices:
+        missing = [a for a in _GEOMETRY if a not in ds]
+        if missing:
+            raise InputError(f"{f}: no {', '.join(missing)}: not a slice of an image series")
+    f0, first = slices[0]
+    iop = np.asarray(first.ImageOrientationPatient, np.float64)
+    size = (int(first.Rows), int(first.Columns))
+    for f, ds in slices[1:]:
+        if not np.allclose(np.asarray(ds.ImageOrientationPatient, np.float64), iop, atol=1e-4):
+            raise InputError(f"{f}: mixed series: its orientation differs from {f0.name}'s")
+        if (int(ds.Rows), int(ds.Columns)) != size:
+            raise InputError(f"{f}: mixed series: {ds.Rows}x{ds.Columns} pixels, not {size}")
+    return iop.reshape(2, 3), np.cross(iop[:3], iop[3:])
+
+
+def _sorted(folder: Path, slices: list[tuple[Path, Any]], normal: np.ndarray) -> list[Any]:
+    pos = [
+        float(np.dot(np.asarray(ds.ImagePositionPatient, np.float64), normal)) for _, ds in slices
+    ]
+    order = np.argsort(pos, kind="stable")
+    ranked = [slices[i] for i in order]
+    steps = np.diff(np.sort(pos))
+    if len(steps) and steps.min() < 1e-3:
+        raise InputError(f"{folder}: two slices share one position: a mixed or repeated series")
+    if len(steps) and steps.max() - steps.min() > 1e-2 * steps.mean() + 1e-3:
+        raise InputError(
+            f"{folder}: non-uniform slice spacing: steps from {steps.min():.4g} to "
+            f"{steps.max():.4g} mm (missing slices?)"
+        )
+    return ranked
+
+
+def _pixels(path: Path) -> np.ndarray:
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable DICOM file ({exc})") from exc
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise InputError(f"{path}: missing pixel data")
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception as exc:  # truncated pixel data, unsupported transfer syntax
+        raise InputError(f"{path}: unreadable pixel data ({exc})") from exc
+    if arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise InputError(f"{path}: pixel data of shape {arr.shape}: only single-frame grey slices")
+    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+
+
+def read_dicom_series(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Read a DICOM series: a folder (one series, or ``series_uid``) or one of its files.
+
+    Returns:
+        float32 ``(slice, row, column)`` volume; spacing ``(slice step, row, column)`` in mm;
+        affine index -> RAS+ mm; ``dicom_headers`` the slices' datasets without pixel data,
+        in array order.
+
+    Raises:
+        NotFoundError: no such path or series. InputError: no DICOM file, mixed series,
+        non-uniform slice spacing, missing or truncated pixel data. ResourceError: too many voxels.
+    """
+    p = existing(path)
+    if p.is_file():
+        ds = _header(p)
+        if ds is None or "SeriesInstanceUID" not in ds:
+            raise InputError(f"{p}: not a DICOM image file")
+        p, series_uid = p.parent, series_uid or str(ds.SeriesInstanceUID)
+    slices = _choose(p, series_uid)
+    dirs, normal = _check_geometry(slices)
+    ranked = _sorted(p, slices, normal)
+    first = ranked[0][1]
+    check_declared(p, (len(ranked), int(first.Rows), int(first.Columns)), "series")
+    array = np.stack([_pixels(f) for f, _ in ranked])
+    ipp = [np.asarray(ds.ImagePositionPatient, np.float64) for _, ds in ranked]
+    row_mm, col_mm = (float(v) for v in first.PixelSpacing)
+    if len(ipp) > 1:
+        step = (ipp[-1] - ipp[0]) / (len(ipp) - 1)
+    else:
+        step = normal * float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)))
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = (
+        step,
+        dirs[1] * row_mm,
+        dirs[0] * col_mm,
+        ipp[0],
+    )
+    spacing = (float(np.linalg.norm(step)), row_mm, col_mm)
+    headers = tuple(ds for _, ds in ranked)
+    return Volume(array, spacing=spacing, affine=LPS_TO_RAS @ lps, dicom_headers=headers)
