@@ -8,6 +8,11 @@
 | ResourceError        | a size or memory budget would be exceeded       | RESOURCE_EXHAUSTED   |
 | UnsupportedModelError| a network cannot be split or converted          | INVALID_ARGUMENT     |
 | CancelledError       | the caller stopped a running call               | CANCELLED            |
+| NumericalError       | a refine diverged (non-finite head or logits)   | INVALID_ARGUMENT     |
+
+NumericalError is an InputError: a diverging refine comes from the settings the caller chose
+(a learning rate too large for the head, say), not from a fault of the server, so it maps to
+INVALID_ARGUMENT, never INTERNAL. The step is rolled back before it is raised.
 """
 
 from __future__ import annotations
@@ -43,3 +48,8 @@ class UnsupportedModelError(MedrefineError, ValueError):
 class CancelledError(MedrefineError):
     """The caller stopped a running call (a progress callback raised it, or a deadline passed);
     the object is exactly as it was before the call."""
+
+
+class NumericalError(InputError):
+    """A refine produced non-finite head weights or logits (e.g. ``RefineConfig(lr=1e30)``);
+    the step was rolled back, so the session is exactly as before the call."""

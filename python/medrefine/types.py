@@ -16,14 +16,17 @@ import numpy as np
 from medrefine.errors import InputError
 
 Point = tuple[int, ...]
+_COORD_MAX = 2**31 - 1  # no image axis is longer; larger values would overflow int64 arithmetic
 
 
 def _point(p: Iterable[object], what: str) -> Point:
     try:
         values = tuple(p)
         out = tuple(int(v) for v in values)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a sequence of integers, got {p!r}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
+        raise InputError(f"{what} must be a sequence of finite integers, got {p!r}") from exc
+    if any(abs(v) > _COORD_MAX for v in out):
+        raise InputError(f"{what} coordinates must lie within +-{_COORD_MAX}, got {p!r}")
     if any(float(v) != o for v, o in zip(values, out, strict=True)):  # type: ignore[arg-type]
         raise InputError(f"{what} must hold whole pixel indices, got {p!r}")
     if len(out) not in (2, 3):

@@ -1,32 +1,120 @@
-"""What a session remembers: its interactions and every state an undo can return to."""
+"""What a session remembers: its interactions and the states an undo can return to.
+
+Memory stays bounded: masks are kept zlib-compressed (a label mask compresses about a
+hundredfold), no state keeps logits (the gate needs only the network's own logits, kept once per
+image by :class:`medrefine.engine.step.ImageState`), and the undo stack holds at most
+``depth`` states (:attr:`medrefine.engine.limits.SessionLimits.history_depth`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import zlib
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from medrefine.errors import StateError
+from medrefine.errors import InputError, StateError
 from medrefine.types import Mark, RefineResult
+
+_NO_MASK = np.zeros(0, dtype=np.uint8)
+_NO_MASK.setflags(write=False)
 
 
 @dataclass(frozen=True)
+class PackedMask:
+    """A label mask, zlib-compressed; :meth:`unpack` gives it back bit for bit.
+
+    Attributes:
+        shape: spatial shape, array order.
+        dtype: numpy dtype name (``"uint8"`` or ``"int32"``).
+        data: the compressed C-order bytes.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    data: bytes
+
+    @classmethod
+    def pack(cls, mask: np.ndarray) -> PackedMask:
+        raw = np.ascontiguousarray(mask)
+        return cls(tuple(raw.shape), raw.dtype.name, zlib.compress(raw.tobytes(), 1))
+
+    def unpack(self) -> np.ndarray:
+        """A new, writable array (changing it changes nothing stored)."""
+        flat = np.frombuffer(zlib.decompress(self.data), dtype=self.dtype)
+        return flat.reshape(self.shape).copy()
+
+
 class Interaction:
-    """One entry of :attr:`medrefine.Session.history`.
+    """One entry of :attr:`medrefine.Session.history` (immutable).
 
     Attributes:
         kind: ``"refine"``, ``"add_class"`` or ``"reset"``.
         marks: the marks added by this interaction (refine only).
-        result: the refinement's result (refine only).
+        result: the refinement's result (refine only); each access returns a new copy of its
+            mask (kept compressed here), and ``wrong_where`` is read-only.
         class_name: the added class (add_class only).
     """
 
+    __slots__ = ("_mask", "_result", "class_name", "kind", "marks")
     kind: Literal["refine", "add_class", "reset"]
-    marks: tuple[Mark, ...] = ()
-    result: RefineResult | None = None
-    class_name: str = ""
+    marks: tuple[Mark, ...]
+    class_name: str
+
+    def __init__(
+        self,
+        kind: Literal["refine", "add_class", "reset"],
+        marks: tuple[Mark, ...] = (),
+        result: RefineResult | None = None,
+        class_name: str = "",
+        *,
+        packed: PackedMask | None = None,
+    ) -> None:
+        if kind not in ("refine", "add_class", "reset"):
+            raise InputError(f"interaction kind must be refine, add_class or reset, got {kind!r}")
+        mask: PackedMask | None = None
+        if result is not None:
+            mask = packed if packed is not None else PackedMask.pack(result.mask)
+            where = np.array(result.wrong_where, dtype=np.int64)
+            where.setflags(write=False)
+            result = replace(result, mask=_NO_MASK, wrong_where=where)
+        for name, value in (
+            ("kind", kind),
+            ("marks", tuple(marks)),
+            ("class_name", class_name),
+            ("_result", result),
+            ("_mask", mask),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def result(self) -> RefineResult | None:
+        stored: RefineResult | None = self._result  # type: ignore[attr-defined]
+        packed: PackedMask | None = self._mask  # type: ignore[attr-defined]
+        if stored is None or packed is None:
+            return None
+        return replace(stored, mask=packed.unpack())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Interaction is immutable; cannot set {name}")
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.kind, self.marks, self.class_name, self._result)  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Interaction) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.class_name, len(self.marks)))
+
+    def __repr__(self) -> str:
+        return (
+            f"Interaction(kind={self.kind!r}, marks={self.marks!r}, result={self.result!r}, "
+            f"class_name={self.class_name!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,8 +126,9 @@ class SessionState:
         head: the head's ``state_dict`` (adapted weights).
         params0: the pre-trained head parameters (the anchor W0; grows with added classes).
         class_names: one per output channel.
-        mask: the label mask shown to the user.
-        logits: ``(K, *shape)`` float32 logits behind ``mask`` (before marks are written).
+        mask: the label mask shown to the user, compressed.
+        top_floor: the lowest, over pixels, of the highest class logit behind ``mask``; a class
+            added later starts below it everywhere.
         history: the interactions that led here.
         reach: widest adaptive gate of the session so far, in pixels (inf = global).
     """
@@ -48,19 +137,25 @@ class SessionState:
     head: dict[str, torch.Tensor]
     params0: dict[str, torch.Tensor]
     class_names: tuple[str, ...]
-    mask: np.ndarray
-    logits: torch.Tensor
+    mask: PackedMask
+    top_floor: float
     history: tuple[Interaction, ...]
     reach: float = 0.0
 
 
 class History:
-    """Undo and redo stacks over :class:`SessionState`, starting at the network's own output."""
+    """Undo and redo stacks over :class:`SessionState`, starting at the network's own output.
 
-    def __init__(self, initial: SessionState) -> None:
+    At most ``depth`` states can be undone to (older ones are dropped); ``initial`` is always
+    kept.
+    """
+
+    def __init__(self, initial: SessionState, depth: int = 32) -> None:
+        if depth < 0:
+            raise InputError(f"history depth must be >= 0, got {depth}")
         self.initial = initial
         self.current = initial
-        self._undo: list[SessionState] = []
+        self._undo: deque[SessionState] = deque(maxlen=depth)
         self._redo: list[SessionState] = []
 
     def commit(self, state: SessionState) -> None:
@@ -85,6 +180,18 @@ class History:
         self.current = self._redo.pop()
         return self.current
 
+    def undo_target(self) -> SessionState:
+        """The state :meth:`undo` would return, without moving."""
+        if not self._undo:
+            raise StateError("nothing to undo")
+        return self._undo[-1]
+
+    def redo_target(self) -> SessionState:
+        """The state :meth:`redo` would return, without moving."""
+        if not self._redo:
+            raise StateError("nothing to redo")
+        return self._redo[-1]
+
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)
@@ -92,3 +199,8 @@ class History:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+    @property
+    def depth(self) -> int:
+        """The most states that can be undone to."""
+        return self._undo.maxlen or 0

@@ -4,38 +4,38 @@ Two-phase use: :meth:`Session.set_image` pays for the backbone once (or finds it
 cache); :meth:`Session.add` and :meth:`Session.refine` are then cheap. Every interaction (a refine,
 an added class, a reset) can be undone and redone exactly: the mask, the marks and the head's
 weights come back as they were.
+
+A session is safe to share between threads: every public method and property takes the
+session's lock (a re-entrant ``threading.RLock``), so calls on one session run one at a time,
+in arrival order; separate sessions run in parallel. Every call is atomic: one that raises
+(bad input, a cancel, a fault such as ``MemoryError``) leaves the session exactly as it was.
+Arrays it returns are new copies or read-only. The work lives in :mod:`medrefine.engine.step`;
+this class holds the state and the lock.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor, TorchBackend
-from medrefine.engine import constraints
-from medrefine.engine.cache import FeatureCache, image_digest
-from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
-from medrefine.engine.head import (
-    HeadRunner,
-    channels_last,
-    label_argmax,
-    last_layer,
-    resize_outputs,
-    rows,
-)
-from medrefine.engine.history import History, Interaction, SessionState
-from medrefine.engine.refine import RefineConfig, Refiner
+from medrefine.engine import constraints, step
+from medrefine.engine.cache import FeatureCache
+from medrefine.engine.history import Interaction, SessionState
+from medrefine.engine.limits import SessionLimits
+from medrefine.engine.refine import RefineConfig
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
-from medrefine.types import Box, Mark, RefineProgress, RefineResult, Volume
+from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble, Volume
 
-_NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @functools.cache
@@ -44,8 +44,15 @@ def _warm_up() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
-def _mask_dtype(num_classes: int) -> type[np.integer]:
-    return np.uint8 if num_classes <= 256 else np.int32
+def _locked(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``method`` holding its session's lock."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class Session:
@@ -56,6 +63,15 @@ class Session:
         config: refinement settings (a frozen :class:`RefineConfig`).
         cache: feature cache (the process-wide :meth:`FeatureCache.shared` one if None).
         backend: runs the backbone (PyTorch on the CPU if None).
+        limits: bounds on image size, marks, classes and undo depth
+            (:class:`~medrefine.engine.limits.SessionLimits`; its defaults if None).
+
+    Example::
+
+        session = mr.Session(mr.load_model("nuclei-unet2d"))
+        mask = session.set_image(image)                      # (H, W) -> uint8 labels
+        session.add(mr.Click(label=1, point=(40, 52)))       # (y, x)
+        result = session.refine()
     """
 
     def __init__(
@@ -65,21 +81,27 @@ class Session:
         *,
         cache: FeatureCache | None = None,
         backend: FeatureExtractor | None = None,
+        limits: SessionLimits | None = None,
     ) -> None:
+        if not isinstance(model, SplitModel):
+            raise InputError(f"model must be a SplitModel, got {type(model).__name__}")
+        if config is not None and not isinstance(config, RefineConfig):
+            raise InputError(f"config must be a RefineConfig, got {type(config).__name__}")
+        if limits is not None and not isinstance(limits, SessionLimits):
+            raise InputError(f"limits must be a SessionLimits, got {type(limits).__name__}")
         self.model = model
         self.config = config or RefineConfig()
+        self.limits = limits or SessionLimits()
+        self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
         _warm_up()
         self.backend = backend or model.extractor or TorchBackend(model.backbone)
-        self._head = copy.deepcopy(model.head).eval()
-        self._shape: tuple[int, ...] | None = None
-        self._image: np.ndarray | None = None
-        self._runner: HeadRunner | None = None
-        self._feature_gate: FeatureGate | None = None
-        self._pending: list[Mark] = []
-        self._history: History | None = None
+        self._lock = threading.RLock()
+        self._img: step.ImageState | None = None
+        self._pending: tuple[Mark, ...] = ()
 
     # ----------------------------------------------------------------- image
+    @_locked
     def set_image(self, image: np.ndarray | Volume) -> np.ndarray:
         """Compute (or fetch) the image's features and return the network's own mask.
 
@@ -88,100 +110,83 @@ class Session:
                 :class:`Volume`), spatial axes in array order; finite values only.
 
         Returns:
-            Label mask of the image's spatial shape (uint8; int32 beyond 256 classes).
+            Label mask of the image's spatial shape (uint8; int32 beyond 256 classes), a new
+            array.
+
+        Raises:
+            InputError: not a numeric array, wrong rank, NaN, or an image the network cannot
+                take. ResourceError: more pixels than ``limits.max_voxels``.
         """
         array = image.array if isinstance(image, Volume) else image
-        if not isinstance(array, np.ndarray):
-            raise InputError(f"image must be a numpy array, got {type(array).__name__}")
-        if array.dtype.kind not in "uif" or array.size == 0:
-            raise InputError(
-                f"image must be a non-empty numeric array, got dtype {array.dtype} "
-                f"and shape {array.shape}"
-            )
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise InputError("image contains NaN or infinite values")
-        prep = self.model.preprocessing
-        shape = prep.spatial_shape(array)
-        key = (image_digest(array), self.model.digest(), prep.digest())
-        features = self.cache.get(key)
-        x = prep(array)
-        if features is None:
-            features = tuple(
-                channels_last(self._crop(f, x.shape[2:], shape)) for f in self.backend.features(x)
-            )
-            self.cache.put(key, features)
-        self._shape, self._image = (
-            shape,
-            x[0][(slice(None),) + tuple(slice(0, s) for s in shape)].numpy(),
+        spacing = image.spacing if isinstance(image, Volume) else None
+        img, mask = step.load_image(
+            array, self.model, self.backend, self.cache, self.config, self.limits, spacing
         )
-        self._head = copy.deepcopy(self.model.head).eval()  # W' <- W_h, per image
-        self._runner = HeadRunner(self._head, features, shape, self.config.head_eval == "full")
-        self._feature_gate = None
-        logits = self._runner.predict()
-        params0 = {k: v.clone() for k, v in self._head.named_parameters()}
-        mask = self._argmax(logits)
-        self._history = History(
-            SessionState(
-                (), self._snapshot_head(), params0, self.model.class_names, mask, logits, ()
-            )
-        )
-        self._pending = []
-        return mask.copy()
+        self._img, self._pending = img, ()
+        return mask
 
-    @staticmethod
-    def _crop(f: torch.Tensor, padded: torch.Size, shape: tuple[int, ...]) -> torch.Tensor:
-        """Drop the padding from features computed at the padded input size."""
-        if tuple(f.shape[2:]) != tuple(padded):
-            return f
-        return f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
-
-    def _argmax(self, logits: torch.Tensor) -> np.ndarray:
-        return label_argmax(logits).astype(_mask_dtype(logits.shape[0]))
-
-    def _snapshot_head(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self._head.state_dict().items()}
-
-    def _require_image(self) -> SessionState:
-        if self._history is None or self._shape is None:
+    def _require_image(self) -> step.ImageState:
+        if self._img is None:
             raise StateError("no image: call set_image() first")
-        return self._history.current
+        return self._img
+
+    @property
+    def _head(self) -> torch.nn.Module:
+        """The adapted head of the current image (the pre-trained one before set_image)."""
+        return self._img.head if self._img is not None else self.model.head
 
     # ----------------------------------------------------------------- marks
     @property
+    @_locked
     def num_classes(self) -> int:
         """Classes the head currently predicts (grows with :meth:`add_class`)."""
         return len(self.class_names)
 
     @property
+    @_locked
     def class_names(self) -> tuple[str, ...]:
-        return self._history.current.class_names if self._history else self.model.class_names
+        if self._img is None:
+            return self.model.class_names
+        return self._img.history.current.class_names
 
+    @_locked
     def add(self, mark: Mark) -> None:
-        """Queue a mark for the next :meth:`refine`; checked now (bounds, label, dimensions)."""
-        self._require_image()
-        assert self._shape is not None
+        """Queue a mark for the next :meth:`refine`; checked now (type, bounds, label,
+        dimensions, the session's limits).
+
+        Raises:
+            InputError: not a mark, a label the model lacks, or pixels outside the image.
+            ResourceError: a radius, point count or mark count over ``limits``.
+        """
+        img = self._require_image()
+        if not isinstance(mark, (Scribble, Click, Box, Paint)):
+            raise InputError(f"mark must be a Scribble, Click, Box or Paint, got {mark!r}")
         if mark.label >= self.num_classes:
             raise InputError(
                 f"mark label {mark.label} is not a class of this model "
                 f"(0..{self.num_classes - 1}); use add_class() for a new structure"
             )
+        self.limits.check_mark(mark, len(img.history.current.marks) + len(self._pending))
         if isinstance(mark, Box):
-            constraints.build([mark], self._shape, self.config.constraint_config())
+            constraints.build([mark], img.shape, self.config.marks)
         else:
-            constraints.rasterize(mark, self._shape)
-        self._pending.append(mark)
+            constraints.rasterize(mark, img.shape)
+        self._pending = self._pending + (mark,)
 
     @property
+    @_locked
     def pending(self) -> tuple[Mark, ...]:
         """Marks added since the last refine."""
-        return tuple(self._pending)
+        return self._pending
 
     @property
+    @_locked
     def marks(self) -> tuple[Mark, ...]:
         """Every mark the current mask was refined on, plus the pending ones."""
-        return self._require_image().marks + tuple(self._pending)
+        return self._require_image().history.current.marks + self._pending
 
     # ---------------------------------------------------------------- refine
+    @_locked
     def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> RefineResult:
         """Fine-tune the head on every mark so far and return the new mask.
 
@@ -189,179 +194,107 @@ class Session:
             progress: called before every gradient step with a :class:`RefineProgress`; if it
                 raises (e.g. :class:`~medrefine.errors.CancelledError` on a client's cancel or
                 a deadline), the refine stops and the session is exactly as before the call.
+
+        Returns:
+            The result; its ``mask`` is a new array (writing into it changes nothing here).
+
+        Raises:
+            StateError: no image or no marks. NumericalError: the step diverged (non-finite
+                head or logits); it was rolled back.
         """
-        state = self._require_image()
-        assert self._runner is not None and self._shape is not None and self._image is not None
-        marks = state.marks + tuple(self._pending)
-        if not marks:
-            raise StateError("no marks: add() a scribble, click or box before refine()")
-        start = time.perf_counter()
-        cfg = self.config
-        assert self._history is not None
-        cons = constraints.build(
-            marks, self._shape, cfg.constraint_config(), self._image, self._history.initial.mask
+        img = self._require_image()
+        result, new = step.refine_step(
+            img, img.history.current, self._pending, self.config, progress
         )
-        plan = self._gate_plan(cons, len(state.class_names))
-        cfg, hold = loop_settings(self.config, plan, self._features_gate)
-        if not cfg.warm_start:
-            self._head.load_state_dict(state.params0, strict=False)
-        try:
-            outcome = Refiner(cfg).run(self._runner, cons, state.params0, hold, progress)
-        except BaseException:
-            self._head.load_state_dict(state.head)  # a failed refine changes nothing
-            raise
-        logits = plan.apply(self._runner.predict())
-        for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
-            logits[c][~torch.from_numpy(region)] = -torch.inf
-        own = self._argmax(logits)
-        flat = own.reshape(-1)
-        req = cons.required
-        wrong = cons.index[req][flat[cons.index[req]] != cons.label[req]]
-        mask = own.copy()
-        if cfg.write_marks:
-            mask.reshape(-1)[cons.index[cons.written]] = cons.label[cons.written]
-        result = RefineResult(
-            mask=mask,
-            iterations=outcome.iterations,
-            satisfied=wrong.size == 0,
-            wrong_marks=int(wrong.size),
-            wrong_where=np.stack(np.unravel_index(wrong, self._shape), 1).astype(np.int64),
-            marked_pixels=int(req.sum()),
-            seconds=time.perf_counter() - start,
-            loss_trace=outcome.loss_trace,
-            mode=self._runner.mode,
-        )
-        entry = Interaction("refine", tuple(self._pending), result)
-        self._commit(
-            SessionState(
-                marks,
-                self._snapshot_head(),
-                state.params0,
-                state.class_names,
-                mask,
-                logits,
-                state.history + (entry,),
-                max(state.reach, plan.reach or 0.0),
-            )
-        )
+        self._commit(img, new)
         return result
 
-    def _features_gate(self) -> FeatureGate:
-        """The feature-similarity gate of this image, built on first use."""
-        assert self._runner is not None
-        if self._feature_gate is None:
-            self._feature_gate = FeatureGate(tuple(rows(f) for f in self._runner.features))
-        return self._feature_gate
-
-    def _gate_plan(self, cons: constraints.Constraints, num_classes: int) -> GatePlan:
-        assert self._history is not None and self._runner is not None
-        initial = self._history.initial
-        base = initial.logits
-        if base.shape[0] != num_classes:  # classes added since start at the floor
-            floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
-            base = torch.cat([base, floor])
-        return plan_gate(
-            self.config,
-            base,
-            initial.mask,
-            cons,
-            self._features_gate,
-            self._history.current.reach,
-            self._image,
-        )
-
+    @_locked
     def add_class(self, name: str) -> int:
         """Add an output channel for a structure the network never learned; returns its label.
 
         The new channel starts below every other class everywhere, so the mask is unchanged until
         marks of the new class are refined on.
+
+        Raises:
+            InputError: an empty or existing name. ResourceError: over ``limits.max_classes``.
         """
-        state = self._require_image()
-        if not name or name in state.class_names:
-            raise InputError(f"class name must be new and non-empty, got {name!r}")
-        k = len(state.class_names)
-        layer = last_layer(self._head, k)
-        resize_outputs(layer, k + 1)
-        floor = float(state.logits.max(0).values.min()) - _NEW_CLASS_MARGIN
-        bias = getattr(layer, "bias", None)
-        if isinstance(bias, torch.Tensor):
-            with torch.no_grad():
-                bias[k] = floor
-        params0 = {n: p.detach().clone() for n, p in self._head.named_parameters()}
-        logits = torch.cat([state.logits, torch.full((1,) + state.logits.shape[1:], floor)])
-        entry = Interaction("add_class", class_name=name)
-        self._commit(
-            replace(
-                state,
-                head=self._snapshot_head(),
-                params0=params0,
-                class_names=state.class_names + (name,),
-                logits=logits,
-                history=state.history + (entry,),
-            )
-        )
-        return k
+        img = self._require_image()
+        state = img.history.current
+        if not isinstance(name, str) or not name or name in state.class_names:
+            raise InputError(f"class name must be a new, non-empty string, got {name!r}")
+        self.limits.check_classes(len(state.class_names) + 1)
+        self._commit(img, step.add_class_step(img, state, name))
+        return len(state.class_names)
 
     # --------------------------------------------------------------- history
-    def _commit(self, new: SessionState) -> None:
-        assert self._history is not None
-        self._history.commit(new)
-        self._pending.clear()
+    def _commit(self, img: step.ImageState, new: SessionState) -> None:
+        img.history.commit(new)
+        self._pending = ()
 
+    def _go(
+        self, img: step.ImageState, target: SessionState, move: Callable[[], object]
+    ) -> np.ndarray:
+        """Load ``target``'s head, then ``move`` the history to it; on failure the head is put
+        back and the history is not moved."""
+        previous = img.history.current
+        try:
+            step.load_head(img, target)
+            mask = target.mask.unpack()
+            move()
+        except BaseException:
+            step.load_head(img, previous)
+            raise
+        self._pending = ()
+        return mask
+
+    @_locked
     def undo(self) -> np.ndarray:
-        """Go back one interaction (pending marks are dropped); returns the restored mask."""
-        self._require_image()
-        assert self._history is not None
-        before = self.class_names
-        state = self._history.undo()
-        return self._restore_from(before, state)
+        """Go back one interaction (pending marks are dropped); returns the restored mask (a new
+        array). Raises StateError when there is nothing to undo (see ``limits.history_depth``)."""
+        img = self._require_image()
+        return self._go(img, img.history.undo_target(), img.history.undo)
 
+    @_locked
     def redo(self) -> np.ndarray:
-        """Re-apply the last undone interaction; returns its mask."""
-        self._require_image()
-        assert self._history is not None
-        before = self.class_names
-        state = self._history.redo()
-        return self._restore_from(before, state)
+        """Re-apply the last undone interaction; returns its mask (a new array)."""
+        img = self._require_image()
+        return self._go(img, img.history.redo_target(), img.history.redo)
 
+    @_locked
     def reset(self) -> np.ndarray:
-        """Back to the network's own mask, no marks, pre-trained head (undoable)."""
-        state = self._require_image()
-        assert self._history is not None
-        before = self.class_names
+        """Back to the network's own mask, no marks, pre-trained head (undoable); returns the
+        mask (a new array)."""
+        img = self._require_image()
+        history = img.history
         entry = Interaction("reset")
-        self._history.commit(replace(self._history.initial, history=state.history + (entry,)))
-        return self._restore_from(before, self._history.current)
-
-    def _restore_from(self, class_names: tuple[str, ...], state: SessionState) -> np.ndarray:
-        """Resize the head from ``class_names`` to ``state``'s classes and load its weights."""
-        if len(state.class_names) != len(class_names):
-            resize_outputs(last_layer(self._head, len(class_names)), len(state.class_names))
-        self._head.load_state_dict(state.head)
-        self._pending.clear()
-        return state.mask.copy()
+        target = replace(history.initial, history=history.current.history + (entry,))
+        return self._go(img, target, lambda: history.commit(target))
 
     @property
+    @_locked
     def can_undo(self) -> bool:
-        return self._history is not None and self._history.can_undo
+        return self._img is not None and self._img.history.can_undo
 
     @property
+    @_locked
     def can_redo(self) -> bool:
-        return self._history is not None and self._history.can_redo
+        return self._img is not None and self._img.history.can_redo
 
     @property
+    @_locked
     def history(self) -> tuple[Interaction, ...]:
         """Every interaction that led to the current mask, oldest first."""
-        return self._require_image().history
+        return self._require_image().history.current.history
 
     @property
+    @_locked
     def mask(self) -> np.ndarray:
-        """The current mask (a copy)."""
-        return self._require_image().mask.copy()
+        """The current mask (a new array)."""
+        return self._require_image().history.current.mask.unpack()
 
     @property
+    @_locked
     def image_shape(self) -> tuple[int, ...]:
         """Spatial shape of the current image."""
-        self._require_image()
-        assert self._shape is not None
-        return self._shape
+        return self._require_image().shape

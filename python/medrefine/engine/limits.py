@@ -1,0 +1,125 @@
+"""Bounds a :class:`medrefine.Session` enforces, so one request cannot exhaust a server.
+
+Every bound raises :class:`~medrefine.errors.ResourceError` (gRPC ``RESOURCE_EXHAUSTED``) with
+the figure asked for and the limit, before any large allocation. The defaults admit what a
+demanding clinical user loads and draws (a 512^3 CT, a 16k x 8k slide tile, a 256-pixel brush in
+2D, 128 classes); a server with less memory passes tighter ones:
+``Session(model, limits=SessionLimits(max_voxels=256**3))``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import pairwise
+
+from medrefine.errors import InputError, ResourceError
+from medrefine.types import Box, Click, Mark, Paint, Scribble
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Per-session bounds.
+
+    Attributes:
+        history_depth: interactions that can be undone (older states are forgotten; the
+            network's own output is always kept, so :meth:`~medrefine.Session.reset` still works).
+        max_voxels: pixels (2D) or voxels (3D) of one image.
+        max_radius: radius of a click or scribble, pixels.
+        max_mark_pixels: pixels one drawn mark may cover before clipping to the image
+            (polyline length times the brush's disk or ball); bounds the work of a long, wide
+            scribble (a 3D ball of radius 256 alone covers 70 M voxels).
+        max_classes: output classes, counting those added by :meth:`~medrefine.Session.add_class`.
+        max_marks: marks one session holds (refined on and pending together).
+        max_points: points of one scribble, or pixels of one :class:`~medrefine.Paint`.
+    """
+
+    history_depth: int = 32
+    max_voxels: int = 512**3
+    max_radius: int = 256
+    max_mark_pixels: int = 1 << 24
+    max_classes: int = 128
+    max_marks: int = 10_000
+    max_points: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "history_depth",
+            "max_voxels",
+            "max_radius",
+            "max_mark_pixels",
+            "max_classes",
+            "max_marks",
+            "max_points",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"SessionLimits.{name} must be an integer >= 0, got {value!r}")
+        if self.max_classes < 2 or self.max_voxels < 1:
+            raise InputError("SessionLimits needs max_classes >= 2 and max_voxels >= 1")
+
+    def check_image(self, shape: tuple[int, ...]) -> None:
+        """Raise if an image of spatial ``shape`` is too small to segment or too large."""
+        if any(s < 2 for s in shape):
+            raise InputError(f"image of spatial shape {shape} is too small: every axis needs >= 2")
+        voxels = math.prod(shape)
+        if voxels > self.max_voxels:
+            raise ResourceError(
+                f"image of spatial shape {shape} has {voxels:,} pixels, more than this "
+                f"session's limit of {self.max_voxels:,} (SessionLimits.max_voxels)"
+            )
+
+    def check_classes(self, count: int) -> None:
+        """Raise if the head would predict ``count`` classes."""
+        if count > self.max_classes:
+            raise ResourceError(
+                f"{count} classes exceed this session's limit of {self.max_classes} "
+                "(SessionLimits.max_classes)"
+            )
+
+    def check_mark(self, mark: Mark, marks_held: int) -> None:
+        """Raise if ``mark`` (with ``marks_held`` already in the session) is over a bound."""
+        if marks_held + 1 > self.max_marks:
+            raise ResourceError(
+                f"a session holds at most {self.max_marks} marks (SessionLimits.max_marks); "
+                "refine, reset or start a new image"
+            )
+        if isinstance(mark, Box):
+            return
+        radius = mark.radius if isinstance(mark, (Click, Scribble)) else 0
+        if radius > self.max_radius:
+            raise ResourceError(
+                f"{type(mark).__name__} radius {radius} px exceeds the limit of "
+                f"{self.max_radius} px (SessionLimits.max_radius)"
+            )
+        points = len(mark.points) if isinstance(mark, Scribble) else 0
+        if isinstance(mark, Paint):
+            points = int(mark.pixels.shape[0])
+        if points > self.max_points:
+            raise ResourceError(
+                f"{type(mark).__name__} has {points:,} points, more than the limit of "
+                f"{self.max_points:,} (SessionLimits.max_points)"
+            )
+        covered = _length(mark) * _ball_size(radius, mark.ndim)
+        if covered > self.max_mark_pixels:
+            raise ResourceError(
+                f"{type(mark).__name__} of radius {radius} px would cover about {covered:,} "
+                f"pixels, more than the limit of {self.max_mark_pixels:,} "
+                "(SessionLimits.max_mark_pixels)"
+            )
+
+
+def _ball_size(radius: int, ndim: int) -> int:
+    """Upper bound on the pixels of a disk (2D) or ball (3D) of ``radius``: its bounding box."""
+    return (2 * radius + 1) ** ndim
+
+
+def _length(mark: Mark) -> int:
+    """Centre-line pixels of a drawn mark (a scribble's polyline is sampled twice per pixel)."""
+    if not isinstance(mark, Scribble):
+        return 1
+    steps = sum(
+        max(2 * max(abs(b - a) for a, b in zip(p, q, strict=True)), 1)
+        for p, q in pairwise(mark.points)
+    )
+    return 1 + steps

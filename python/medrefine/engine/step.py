@@ -1,0 +1,343 @@
+"""The steps behind :class:`medrefine.Session`, as functions of (image state, session state).
+
+Each step builds its whole result before anything is kept: :func:`load_image` returns a new
+:class:`ImageState`; :func:`refine_step` and :func:`add_class_step` return a new
+:class:`SessionState` and, on any failure, put the head back as it was (the only object they
+change in place). The session swaps the results in only once a step has returned, so a failed
+call leaves it exactly as before.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from medrefine.backends import FeatureExtractor
+from medrefine.engine import constraints
+from medrefine.engine.cache import FeatureCache, image_digest
+from medrefine.engine.distance import relative_spacing
+from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
+from medrefine.engine.head import (
+    HeadRunner,
+    channels_last,
+    label_argmax,
+    last_layer,
+    resize_outputs,
+    rows,
+)
+from medrefine.engine.history import History, Interaction, PackedMask, SessionState
+from medrefine.engine.limits import SessionLimits
+from medrefine.engine.refine import RefineConfig, Refiner
+from medrefine.errors import InputError, NumericalError, ResourceError, StateError
+from medrefine.models.split import SplitModel
+from medrefine.types import Mark, RefineProgress, RefineResult
+
+NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
+
+
+def mask_dtype(num_classes: int) -> type[np.integer]:
+    return np.uint8 if num_classes <= 256 else np.int32
+
+
+def _argmax(logits: torch.Tensor) -> np.ndarray:
+    return label_argmax(logits).astype(mask_dtype(logits.shape[0]))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@dataclass
+class _LazyGate:
+    """The feature-similarity gate of one image, built on first use (it costs a pass over the
+    features) and kept for the image's lifetime."""
+
+    features: tuple[torch.Tensor, ...]
+    built: FeatureGate | None = field(default=None, repr=False)
+
+    def __call__(self) -> FeatureGate:
+        if self.built is None:
+            self.built = FeatureGate(tuple(rows(f) for f in self.features))
+        return self.built
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """Everything a session knows about its current image.
+
+    Attributes:
+        shape: spatial shape, array order (2D ``(y, x)``, 3D ``(z, y, x)``).
+        image: ``(C, *shape)`` float32, each channel z-scored (edges and region growing read
+            it); read-only.
+        runner: evaluates the session's adapted head (``runner.head``) over the cached features.
+        base: ``(K0, *shape)`` float32 logits of the pre-trained head (the network's own).
+        own: the network's own label mask ``shape`` (read-only).
+        features_gate: the feature-similarity gate, built on first use.
+        history: undo/redo over :class:`SessionState`.
+        spacing: voxel size per spatial axis (the Volume's), None if not given.
+    """
+
+    shape: tuple[int, ...]
+    image: np.ndarray
+    runner: HeadRunner
+    base: torch.Tensor
+    own: np.ndarray
+    features_gate: Callable[[], FeatureGate]
+    history: History
+    spacing: tuple[float, ...] | None = None
+
+    @property
+    def head(self) -> torch.nn.Module:
+        return self.runner.head
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(x.shape[0], -1)
+    mean = flat.mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+    std = flat.std(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.asarray((x - mean) / np.maximum(std, 1e-6), dtype=np.float32)
+
+
+def _backbone(backend: FeatureExtractor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``backend.features(x)`` with its failures typed: memory -> ResourceError, else (an image
+    the network cannot take, e.g. too small for its downsampling) -> InputError."""
+    try:
+        return tuple(backend.features(x))
+    except MemoryError as exc:
+        raise ResourceError(
+            f"not enough memory for the backbone on input {tuple(x.shape)}"
+        ) from exc
+    except (RuntimeError, ValueError) as exc:
+        if "alloc" in str(exc).lower():
+            raise ResourceError(
+                f"not enough memory for the backbone on input {tuple(x.shape)}: {exc}"
+            ) from exc
+        raise InputError(
+            f"the network cannot process an input of shape {tuple(x.shape)} "
+            f"(batch, channels, *spatial): {exc}"
+        ) from exc
+
+
+def load_image(
+    array: np.ndarray,
+    model: SplitModel,
+    backend: FeatureExtractor,
+    cache: FeatureCache,
+    config: RefineConfig,
+    limits: SessionLimits,
+    spacing: tuple[float, ...] | None = None,
+) -> tuple[ImageState, np.ndarray]:
+    """A new image state for ``array`` (features from ``cache`` or ``backend``) and the
+    network's own mask (a new writable array). Nothing outside the returned state changes.
+    ``spacing`` (voxel size per spatial axis, a Volume's) makes gate distances and region
+    growing physical."""
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"image must be a numpy array or Volume, got {type(array).__name__}")
+    if array.dtype.kind not in "uif" or array.size == 0:
+        raise InputError(
+            f"image must be a non-empty numeric array, got dtype {array.dtype} "
+            f"and shape {array.shape}"
+        )
+    prep = model.preprocessing
+    shape = prep.spatial_shape(array)
+    limits.check_image(shape)
+    relative_spacing(spacing, len(shape))  # checked here: a bad spacing fails set_image
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError("image contains NaN or infinite values")
+    key = (image_digest(array), model.digest(), prep.digest())
+    features = cache.get(key)
+    x = prep(array)
+    inside = (slice(None),) + tuple(slice(0, s) for s in shape)
+    if features is None:
+        padded = x.shape[2:]
+        features = tuple(channels_last(_crop(f, padded, shape)) for f in _backbone(backend, x))
+        cache.put(key, features)
+    image = x[0][inside].numpy()
+    image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
+    head = copy.deepcopy(model.head).eval()  # W' <- W_h, per image
+    runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
+    logits = runner.predict()
+    params0 = {k: v.detach().clone() for k, v in head.named_parameters()}
+    mask = _argmax(logits)
+    initial = SessionState(
+        (),
+        _snapshot(head),
+        params0,
+        model.class_names,
+        PackedMask.pack(mask),
+        float(logits.max(0).values.min()),
+        (),
+    )
+    state = ImageState(
+        shape,
+        image,
+        runner,
+        logits,
+        _frozen(mask.copy()),
+        _LazyGate(runner.features),
+        History(initial, limits.history_depth),
+        None if spacing is None else tuple(float(v) for v in spacing),
+    )
+    return state, mask
+
+
+def _crop(f: torch.Tensor, padded: torch.Size, shape: tuple[int, ...]) -> torch.Tensor:
+    """Drop the padding from features computed at the padded input size."""
+    if tuple(f.shape[2:]) != tuple(padded):
+        return f
+    return f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
+
+
+def _snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+def gate_plan(
+    img: ImageState, config: RefineConfig, cons: constraints.Constraints, num_classes: int
+) -> GatePlan:
+    """The gate of one refine (see :func:`medrefine.engine.gate.plan_gate`)."""
+    base = img.base
+    if base.shape[0] != num_classes:  # classes added since start at the floor
+        floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
+        base = torch.cat([base, floor])
+    reach = img.history.current.reach
+    spacing = relative_spacing(img.spacing, len(img.shape))
+    return plan_gate(config, base, img.own, cons, img.features_gate, reach, img.image, spacing)
+
+
+def load_head(img: ImageState, state: SessionState) -> None:
+    """Give the session's head ``state``'s classes and weights."""
+    head = img.head
+    now = output_rows(head)
+    if now != len(state.class_names):
+        resize_outputs(last_layer(head, now), len(state.class_names))
+    head.load_state_dict(state.head)
+
+
+def output_rows(head: torch.nn.Module) -> int:
+    """Classes ``head`` predicts now: the output rows of its last weighted layer."""
+    for module in reversed(list(head.modules())):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.ndim >= 2:
+            return int(weight.shape[0])
+    raise InputError("the head has no weighted layer")
+
+
+def refine_step(
+    img: ImageState,
+    state: SessionState,
+    pending: tuple[Mark, ...],
+    config: RefineConfig,
+    progress: Callable[[RefineProgress], None] | None = None,
+) -> tuple[RefineResult, SessionState]:
+    """Fine-tune the head on ``state.marks + pending``; the result and the state to commit.
+
+    On any exception (a cancel from ``progress``, an injected fault, non-finite numbers) the
+    head is put back to ``state.head`` and the exception propagates.
+
+    Raises:
+        StateError: no marks.
+        NumericalError: the adapted head or its logits are not finite (e.g. a huge ``lr``).
+    """
+    marks = state.marks + pending
+    if not marks:
+        raise StateError("no marks: add() a scribble, click or box before refine()")
+    start = time.perf_counter()
+    cons = constraints.build(
+        marks,
+        img.shape,
+        config.marks,
+        img.image,
+        img.own,
+        seed=config.loop.seed,
+        spacing=img.spacing,
+    )
+    plan = gate_plan(img, config, cons, len(state.class_names))
+    cfg, hold = loop_settings(config, plan, img.features_gate)
+    head = img.head
+    try:
+        if not cfg.loop.warm_start:
+            head.load_state_dict(state.params0, strict=False)
+        outcome = Refiner(cfg).run(img.runner, cons, state.params0, hold, progress)
+        if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
+            raise NumericalError(_diverged(cfg, "head weights"))
+        adapted = img.runner.predict()
+        if not bool(torch.isfinite(adapted).all()):
+            raise NumericalError(_diverged(cfg, "logits"))
+        logits = plan.apply(adapted)
+        for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
+            logits[c][~torch.from_numpy(region)] = -torch.inf
+        own = _argmax(logits)
+        req = cons.required
+        wrong = cons.index[req][own.reshape(-1)[cons.index[req]] != cons.label[req]]
+        mask = own
+        if cfg.marks.write:
+            mask.reshape(-1)[cons.index[cons.written]] = cons.label[cons.written]
+        packed = PackedMask.pack(mask)
+        result = RefineResult(
+            mask=mask,
+            iterations=outcome.iterations,
+            satisfied=wrong.size == 0,
+            wrong_marks=int(wrong.size),
+            wrong_where=_frozen(np.stack(np.unravel_index(wrong, img.shape), 1).astype(np.int64)),
+            marked_pixels=int(req.sum()),
+            seconds=time.perf_counter() - start,
+            loss_trace=outcome.loss_trace,
+            mode=img.runner.mode,
+        )
+        entry = Interaction("refine", pending, result, packed=packed)
+        new = SessionState(
+            marks,
+            _snapshot(head),
+            state.params0,
+            state.class_names,
+            packed,
+            float(logits.max(0).values.min()),
+            state.history + (entry,),
+            max(state.reach, plan.reach or 0.0),
+        )
+    except BaseException:
+        head.load_state_dict(state.head)  # a failed refine changes nothing
+        raise
+    return result, new
+
+
+def _diverged(cfg: RefineConfig, what: str) -> str:
+    return (
+        f"the refinement diverged: the adapted {what} are not finite (optimizer "
+        f"{cfg.loop.optimizer}, lr {cfg.loop.lr:g}); the step was rolled back, lower the "
+        "learning rate"
+    )
+
+
+def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionState:
+    """A new output channel for a structure the network never learned, starting
+    ``NEW_CLASS_MARGIN`` logits below every other class everywhere (the mask is unchanged).
+    Returns the state to commit; on failure the head is put back."""
+    head = img.head
+    k = len(state.class_names)
+    floor = state.top_floor - NEW_CLASS_MARGIN
+    try:
+        layer = last_layer(head, k)
+        resize_outputs(layer, k + 1)
+        bias = getattr(layer, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            with torch.no_grad():
+                bias[k] = floor
+        params0 = {n: p.detach().clone() for n, p in head.named_parameters()}
+        return replace(
+            state,
+            head=_snapshot(head),
+            params0=params0,
+            class_names=state.class_names + (name,),
+            history=state.history + (Interaction("add_class", class_name=name),),
+        )
+    except BaseException:
+        load_head(img, state)
+        raise
