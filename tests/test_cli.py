@@ -47,7 +47,7 @@ def test_typed_errors_become_one_line_and_exit_code_2(tmp_path: Path, capsys) ->
 
 def test_bad_config_override_is_reported(capsys) -> None:
     assert main(["demo", "--config", "nope=1", "--out", "/dev/null"]) == 2
-    assert "unknown RefineConfig field" in capsys.readouterr().err
+    assert "unknown RefineConfig setting" in capsys.readouterr().err
 
 
 def test_unknown_subcommand_exits_by_argparse() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrefine.engine.constraints import ConstraintConfig, build, rasterize
+from medrefine.engine.config import MarksConfig
+from medrefine.engine.constraints import build, rasterize
 from medrefine.errors import InputError
 from medrefine.types import Box, Click, Paint, Scribble
 
@@ -35,7 +36,7 @@ def test_3d_click_is_a_ball() -> None:
 
 def test_box_centre_positive_and_outside_negative() -> None:
     shape = (40, 40)
-    cons = build([Box(2, (10, 10), (20, 30))], shape, ConstraintConfig(box_center_fraction=0.2))
+    cons = build([Box(2, (10, 10), (20, 30))], shape, MarksConfig(box_center_fraction=0.2))
     assert _coords(cons.index, shape) == {(y, x) for y in (14, 15) for x in range(18, 22)}
     assert (cons.label == 2).all() and cons.required.all() and not cons.written.any()
     neg = _coords(cons.neg_index, shape)
@@ -49,7 +50,7 @@ def test_box_centre_positive_and_outside_negative() -> None:
 
 
 def test_two_boxes_of_one_class_exclude_only_outside_both() -> None:
-    cons = build([Box(1, (0, 0), (5, 5)), Box(1, (10, 10), (15, 15))], (20, 20), ConstraintConfig())
+    cons = build([Box(1, (0, 0), (5, 5)), Box(1, (10, 10), (15, 15))], (20, 20), MarksConfig())
     neg = _coords(cons.neg_index, (20, 20))
     assert (12, 12) not in neg and (2, 2) not in neg and (7, 7) in neg
 
@@ -61,7 +62,7 @@ def test_later_marks_win_and_drawn_overrides_box_exclusion() -> None:
         Scribble(2, [(0, 7), (19, 7)], 0),
         Box(1, (0, 0), (4, 4)),
     ]
-    cons = build(marks, shape, ConstraintConfig())
+    cons = build(marks, shape, MarksConfig())
     label = dict(
         zip(
             map(tuple, np.stack(np.unravel_index(cons.index, shape), 1).tolist()),
@@ -83,9 +84,7 @@ def test_paint_takes_exact_pixels() -> None:
 def test_region_growing_adds_weighted_hints_only() -> None:
     image = np.zeros((1, 12, 12), np.float32)
     image[0, :, 6:] = 5.0
-    cfg = ConstraintConfig(
-        region_grow=True, grow_threshold=0.5, grow_max_distance=None, grown_weight=0.25
-    )
+    cfg = MarksConfig(grow=True, grow_threshold=0.5, grow_max_distance=None, grown_weight=0.25)
     cons = build([Click(1, (6, 9), 0), Click(0, (6, 2), 0)], (12, 12), cfg, image)
     assert cons.index.size == 144
     drawn = cons.written
@@ -106,14 +105,41 @@ def test_region_growing_adds_weighted_hints_only() -> None:
 )
 def test_out_of_image_marks_are_refused(mark, match) -> None:
     with pytest.raises(InputError, match=match):
-        build([mark], (10, 12), ConstraintConfig())
+        build([mark], (10, 12), MarksConfig())
 
 
 def test_box_around_objects_the_network_finds_adds_no_centre() -> None:
     network = np.zeros((30, 30), np.int64)
     network[5:8, 5:8] = 1  # one object found, off the centre of the box
     box = Box(1, (2, 2), (28, 28))
-    found = build([box], (30, 30), ConstraintConfig(), network=network)
+    found = build([box], (30, 30), MarksConfig(), network_mask=network)
     assert found.index.size == 0 and found.neg_index.size > 0  # only "not 1" outside
-    missed = build([box], (30, 30), ConstraintConfig(), network=np.zeros_like(network))
+    missed = build([box], (30, 30), MarksConfig(), network_mask=np.zeros_like(network))
     assert missed.index.size > 0 and (missed.label == 1).all()  # centre of a missed object
+
+
+def test_region_growing_caps_distance_by_the_spacing_of_an_anisotropic_volume() -> None:
+    image = np.zeros((1, 20, 20, 20), np.float32)  # flat: growth stops only at the cap
+    cfg = MarksConfig(grow=True, grow_threshold=0.5, grow_max_distance=6.0)
+    click = [Click(1, (10, 10, 10), 0)]
+
+    def extent(spacing: tuple[float, ...] | None) -> tuple[int, int]:
+        cons = build(click, (20, 20, 20), cfg, image, spacing=spacing)
+        z, y, x = np.unravel_index(cons.index, (20, 20, 20))
+        return int(np.ptp(z[(y == 10) & (x == 10)])), int(np.ptp(x[(z == 10) & (y == 10)]))
+
+    assert extent(None) == (12, 12)  # 6 pixels each way along every axis
+    assert extent((1.0, 1.0, 1.0)) == (12, 12)  # isotropic: the same
+    assert extent((2.0, 1.0, 1.0)) == (6, 12)  # 3 slices of 2 pixels each way
+    assert extent((6.0, 2.0, 2.0)) == (4, 12)  # the cap is in finest-axis voxels, not in mm
+
+
+def test_a_bad_spacing_is_refused() -> None:
+    with pytest.raises(InputError, match="spacing"):
+        build(
+            [Click(1, (1, 1), 0)],
+            (4, 4),
+            MarksConfig(grow=True),
+            np.zeros((1, 4, 4)),
+            spacing=(1.0, 0.0),
+        )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
-from medrefine.engine.distance import edge_cost, euclidean_to, geodesic_to
+from medrefine.engine.distance import edge_cost, euclidean_to, geodesic_to, relative_spacing
+from medrefine.errors import InputError
 
 
 def test_euclidean_is_exact_below_the_stride_threshold_and_close_above() -> None:
@@ -49,3 +51,32 @@ def test_geodesic_on_a_big_window_is_coarse_but_close() -> None:
     exact = ndimage.distance_transform_edt(~targets)
     assert d.shape == targets.shape
     assert np.abs(d - exact)[exact < 20].max() <= 2 * 2 * np.sqrt(3)
+
+
+def test_relative_spacing_is_in_units_of_the_finest_axis_and_none_when_isotropic() -> None:
+    assert relative_spacing(None, 3) is None
+    assert relative_spacing((0.7, 0.7, 0.7), 3) is None
+    assert relative_spacing((3.0, 1.5, 1.5), 3) == (2.0, 1.0, 1.0)
+    for bad in ((1.0, 1.0), (1.0, 0.0, 1.0), (1.0, float("nan"), 1.0)):
+        with pytest.raises(InputError, match="spacing"):
+            relative_spacing(bad, 3)
+
+
+def test_distances_along_a_coarse_axis_are_as_long_as_the_spacing_says() -> None:
+    targets = np.zeros((11, 11, 11), bool)
+    targets[5, 5, 5] = True
+    flat = np.zeros((1, 11, 11, 11), np.float32)
+    spacing = (3.0, 1.0, 1.0)
+    e, g = euclidean_to(targets, spacing), geodesic_to(targets, flat, 1.0, 100.0, spacing)
+    for d in (e, g):
+        assert d[6, 5, 5] == pytest.approx(3.0) and d[8, 5, 5] == pytest.approx(9.0)
+        assert d[5, 5, 6] == pytest.approx(1.0) and d[5, 5, 9] == pytest.approx(4.0)
+    np.testing.assert_allclose(e, ndimage.distance_transform_edt(~targets, sampling=spacing))
+    # Isotropic: exactly the maps without a spacing.
+    assert np.array_equal(
+        geodesic_to(targets, flat, 1.0, 100.0), geodesic_to(targets, flat, 1.0, 100.0, None)
+    )
+    # The edge-following distance still stops at an edge across the thick slices.
+    wall = flat.copy()
+    wall[0, 7:, :, :] = 10.0
+    assert geodesic_to(targets, wall, 1.0, 100.0, spacing)[8, 5, 5] > 9.0

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.engine.constraints import ConstraintConfig, build
+import medrefine as mr
+from medrefine.engine.config import GateConfig, LoopConfig, MarksConfig, RefineConfig
+from medrefine.engine.constraints import build
 from medrefine.engine.gate import (
     FeatureGate,
     adaptive_sigma,
@@ -17,7 +19,6 @@ from medrefine.engine.gate import (
     plan_gate,
     spatial_gate,
 )
-from medrefine.engine.refine import RefineConfig
 from medrefine.types import Click, Scribble
 
 
@@ -35,11 +36,16 @@ def test_adaptive_reach_is_local_near_a_boundary_and_infinite_for_a_missing_clas
     own[10:20, 10:20] = 1  # the network's object
     boundary = np.ravel_multi_index(([10, 10], [9, 8]), own.shape)  # 1 and 2 px outside it
     labels = np.array([1, 1])
-    assert adaptive_sigma(own, boundary, labels, floor=4, reach=3, cap=20) == 4.5
-    assert adaptive_sigma(own, boundary, labels, floor=6, reach=3, cap=20) == 6
+    assert adaptive_sigma(own, boundary, labels, floor=4, factor=3, cap=20) == 4.5
+    assert adaptive_sigma(own, boundary, labels, floor=6, factor=3, cap=20) == 6
     assert adaptive_sigma(own, boundary, np.array([2, 2]), 4, 3, 20) == np.inf  # never predicted
     far = np.ravel_multi_index(([2], [29]), own.shape)  # 10 px from the object, cap 5
     assert adaptive_sigma(own, far, np.array([1]), 4, 3, cap=5) == np.inf
+
+
+def _with(config: RefineConfig, **gate: object) -> RefineConfig:
+    """``config`` with these gate settings changed."""
+    return replace(config, gate=replace(config.gate, **gate))
 
 
 def _plan(
@@ -50,7 +56,7 @@ def _plan(
     image: np.ndarray | None = None,
 ):
     base = torch.from_numpy(np.stack([(own == 0), (own == 1)]).astype(np.float32))
-    cons = build(marks, own.shape, ConstraintConfig())
+    cons = build(marks, own.shape, MarksConfig())
     fail = lambda: pytest.fail("no feature gate")  # noqa: E731
     return plan_gate(config, base, own, cons, fail, min_reach, image)
 
@@ -59,12 +65,14 @@ def test_plan_local_global_and_kept_reach() -> None:
     own = np.zeros((40, 40), np.int64)
     own[10:20, 10:20] = 1
     cfg = RefineConfig(
-        gate="adaptive",
-        gate_sigma=2.0,
-        gate_reach=3.0,
-        gate_global=30.0,
-        gate_evidence=0,
-        gate_widest=float("inf"),
+        gate=GateConfig(
+            kind="adaptive",
+            sigma=2.0,
+            factor=3.0,
+            local_width=30.0,
+            evidence=0,
+            widest=float("inf"),
+        )
     )
     local = _plan(cfg, own, [Click(1, (10, 9), 0)])
     assert not local.is_global and local.reach == 3.0
@@ -78,15 +86,15 @@ def test_plan_local_global_and_kept_reach() -> None:
     assert not first.is_global and first.reach == 30.0
     assert _plan(cfg, own0, far, min_reach=30.0).reach == 60.0
     assert _plan(cfg, own0, far, min_reach=60.0).is_global
-    assert _plan(replace(cfg, gate_steps=1), own0, far, min_reach=30.0).is_global
-    assert _plan(replace(cfg, gate_steps=0), own0, far).is_global
+    assert _plan(_with(cfg, steps=1), own0, far, min_reach=30.0).is_global
+    assert _plan(_with(cfg, steps=0), own0, far).is_global
     # gate_widest caps every step: the ladder stops there and never goes global.
-    capped = replace(cfg, gate_widest=40.0)
+    capped = _with(cfg, widest=40.0)
     assert _plan(capped, own0, far).reach == 30.0
     assert _plan(capped, own0, far, min_reach=30.0).reach == 40.0
     assert _plan(capped, own0, far, min_reach=40.0).reach == 40.0
-    assert _plan(replace(capped, gate_steps=0), own0, far).reach == 40.0
-    assert RefineConfig.shifted().gate_widest == float("inf")
+    assert _plan(_with(capped, steps=0), own0, far).reach == 40.0
+    assert RefineConfig.shifted().gate.widest == float("inf")
     assert _plan(RefineConfig(), own0, far, min_reach=24.0).reach == 24.0  # the default
     # A near reading after a far one keeps the wider gate.
     assert _plan(cfg, own, [Click(1, (10, 9), 0)], min_reach=60.0).reach == 60.0
@@ -97,12 +105,14 @@ def test_plan_local_global_and_kept_reach() -> None:
     # Marks the network already honours leave its prediction alone.
     agreed = _plan(cfg, own, [Click(1, (15, 15), 0)])
     assert float(agreed.weights.abs().sum()) == 0.0
-    assert _plan(RefineConfig(gate="none"), own, [Click(1, (10, 9), 0)]).is_global
+    assert _plan(RefineConfig(gate=GateConfig(kind="none")), own, [Click(1, (10, 9), 0)]).is_global
 
 
 def test_apply_blends_adapted_into_base_by_the_gate() -> None:
     own = np.zeros((10, 10), np.int64)
-    plan = _plan(RefineConfig(gate="spatial", gate_sigma=1.0), own, [Click(1, (5, 5), 0)])
+    plan = _plan(
+        RefineConfig(gate=GateConfig(kind="spatial", sigma=1.0)), own, [Click(1, (5, 5), 0)]
+    )
     adapted = torch.full((2, 10, 10), 7.0)
     out = plan.apply(adapted)
     assert float(out[0, 5, 5]) == pytest.approx(7.0) and float(out[0, 0, 0]) == pytest.approx(1.0)
@@ -133,12 +143,14 @@ def test_feature_similarity_at_pixels_matches_the_full_gate() -> None:
 def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
     own = np.zeros((60, 60), np.int64)  # the network never predicts class 1
     cfg = RefineConfig(
-        gate_sigma=2.0,
-        gate_reach=3.0,
-        gate_global=30.0,
-        anchor_reach=12.0,
-        gate_fallback=7.0,
-        gate_widest=float("inf"),
+        gate=GateConfig(
+            sigma=2.0,
+            factor=3.0,
+            local_width=30.0,
+            anchor_reach=12.0,
+            fallback=7.0,
+            widest=float("inf"),
+        )
     )
     assert not enough_evidence(np.array([1, 1, 1]), 2)
     assert enough_evidence(np.array([0, 0, 1, 1]), 2)
@@ -148,7 +160,7 @@ def test_a_few_pixels_of_one_class_never_open_a_wide_gate() -> None:
     # Two classes contradicted with enough pixels each: the same far reading goes wide.
     own[:, 30:] = 1
     marks = [Scribble(1, [(5, 2), (5, 12)], 0), Scribble(0, [(50, 40), (50, 50)], 0)]
-    wide = _plan(replace(cfg, gate_evidence=5), own, marks)
+    wide = _plan(_with(cfg, evidence=5), own, marks)
     assert wide.reach is not None and wide.reach > 12.0
 
 
@@ -179,14 +191,62 @@ def test_a_local_gate_follows_the_edges_of_the_image() -> None:
 
 def test_the_plan_follows_edges_only_while_the_gate_is_local() -> None:
     image, own = _edge_image()
-    cfg = RefineConfig(gate_sigma=2.0, gate_reach=3.0, gate_global=12.0, gate_evidence=0)
+    cfg = RefineConfig(gate=GateConfig(sigma=2.0, factor=3.0, local_width=12.0, evidence=0))
     ring = [Scribble(1, [(10, 12), (10, 17)], 0)]  # on the missed outer ring, 2 px from own
     local = _plan(cfg, own, ring, image=image).weights.reshape(40, 40)
-    euclid = _plan(replace(cfg, gate_edges=0.0), own, ring, image=image).weights.reshape(40, 40)
+    euclid = _plan(_with(cfg, edges=0.0), own, ring, image=image).weights.reshape(40, 40)
     assert float(local[7, 14]) < 0.5 * float(euclid[7, 14])  # outside the square, above the mark
     # A far reading widens the gate step by step; those steps spread past edges (Euclidean).
     own0 = np.zeros_like(own)
     far_edged = _plan(cfg, own0, ring, image=image)
-    far_plain = _plan(replace(cfg, gate_edges=0.0), own0, ring, image=image)
+    far_plain = _plan(_with(cfg, edges=0.0), own0, ring, image=image)
     assert far_edged.reach == 12.0
     torch.testing.assert_close(far_edged.weights, far_plain.weights)
+
+
+def test_gate_distances_follow_the_spacing_of_an_anisotropic_volume() -> None:
+    shape = (21, 21, 21)
+    index = np.ravel_multi_index(([10], [10], [10]), shape)
+    iso = spatial_gate(shape, index, 3.0).reshape(shape).numpy()
+    aniso = spatial_gate(shape, index, 3.0, spacing=(3.0, 1.0, 1.0)).reshape(shape).numpy()
+    # In plane the two agree; one slice away is 3 pixels away when slices are 3 times thicker.
+    assert aniso[10, 10, 13] == pytest.approx(iso[10, 10, 13])
+    assert iso[11, 10, 10] == pytest.approx(np.exp(-1 / 18), rel=1e-5)
+    assert aniso[11, 10, 10] == pytest.approx(np.exp(-9 / 18), rel=1e-5)
+    assert aniso[11, 10, 10] == pytest.approx(iso[10, 10, 13], rel=1e-5)
+    assert aniso[15, 10, 10] == 0.0 and iso[15, 10, 10] > 0.0  # 15 px: outside the window
+    # The edge-following (geodesic) gate reads the same spacing.
+    flat = np.zeros((1, *shape), np.float32)
+    geo = spatial_gate(shape, index, 3.0, flat, 1.0, (3.0, 1.0, 1.0)).reshape(shape).numpy()
+    assert geo[11, 10, 10] == pytest.approx(np.exp(-9 / 18), rel=1e-3)
+    assert geo[10, 10, 11] == pytest.approx(np.exp(-1 / 18), rel=1e-3)
+
+
+def test_adaptive_width_measures_distances_with_the_spacing() -> None:
+    mask = np.zeros((20, 20, 20), np.int64)
+    mask[12:, :, :] = 1  # the network's structure starts 2 slices below the mark
+    index = np.ravel_multi_index(([10], [10], [10]), mask.shape)
+    labels = np.array([1])
+    assert adaptive_sigma(mask, index, labels, 1.0, 3.0, 30.0) == 6.0
+    assert adaptive_sigma(mask, index, labels, 1.0, 3.0, 30.0, (2.5, 1.0, 1.0)) == 15.0
+
+
+def test_a_session_keeps_the_volumes_spacing_for_its_gate(model3d, case3d) -> None:
+    image, _ = case3d
+    cfg = mr.RefineConfig(
+        loop=LoopConfig(max_iterations=300),
+        marks=MarksConfig(write=False),
+        gate=GateConfig(kind="spatial", sigma=2.0),
+    )
+    changed = {}
+    for spacing in (None, (1.0, 1.0, 1.0), (3.0, 1.0, 1.0)):
+        session = mr.Session(model3d, cfg)
+        before = session.set_image(mr.Volume(image, spacing=spacing))
+        session.add(mr.Scribble(2, [(9, 4, 8), (9, 16, 8)], radius=1))
+        changed[spacing] = np.nonzero(session.refine().mask != before)
+    iso, same, thick = changed[None], changed[(1.0, 1.0, 1.0)], changed[(3.0, 1.0, 1.0)]
+    assert all(np.array_equal(a, b) for a, b in zip(iso, same, strict=True))
+    # Slices 3 pixels thick: the gate (sigma 2 px) reaches one slice either side, no further,
+    # while in plane it reaches as far as on the isotropic volume.
+    assert set(thick[0].tolist()) <= {8, 9, 10} and np.ptp(iso[0]) > 2
+    assert np.ptp(thick[2]) >= np.ptp(iso[2]) - 1

@@ -1,8 +1,7 @@
-"""RefineConfig parsing and presets; objective terms; trainable depth."""
+"""Objective terms and trainable depth (the config itself: test_config.py)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -13,59 +12,7 @@ from medrefine.engine.objective import (
     prediction_anchor,
     weight_anchor,
 )
-from medrefine.engine.refine import RefineConfig, trainable_parameters
-from medrefine.errors import InputError
-
-
-def test_overrides_parse_types() -> None:
-    cfg = RefineConfig().with_overrides(
-        "alpha=0.5, region_grow=on,trainable_layers=1,optimizer=sgd"
-    )
-    assert (cfg.alpha, cfg.region_grow, cfg.trainable_layers, cfg.optimizer) == (
-        0.5,
-        True,
-        1,
-        "sgd",
-    )
-    assert RefineConfig().with_overrides("grow_max_distance=none").grow_max_distance is None
-    assert RefineConfig().with_overrides("") == RefineConfig()
-
-
-@pytest.mark.parametrize(
-    ("spec", "match"),
-    [
-        ("nope=1", "unknown RefineConfig field"),
-        ("region_grow=maybe", "on/off"),
-        ("lr=0", "lr"),
-        ("alpha=-1", "alpha"),
-        ("optimizer=lbfgs", "optimizer"),
-        ("gate_sigma=0", "gate_sigma"),
-        ("gate_reach=0", "gate_reach"),
-        ("gate_tau=0", "gate_tau"),
-        ("anchor_reach=-1", "anchor_reach"),
-        ("gate_global=nan", "gate_global"),
-        ("gate_fallback=-2", "gate_fallback"),
-        ("gate_edges=nan", "gate_edges"),
-        ("gate_widest=0", "gate_widest"),
-        ("gate_evidence=-2", "gate_evidence"),
-        ("wide_iterations=-1", "wide_iterations"),
-        ("gate_steps=-1", "gate_steps"),
-    ],
-)
-def test_bad_overrides(spec: str, match: str) -> None:
-    with pytest.raises(InputError, match=match):
-        RefineConfig().with_overrides(spec)
-
-
-def test_paper_preset_is_the_literal_algorithm() -> None:
-    p = RefineConfig.paper()
-    assert (p.optimizer, p.warm_start, p.write_marks, p.anchor_weight, p.gate) == (
-        "sgd",
-        False,
-        False,
-        0.0,
-        "none",
-    )
+from medrefine.engine.refine import trainable_parameters
 
 
 def test_trainable_depth_selects_last_layers() -> None:
@@ -125,7 +72,7 @@ def test_prediction_anchor_weights_each_pixel() -> None:
     full = prediction_anchor(x)
     per_pixel = (ref * (ref.log() - logits.log_softmax(1))).sum(1)
     torch.testing.assert_close(full, per_pixel.mean())
-    x.anchor_weight = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    x.anchor_hold = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
     torch.testing.assert_close(prediction_anchor(x), per_pixel[:3].sum() / 6)
-    x.anchor_weight = torch.zeros(6)
+    x.anchor_hold = torch.zeros(6)
     assert float(prediction_anchor(x)) == 0.0

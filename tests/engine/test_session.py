@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.engine import constraints
+from medrefine.engine import constraints, step
 from medrefine.engine.gate import loop_settings
 from medrefine.errors import InputError, StateError
 
@@ -29,7 +29,9 @@ def test_set_image_returns_network_mask(model2d: mr.SplitModel, case2d) -> None:
 
 def test_multiclass_marks_in_one_refine_are_all_satisfied(model2d, case2d) -> None:
     image, _ = case2d
-    session = mr.Session(model2d, mr.RefineConfig(write_marks=False, max_iterations=300))
+    session = mr.Session(
+        model2d, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=300")
+    )
     mask = session.set_image(image)
     # Contradict the network: background where it says 1, class 1 and 2 where it says 0.
     inner = np.zeros_like(mask, dtype=bool)
@@ -48,7 +50,7 @@ def test_multiclass_marks_in_one_refine_are_all_satisfied(model2d, case2d) -> No
 
 def test_write_marks_shows_every_drawn_pixel_even_when_unsatisfied(model2d, case2d) -> None:
     image, _ = case2d
-    session = mr.Session(model2d, mr.RefineConfig(max_iterations=0))
+    session = mr.Session(model2d, mr.RefineConfig().with_overrides("loop.max_iterations=0"))
     session.set_image(image)
     session.add(mr.Scribble(2, [(3, 3), (3, 12)], radius=0))
     result = session.refine()
@@ -94,13 +96,15 @@ def test_reset_returns_network_output_and_is_undoable(model2d, case2d) -> None:
 def test_warm_start_keeps_weights_and_reset_start_repeats(model2d, case2d) -> None:
     image, _ = case2d
     marks = [mr.Scribble(2, [(5, 5), (5, 15)], radius=1)]
-    warm = mr.Session(model2d, mr.RefineConfig(max_iterations=200))
+    warm = mr.Session(model2d, mr.RefineConfig().with_overrides("loop.max_iterations=200"))
     warm.set_image(image)
     warm.add(marks[0])
     first = warm.refine()
     warm.add(mr.Click(2, (5, 10), radius=0))  # already satisfied by the adapted head
     assert first.satisfied and warm.refine().iterations == 0
-    cold = mr.Session(model2d, mr.RefineConfig(max_iterations=200, warm_start=False))
+    cold = mr.Session(
+        model2d, mr.RefineConfig().with_overrides("loop.max_iterations=200,loop.warm_start=off")
+    )
     cold.set_image(image)
     cold.add(marks[0])
     a = cold.refine()
@@ -113,7 +117,7 @@ def test_refine_is_deterministic(model2d, case2d) -> None:
     image, _ = case2d
     masks = []
     for _ in range(2):
-        s = mr.Session(model2d, mr.RefineConfig(anchor_weight=0.5))
+        s = mr.Session(model2d, mr.RefineConfig().with_overrides("objective.anchor_weight=0.5"))
         s.set_image(image)
         s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
         masks.append(s.refine().mask)
@@ -122,7 +126,9 @@ def test_refine_is_deterministic(model2d, case2d) -> None:
 
 def test_inserted_class_the_network_never_predicts_appears_3d(model3d, case3d) -> None:
     image, _ = case3d
-    session = mr.Session(model3d, mr.RefineConfig(write_marks=False, max_iterations=300))
+    session = mr.Session(
+        model3d, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=300")
+    )
     mask = session.set_image(image)
     assert 2 not in mask
     session.add(mr.Scribble(2, [(9, 2, 2), (9, 2, 8)], radius=0))
@@ -132,7 +138,9 @@ def test_inserted_class_the_network_never_predicts_appears_3d(model3d, case3d) -
 
 def test_add_class_extends_head_and_undo_removes_it(model2d, case2d) -> None:
     image, _ = case2d
-    session = mr.Session(model2d, mr.RefineConfig(write_marks=False, max_iterations=300))
+    session = mr.Session(
+        model2d, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=300")
+    )
     m0 = session.set_image(image)
     label = session.add_class("lesion")
     assert label == 3 and session.num_classes == 4 and session.class_names[-1] == "lesion"
@@ -234,25 +242,30 @@ def test_box_keeps_class_inside_and_excludes_it_outside(model2d, case2d) -> None
 def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     image, _ = case2d
 
-    def refine(**kw: object) -> mr.RefineResult:
-        cfg = mr.RefineConfig(max_iterations=20, gate_evidence=0, **kw)  # type: ignore[arg-type]
+    def refine(overrides: str) -> mr.RefineResult:
+        cfg = mr.RefineConfig().with_overrides(
+            f"loop.max_iterations=20,gate.evidence=0,{overrides}"
+        )
         s = mr.Session(model2d, cfg)
         s.set_image(image)
         s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
         return s.refine()
 
-    free = refine(anchor_weight=0.0).mask
-    assert np.array_equal(refine(anchor_reach=0.0).mask, free)  # wider than 0 px: dropped
-    assert not np.array_equal(refine(anchor_reach=1e9).mask, free)  # never wide enough: held
+    free = refine("objective.anchor_weight=0").mask
+    assert np.array_equal(refine("gate.anchor_reach=0").mask, free)  # wider than 0 px: dropped
+    assert not np.array_equal(refine("gate.anchor_reach=1e9").mask, free)  # never wide: held
     # Relaxed: pixels that look like the contradicted mark are released, the rest held.
-    s = mr.Session(model2d, mr.RefineConfig(anchor_reach=0.0, anchor_relax=True, gate_evidence=0))
+    relaxed = "gate.anchor_reach=0,gate.anchor_relax=on,gate.evidence=0"
+    s = mr.Session(model2d, mr.RefineConfig().with_overrides(relaxed))
     s.set_image(image)
     s.add(mr.Scribble(2, [(5, 5), (9, 15)], radius=1))
-    assert s._image is not None
-    cons = constraints.build(s.pending, image.shape, s.config.constraint_config(), s._image)
-    plan = s._gate_plan(cons, s.num_classes)
-    cfg, hold = loop_settings(s.config, plan, s._features_gate)
-    assert hold is not None and cfg.anchor_weight == 1.0 and cfg.max_iterations == 50
+    img = s._img
+    assert img is not None
+    cons = constraints.build(s.pending, image.shape, s.config.marks, img.image)
+    plan = step.gate_plan(img, s.config, cons, s.num_classes)
+    cfg, hold = loop_settings(s.config, plan, img.features_gate)
+    assert hold is not None and cfg.objective.anchor_weight == 1.0
+    assert cfg.loop.max_iterations == 50
     marked = hold(plan.wrong_index[:5])
     assert float(marked.max()) < 0.5 and float(hold(np.arange(image.size)).max()) > 0.9
 
@@ -261,8 +274,9 @@ def test_a_wide_gate_gets_wide_iterations(model2d, case2d) -> None:
     image, _ = case2d
 
     def steps(anchor_reach: float) -> int:
-        cfg = mr.RefineConfig(
-            max_iterations=1, wide_iterations=3, anchor_reach=anchor_reach, gate_evidence=0
+        cfg = mr.RefineConfig().with_overrides(
+            f"loop.max_iterations=1,loop.wide_iterations=3,gate.anchor_reach={anchor_reach},"
+            "gate.evidence=0"
         )
         s = mr.Session(model2d, cfg)
         s.set_image(image)

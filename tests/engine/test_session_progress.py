@@ -15,7 +15,9 @@ from medrefine.types import RefineProgress
 
 def _contradicting_session(model: mr.SplitModel, image: np.ndarray) -> mr.Session:
     """A session whose one mark the network contradicts, so refine must take steps."""
-    session = mr.Session(model, mr.RefineConfig(write_marks=False, max_iterations=30))
+    session = mr.Session(
+        model, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=30")
+    )
     session.set_image(image)
     session.add(mr.Scribble(2, [(3, 3), (3, 12)], radius=0))
     return session

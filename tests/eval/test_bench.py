@@ -148,7 +148,9 @@ def test_summary_reports_worst_step_including_the_first() -> None:
     assert s.worst_drop == pytest.approx(-0.3) and s.dice == (0.8, 0.5, 0.9)
 
 
-@pytest.mark.parametrize("spec", ["nope", "marks-only:alpha=1", "medrefine:nope=1"])
+@pytest.mark.parametrize(
+    "spec", ["nope", "marks-only:objective.alpha=1", "medrefine:nope=1", "medrefine:alpha=1"]
+)
 def test_unknown_methods_are_refused(spec: str) -> None:
     with pytest.raises(InputError):
         make_method(spec, mr.load_model("nuclei-unet2d"))
@@ -156,9 +158,10 @@ def test_unknown_methods_are_refused(spec: str) -> None:
 
 def test_presets_take_overrides_after_them() -> None:
     model = mr.load_model("nuclei-unet2d")
-    shifted = make_method("medrefine:shifted,gate_steps=0", model)
+    shifted = make_method("medrefine:shifted,gate.steps=0", model)
     assert isinstance(shifted, MedrefineMethod)
-    assert shifted.config == replace(mr.RefineConfig.shifted(), gate_steps=0)
+    gate = replace(mr.RefineConfig.shifted().gate, steps=0)
+    assert shifted.config == replace(mr.RefineConfig.shifted(), gate=gate)
     paper = make_method("medrefine:paper", model)
     assert isinstance(paper, MedrefineMethod)
     assert paper.config == mr.RefineConfig.paper()

@@ -107,7 +107,9 @@ def test_refine_works_on_a_monai_network() -> None:
     torch.manual_seed(0)
     net = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(8, 16), strides=(2,))
     model = mr.SplitModel.from_module(net.eval(), ["model.2"], 2, 2)
-    session = mr.Session(model, mr.RefineConfig(write_marks=False, max_iterations=300))
+    session = mr.Session(
+        model, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=300")
+    )
     image = np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32)
     session.set_image(image)
     session.add(mr.Scribble(1, [(4, 4), (4, 10)], radius=0))

@@ -70,7 +70,9 @@ def test_zoo_model_round_trip_and_refine(name: str, zoo_onnx: Callable[..., Expo
 
     case = mr.load_sample(CASES[name][0])
     image, label = case.image[(..., *CASES[name][1])], case.label[CASES[name][1]]
-    session = mr.Session(model, mr.RefineConfig(write_marks=False, max_iterations=200))
+    session = mr.Session(
+        model, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=200")
+    )
     mask = session.set_image(image)
     assert session.backend is model.extractor
     for mark in clicks_on_errors(mask, label, model.num_classes):
@@ -98,7 +100,9 @@ def _monai(seed: int) -> nn.Module:
 
 
 def _refine_monai(model: mr.SplitModel) -> mr.RefineResult:
-    session = mr.Session(model, mr.RefineConfig(write_marks=False, max_iterations=300))
+    session = mr.Session(
+        model, mr.RefineConfig().with_overrides("marks.write=off,loop.max_iterations=300")
+    )
     session.set_image(np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32))
     session.add(mr.Scribble(1, [(4, 4), (4, 10)], radius=0))
     session.add(mr.Scribble(0, [(18, 4), (18, 10)], radius=0))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medrefine.data import Case
+from medrefine.errors import InputError
 from medrefine.eval.bench import Experiment, run_accuracy, save_records
 from medrefine.eval.report import machine, markdown, plot_curves, summarize
 from medrefine.eval.robot.types import RobotConfig, paint
@@ -29,8 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--methods",
         default="medrefine,marks-only",
-        help="comma-separated; medrefine[:k=v;k=v] takes RefineConfig overrides "
-        "separated by ';', e.g. medrefine:alpha=1;region_grow=on",
+        help="comma-separated methods; medrefine[:section.field=value,...] takes RefineConfig "
+        "overrides, also comma-separated (an item with '=' and no ':' belongs to the method "
+        "before it), e.g. medrefine:objective.alpha=1,marks.grow=on,marks-only",
     )
     p.add_argument("--mode", default="scribble", choices=("scribble", "click", "box"))
     p.add_argument("--single", action="store_true", help="one stroke per interaction (R6)")
@@ -58,8 +60,22 @@ def overlay_name(method: str, index: int) -> str:
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    """``a,medrefine:x=1;y=on`` -> ``("a", "medrefine:x=1,y=on")``."""
-    return tuple(m.strip().replace(";", ",") for m in text.split(",") if m.strip())
+    """Split ``--methods`` at commas; an item holding ``=`` but no ``:`` is an override of the
+    method before it: ``a,medrefine:gate.widest=48,loop.lr=0.02,b`` ->
+    ``("a", "medrefine:gate.widest=48,loop.lr=0.02", "b")``."""
+    methods: list[str] = []
+    for item in (m.strip() for m in text.split(",")):
+        if not item:
+            continue
+        if ";" in item:
+            raise InputError(f"methods and their overrides are separated by ',', not ';': {item!r}")
+        if "=" in item and ":" not in item:
+            if not methods:
+                raise InputError(f"override {item!r} follows no method")
+            methods[-1] += "," + item
+        else:
+            methods.append(item)
+    return tuple(methods)
 
 
 def _seeds(shape: tuple[int, ...], trace: list[Any]) -> np.ndarray:

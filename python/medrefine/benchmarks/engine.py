@@ -23,7 +23,7 @@ from rich.table import Table
 from scipy import ndimage
 
 from medrefine.data import Case
-from medrefine.engine.refine import RefineConfig
+from medrefine.engine.config import RefineConfig
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MedrefineMethod
 from medrefine.eval.robot.types import RobotConfig
@@ -87,7 +87,7 @@ def measure(
         iterations.append(rec.iterations or 0)
         masks.append(pred)
         strokes_seen.append(strokes)
-    naive_cfg = replace(config, head_eval="full")
+    naive_cfg = replace(config, loop=replace(config.loop, head_eval="full"))
     naive = MedrefineMethod(model, naive_cfg)
     naive.start(case.image)
     naive_ms, agree = [], []
@@ -115,7 +115,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--interactions", type=int, default=20)
     p.add_argument("--naive", type=int, default=5, help="refines repeated by the naive loop")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--config", default="", help="RefineConfig overrides")
+    p.add_argument(
+        "--config",
+        default="",
+        help="RefineConfig overrides, comma-separated, e.g. gate.widest=48,loop.lr=0.02",
+    )
     p.set_defaults(func=run)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from medrefine.benchmarks.engine import EngineFigures, measure
 from medrefine.data import open_dataset
-from medrefine.engine.refine import RefineConfig
+from medrefine.engine.config import RefineConfig
 from medrefine.eval.report import machine
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import ZOO

@@ -31,9 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def methods_arg(methods: tuple[str, ...]) -> str:
-    """``--methods`` of ``medrefine bench accuracy`` for ``methods``: a method's own commas
-    (``medrefine:shifted,gate_steps=0``) become ``;`` so that they do not split it."""
-    return ",".join(m.replace(",", ";") for m in methods)
+    """``--methods`` of ``medrefine bench accuracy`` for ``methods``, comma-separated: a
+    method's own overrides (``medrefine:shifted,gate.steps=0``) stay with it, since
+    :func:`medrefine.benchmarks.accuracy.parse_methods` reads an item with ``=`` and no ``:`` as
+    an override of the method before it."""
+    return ",".join(methods)
 
 
 def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:

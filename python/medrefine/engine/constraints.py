@@ -12,9 +12,24 @@ Rules (coordinates in array order, 2D ``(y, x)``, 3D ``(z, y, x)``):
   outside the boxes plus ``box_negatives`` pixels sampled (seeded) from the rest; the returned
   mask enforces "not c" everywhere outside.
 - Later marks win where marks of different classes overlap.
-- Region growing (optional) grows scribbles, clicks and paint through
+- Region growing (optional, ``grow``) grows scribbles, clicks and paint through
   :func:`medrefine.region_grow` on the normalised image; grown pixels are hints: they carry
   ``grown_weight`` in the loss and never count for the stop rule, ``satisfied`` or the written mask.
+  On an image with a spacing, ``grow_max_distance`` is measured along the growth path in units of
+  the finest axis's voxel size.
+
+Settings are the ``marks`` section of :class:`medrefine.RefineConfig`
+(:class:`~medrefine.engine.config.MarksConfig`); ``seed`` is the loop's.
+
+Encodings of marked pixels, one name each:
+
+- *constraints*: flat C-order pixel indices with a class per entry (:class:`Constraints`).
+- *mark labels*: an int32 array of the spatial shape, ``-1`` = unmarked, ``k >= 0`` = class ``k``
+  (what :func:`medrefine.region_grow` takes as its ``seeds``; built here from the drawn marks).
+- *seeds*: the simulated-user protocol's int array, ``0`` = none, ``c + 1`` = class ``c``
+  (:mod:`medrefine.eval`: the robot user and the seed baselines); the engine never sees it.
+- *targets*: a bool array, True where a distance is measured from
+  (:mod:`medrefine.engine.distance`, and :func:`medrefine.geodesic_distance`'s ``seeds``).
 """
 
 from __future__ import annotations
@@ -22,27 +37,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
 
 import numpy as np
 
+from medrefine.engine.config import MarksConfig
+from medrefine.engine.distance import relative_spacing
 from medrefine.errors import InputError
 from medrefine.types import Box, Click, Mark, Paint, Scribble
-
-
-@dataclass(frozen=True)
-class ConstraintConfig:
-    """How marks become constraints (part of :class:`medrefine.RefineConfig`)."""
-
-    box_center_fraction: float = 0.2
-    box_band: int = 6
-    box_negatives: int = 4096
-    region_grow: bool = False
-    grow_threshold: float = 0.3
-    grow_criterion: Literal["neighbour", "seed_mean"] = "neighbour"
-    grow_max_distance: float | None = 10.0
-    grown_weight: float = 0.5
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,10 @@ def _last_wins(index: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]
 def _negatives(
     boxes: list[Box],
     shape: tuple[int, ...],
-    config: ConstraintConfig,
+    config: MarksConfig,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     size = int(np.prod(shape))
     classes = tuple(sorted({b.label for b in boxes}))
     regions, idx, lab = [], [], []
@@ -205,15 +207,25 @@ def _negatives(
 def build(
     marks: Sequence[Mark],
     shape: tuple[int, ...],
-    config: ConstraintConfig,
+    config: MarksConfig,
     image: np.ndarray | None = None,
-    network: np.ndarray | None = None,
+    network_mask: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    spacing: Sequence[float] | None = None,
 ) -> Constraints:
     """Constraints of ``marks`` on an image of spatial ``shape``.
 
     ``image`` (``(C, *shape)`` float, the normalised network input) is needed only when
-    ``config.region_grow`` is on. ``network`` (``shape``, int) is the network's own label mask;
-    without it every box gets its centre constraint.
+    ``config.grow`` is on. ``network_mask`` (``shape``, int) is the network's own label mask;
+    without it every box gets its centre constraint. ``seed`` seeds the sampled box negatives;
+    ``spacing`` (voxel size per spatial axis in array order, any unit) makes the growth cap
+    physical.
+
+    >>> from medrefine.types import Click
+    >>> cons = build([Click(1, (2, 2), 1)], (5, 5), MarksConfig())
+    >>> cons.index.tolist(), cons.label.tolist()
+    ([7, 11, 12, 13, 17], [1, 1, 1, 1, 1])
     """
     parts: list[tuple[np.ndarray, int, bool]] = []  # (flat indices, class, drawn)
     boxes: list[Box] = []
@@ -221,7 +233,10 @@ def build(
         if isinstance(mark, Box):
             _box_slices(mark, shape)
             boxes.append(mark)
-            if network is None or not (network[_box_slices(mark, shape)] == mark.label).any():
+            if (
+                network_mask is None
+                or not (network_mask[_box_slices(mark, shape)] == mark.label).any()
+            ):
                 centre = _flat(_box_center(mark, config.box_center_fraction), shape)
                 parts.append((centre, mark.label, False))
         else:
@@ -235,10 +250,10 @@ def build(
         index, label, drawn = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
     required = np.ones(index.size, dtype=bool)
     weight = np.ones(index.size, dtype=np.float32)
-    if config.region_grow and drawn.any():
+    if config.grow and drawn.any():
         if image is None:
             raise InputError("region growing needs the image")
-        g_index, g_label = _grow(index[drawn], label[drawn], image, shape, config)
+        g_index, g_label = _grow(index[drawn], label[drawn], image, shape, config, spacing)
         keep = ~np.isin(g_index, index)
         index = np.concatenate([index, g_index[keep]])
         label = np.concatenate([label, g_label[keep]])
@@ -248,7 +263,7 @@ def build(
         order = np.argsort(index, kind="stable")
         index, label, weight = index[order], label[order], weight[order]
         required, drawn = required[order], drawn[order]
-    neg_index, neg_label, box_classes, box_regions = _negatives(boxes, shape, config)
+    neg_index, neg_label, box_classes, box_regions = _negatives(boxes, shape, config, seed)
     clash = np.zeros(neg_index.size, dtype=bool)
     for c in box_classes:  # a positive mark of class c overrides "not c" there
         of_c = neg_label == c
@@ -264,18 +279,20 @@ def _grow(
     label: np.ndarray,
     image: np.ndarray,
     shape: tuple[int, ...],
-    config: ConstraintConfig,
+    config: MarksConfig,
+    spacing: Sequence[float] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     from medrefine.kernels.grow import region_grow
 
-    seeds = np.full(shape, -1, dtype=np.int32)
-    seeds.reshape(-1)[index] = label
+    mark_labels = np.full(shape, -1, dtype=np.int32)
+    mark_labels.reshape(-1)[index] = label
     grown = region_grow(
         image,
-        seeds,
+        mark_labels,
         config.grow_threshold,
         criterion=config.grow_criterion,
         max_distance=config.grow_max_distance,
+        spacing=relative_spacing(spacing, len(shape)),
     )
-    new = np.flatnonzero((grown.reshape(-1) >= 0) & (seeds.reshape(-1) < 0))
+    new = np.flatnonzero((grown.reshape(-1) >= 0) & (mark_labels.reshape(-1) < 0))
     return new.astype(np.int64), grown.reshape(-1)[new].astype(np.int64)

@@ -1,15 +1,22 @@
 """Distance maps for the gates: Euclidean, or geodesic over an image's edges.
 
-Both take a bool array of target pixels (a window of the image, 2D ``(H, W)`` or 3D
-``(D, H, W)``) and give every pixel's distance to the nearest target in pixels, float64. Large
-windows are computed on a grid coarsened by an integer stride (max-pooled targets, mean-pooled
-image) and upsampled by nearest neighbour: the error is below the stride, and a gate wide enough
-to need such a window does not need single-pixel detail.
+Both take a bool array of *targets* (True = a pixel distances are measured from; a window of the
+image, 2D ``(H, W)`` or 3D ``(D, H, W)``) and give every pixel's distance to the nearest target
+in pixels, float64. Large windows are computed on a grid coarsened by an integer stride
+(max-pooled targets, mean-pooled image) and upsampled by nearest neighbour: the error is below
+the stride, and a gate wide enough to need such a window does not need single-pixel detail.
+
+Anisotropic images: given ``spacing`` (voxel size per axis, from :func:`relative_spacing`, in
+units of the finest axis's voxel size), a step along a coarse axis is as long as the spacing says.
+The Euclidean map is exact; the geodesic one repeats every voxel of a coarse axis
+``round(spacing)`` times (an isotropic grid, exact for integer ratios), computes there and reads
+each voxel's centre back. Without a spacing (or with an isotropic one) nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import numpy as np
@@ -17,6 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from scipy import ndimage
 
+from medrefine.errors import InputError
 from medrefine.kernels.geodesic import geodesic_distance
 
 #: Pixels above which a distance map is computed on a coarser grid (Euclidean, geodesic).
@@ -24,6 +32,29 @@ EDT_PIXELS = 1 << 18
 GEODESIC_PIXELS = 1 << 16
 
 EDGE_SMOOTHING = 1.0  # (coarse) pixels, Gaussian sigma before the gradient
+
+Spacing = tuple[float, ...]
+
+
+def relative_spacing(spacing: Sequence[float] | None, ndim: int) -> Spacing | None:
+    """``spacing`` (voxel size per spatial axis, array order, any unit) divided by its smallest
+    entry, or None when it is None or isotropic (every pixel distance then reads the same).
+
+    >>> relative_spacing((3.0, 1.5, 1.5), 3)
+    (2.0, 1.0, 1.0)
+    """
+    if spacing is None:
+        return None
+    values = tuple(float(v) for v in spacing)
+    if len(values) != ndim or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InputError(
+            f"spacing must hold {ndim} positive finite voxel sizes (one per spatial axis), "
+            f"got {tuple(spacing)}"
+        )
+    low = min(values)
+    if all(v == low for v in values):
+        return None
+    return tuple(v / low for v in values)
 
 
 def _stride(shape: tuple[int, ...], budget: int) -> int:
@@ -52,15 +83,18 @@ def _upsample(d: np.ndarray, stride: int, shape: tuple[int, ...]) -> np.ndarray:
     return t.numpy()
 
 
-def euclidean_to(targets: np.ndarray) -> np.ndarray:
-    """Euclidean distance to the nearest True pixel of ``targets`` (inf if none)."""
+def euclidean_to(targets: np.ndarray, spacing: Spacing | None = None) -> np.ndarray:
+    """Euclidean distance (pixels) to the nearest True pixel of ``targets`` (inf if none); a
+    step along axis ``i`` is ``spacing[i]`` pixels long (None: 1 on every axis)."""
     if not targets.any():
         return np.full(targets.shape, np.inf)
+    sampling = np.ones(targets.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
     stride = _stride(targets.shape, EDT_PIXELS)
     if stride == 1:
-        return ndimage.distance_transform_edt(~targets)
+        return ndimage.distance_transform_edt(~targets, sampling=sampling)
     coarse = _pool(targets[None], stride, "max")[0] > 0
-    return _upsample(ndimage.distance_transform_edt(~coarse) * stride, stride, targets.shape)
+    d = ndimage.distance_transform_edt(~coarse, sampling=sampling * stride)
+    return _upsample(d, stride, targets.shape)
 
 
 def edge_cost(image: np.ndarray, weight: float) -> np.ndarray:
@@ -78,9 +112,30 @@ def edge_cost(image: np.ndarray, weight: float) -> np.ndarray:
     return (1.0 + weight * m / max(float(m.mean()), 1e-12)).astype(np.float32)
 
 
-def geodesic_to(targets: np.ndarray, image: np.ndarray, weight: float, limit: float) -> np.ndarray:
-    """Geodesic distance to the nearest True pixel of ``targets`` over :func:`edge_cost` of
-    ``image`` (``(C, *targets.shape)``); inf beyond ``limit`` pixels or where unreachable."""
+def geodesic_to(
+    targets: np.ndarray,
+    image: np.ndarray,
+    weight: float,
+    limit: float,
+    spacing: Spacing | None = None,
+) -> np.ndarray:
+    """Geodesic distance (pixels) to the nearest True pixel of ``targets`` over
+    :func:`edge_cost` of ``image`` (``(C, *targets.shape)``); inf beyond ``limit`` pixels or
+    where unreachable. With ``spacing``, a coarse axis's voxels are repeated ``round(spacing)``
+    times so that the grid the distance is computed on is isotropic."""
+    if spacing is not None:
+        repeats = tuple(max(1, round(v)) for v in spacing)
+        if any(r > 1 for r in repeats):
+            # Each voxel becomes a block of repeats; its centre stands for it (targets too).
+            centres = np.ix_(
+                *(np.arange(n) * r + r // 2 for n, r in zip(targets.shape, repeats, strict=True))
+            )
+            fine_i = image
+            for axis, r in enumerate(repeats):
+                fine_i = np.repeat(fine_i, r, axis=axis + 1)
+            fine_t = np.zeros(fine_i.shape[1:], dtype=bool)
+            fine_t[centres] = targets
+            return geodesic_to(fine_t, fine_i, weight, limit)[centres]
     shape = targets.shape
     if not targets.any():
         return np.full(shape, np.inf)

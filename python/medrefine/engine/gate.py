@@ -5,42 +5,45 @@ where ``g = 0``, the adapted head's where ``g = 1``. The gate is built from the 
 marks, the required pixels whose class the pre-trained network gets wrong:
 
 - ``"spatial"``: ``g = exp(-d^2 / (2 sigma^2))``, ``d`` the Euclidean distance (pixels) to the
-  nearest contradicted mark.
+  nearest contradicted mark (``gate.kind`` picks the gate; settings are ``RefineConfig.gate``).
 - ``"feature"``: ``g = exp(-d_f^2 / tau)``, ``d_f^2`` the mean squared difference of the
   channel-standardised features of a pixel and of the nearest prototype of the contradicted
   marks (k-means centres, per class), so a correction spreads to look-alikes anywhere in the
   image and nowhere else.
-- ``"adaptive"``: the spatial gate with a width set by how far the network's own mask is from
-  the contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
-  when the network misses whole structures. While it is narrower than ``gate_global`` the
+- ``"adaptive"``: the spatial gate with a width set by how far the network mask is from the
+  contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
+  when the network misses whole structures. While it is narrower than ``gate.local_width`` the
   distance is geodesic, its path cost raised by the image's gradient
   (:func:`medrefine.engine.distance.edge_cost`), so a boundary correction fills the marked
   structure up to its edge and does not spill past it.
-  Three guards: the width passes ``anchor_reach`` only on enough contradicted pixels of two
-  classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate_fallback``); a
-  reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one doubles
-  it, and only the reading after ``gate_steps`` of them makes it global; the width never
-  shrinks within a session and never passes ``gate_widest`` (24 px by default: no step past the
+  Three guards: the width passes ``gate.anchor_reach`` only on enough contradicted pixels of two
+  classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate.fallback``); a
+  reading beyond ``gate.local_width`` opens the gate to that width, each further one doubles
+  it, and only the reading after ``gate.steps`` of them makes it global; the width never
+  shrinks within a session and never passes ``gate.widest`` (24 px by default: no step past the
   first; infinite for an image far from the network's training data,
-  :meth:`medrefine.RefineConfig.shifted`). A gate wider than ``anchor_reach`` also drops the
-  anchor on unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the
+  :meth:`medrefine.RefineConfig.shifted`). A gate wider than ``gate.anchor_reach`` also drops
+  the anchor on unmarked pixels (:func:`loop_settings`), which would otherwise hold them at the
   network's wrong answer.
+
+Words: a *reach* is always a distance in pixels (the adaptive width, ``GatePlan.reach``,
+``gate.anchor_reach``); ``gate.factor`` is the dimensionless multiplier of the median distance;
+the *network mask* is the pre-trained network's label mask of the image; *global* means no gate
+(the adapted head decides everywhere). On an image with a spacing every distance is in units of
+the finest axis's voxel size (:func:`medrefine.engine.distance.relative_spacing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from medrefine.engine.config import RefineConfig
 from medrefine.engine.constraints import Constraints
-from medrefine.engine.distance import euclidean_to, geodesic_to
-
-if TYPE_CHECKING:
-    from medrefine.engine.refine import RefineConfig
+from medrefine.engine.distance import Spacing, euclidean_to, geodesic_to
 
 Rows = tuple[torch.Tensor, ...]
 
@@ -79,60 +82,65 @@ class GatePlan:
 def plan_gate(
     config: RefineConfig,
     base: torch.Tensor,
-    own: np.ndarray,
+    network_mask: np.ndarray,
     cons: Constraints,
     feature_gate: Callable[[], FeatureGate],
     min_reach: float = 0.0,
     image: np.ndarray | None = None,
+    spacing: Spacing | None = None,
 ) -> GatePlan:
     """Decide the gate for ``cons`` given the network's logits ``base`` ``(K, *shape)`` and its
-    label mask ``own`` (``shape``).
+    label mask ``network_mask`` (``shape``).
 
     ``image`` is the normalised image ``(C, *shape)`` float32: with it, a local adaptive gate
     follows its edges (:mod:`medrefine.engine.distance`); without it, the gate is Euclidean.
+    ``spacing`` (from :func:`medrefine.engine.distance.relative_spacing`, None = isotropic)
+    makes every distance physical, in units of the finest axis's voxel size.
 
-    ``min_reach`` is the widest adaptive reach of the session so far: the reach never shrinks,
-    so a correction made global is not taken back by a later, local mark.
+    ``min_reach`` is the widest adaptive reach of the session so far (pixels): the reach never
+    shrinks, so a correction made global is not taken back by a later, local mark.
     """
+    gate = config.gate
     shape = cons.shape
     req = cons.required
-    wrong = own.reshape(-1)[cons.index[req]] != cons.label[req]
+    wrong = network_mask.reshape(-1)[cons.index[req]] != cons.label[req]
     index, labels = cons.index[req][wrong], cons.label[req][wrong]
-    if config.gate == "none":
+    if gate.kind == "none":
         return GatePlan(base, None, None, index, labels)
-    if config.gate == "adaptive" and min_reach == float("inf"):  # global already
+    if gate.kind == "adaptive" and min_reach == float("inf"):  # global already
         return GatePlan(base, None, float("inf"), index, labels)
     if index.size == 0:  # the network already honours every mark
         return GatePlan(base, torch.zeros((1, *shape)), None, index, labels)
-    if config.gate == "spatial":
-        g = spatial_gate(shape, index, config.gate_sigma)
-    elif config.gate == "adaptive":
+    if gate.kind == "spatial":
+        g = spatial_gate(shape, index, gate.sigma, spacing=spacing)
+    elif gate.kind == "adaptive":
         reach = adaptive_sigma(
-            own,
+            network_mask,
             index,
             labels,
-            config.gate_sigma,
-            config.gate_reach,
-            config.gate_global / config.gate_reach,
+            gate.sigma,
+            gate.factor,
+            gate.local_width / gate.factor,
+            spacing,
         )
-        if reach > config.anchor_reach and not enough_evidence(labels, config.gate_evidence):
-            reach = max(config.gate_sigma, config.gate_fallback)  # too little to act widely
-        if reach > config.gate_global:  # a far reading: widen step by step, then go global
-            widest = config.gate_global * 2 ** max(config.gate_steps - 1, 0)
-            if config.gate_steps == 0 or min_reach >= widest:
+        if reach > gate.anchor_reach and not enough_evidence(labels, gate.evidence):
+            reach = max(gate.sigma, gate.fallback)  # too little to act widely
+        if reach > gate.local_width:  # a far reading: widen step by step, then go global
+            widest = gate.local_width * 2 ** max(gate.steps - 1, 0)
+            if gate.steps == 0 or min_reach >= widest:
                 reach = float("inf")
             else:
-                reach = config.gate_global if min_reach < config.gate_global else 2 * min_reach
-        reach = min(max(min_reach, reach), config.gate_widest)
+                reach = gate.local_width if min_reach < gate.local_width else 2 * min_reach
+        reach = min(max(min_reach, reach), gate.widest)
         if reach == float("inf"):
             return GatePlan(base, None, reach, index, labels)
-        # Below gate_global the gate follows edges; the wider steps are for a network that
+        # Up to local_width the gate follows edges; the wider steps are for a network that
         # misses whole structures, where the correction must spread past them.
-        follow = image if reach < config.gate_global else None
-        g = spatial_gate(shape, index, reach, follow, config.gate_edges)
+        follow = image if reach < gate.local_width else None
+        g = spatial_gate(shape, index, reach, follow, gate.edges, spacing)
         return GatePlan(base, g.reshape((1, *shape)), reach, index, labels)
     else:
-        g = feature_gate()(index, config.gate_tau, config.gate_prototypes, config.seed, labels)
+        g = feature_gate()(index, gate.tau, gate.prototypes, config.loop.seed, labels)
     return GatePlan(base, g.reshape((1, *shape)), None, index, labels)
 
 
@@ -142,18 +150,21 @@ def loop_settings(
     """The config the loop runs with under ``plan``, and how firmly each anchor pixel (flat
     index ``(A,)``) is held at the network's answer (``(A,)`` float32 in [0, 1]; None: fully).
 
-    An adaptive gate wider than ``anchor_reach`` means the network is wrong over a wide area:
-    the loop gets ``wide_iterations`` and the anchor is dropped or, with ``anchor_relax``,
-    released where a pixel's features resemble a contradicted mark (``1 - similarity``).
+    An adaptive gate wider than ``gate.anchor_reach`` means the network is wrong over a wide
+    area: the loop gets ``loop.wide_iterations`` and the anchor is dropped or, with
+    ``gate.anchor_relax``, released where a pixel's features resemble a contradicted mark
+    (``1 - similarity``).
     """
-    if config.gate != "adaptive" or (plan.reach or 0.0) <= config.anchor_reach:
+    gate, loop = config.gate, config.loop
+    if gate.kind != "adaptive" or (plan.reach or 0.0) <= gate.anchor_reach:
         return config, None
-    config = replace(config, max_iterations=max(config.max_iterations, config.wide_iterations))
-    if not (config.anchor_relax and plan.wrong_index.size):
-        return replace(config, anchor_weight=0.0), None
+    wide = replace(loop, max_iterations=max(loop.max_iterations, loop.wide_iterations))
+    config = replace(config, loop=wide)
+    if not (gate.anchor_relax and plan.wrong_index.size):
+        return replace(config, objective=replace(config.objective, anchor_weight=0.0)), None
     fg = feature_gate()
-    protos = fg.prototypes(plan.wrong_index, config.gate_prototypes, config.seed, plan.wrong_labels)
-    tau = config.gate_tau
+    protos = fg.prototypes(plan.wrong_index, gate.prototypes, loop.seed, plan.wrong_labels)
+    tau = gate.tau
     return config, lambda pixels: 1.0 - fg.similarity(pixels, protos, tau)
 
 
@@ -165,12 +176,15 @@ def enough_evidence(labels: np.ndarray, pixels: int) -> bool:
 
 
 def _window(
-    shape: tuple[int, ...], index: np.ndarray, margin: int
+    shape: tuple[int, ...], index: np.ndarray, margin: float, spacing: Spacing | None = None
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Bounding box of flat ``index`` grown by ``margin`` (clipped), and the points in it."""
+    """Bounding box of flat ``index`` grown by ``margin`` pixels (clipped; fewer voxels along a
+    coarse axis of ``spacing``), and the points in it."""
     coords = np.stack(np.unravel_index(index, shape), 1)
-    lo = np.maximum(coords.min(0) - margin, 0)
-    hi = np.minimum(coords.max(0) + margin + 1, shape)
+    steps = np.ones(len(shape)) if spacing is None else np.asarray(spacing)
+    pad = np.ceil(margin / steps).astype(np.int64)
+    lo = np.maximum(coords.min(0) - pad, 0)
+    hi = np.minimum(coords.max(0) + pad + 1, shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), coords - lo
 
 
@@ -180,49 +194,52 @@ def spatial_gate(
     sigma: float,
     image: np.ndarray | None = None,
     edges: float = 0.0,
+    spacing: Spacing | None = None,
 ) -> torch.Tensor:
     """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance
-    (pixels) to the nearest of the flat ``index`` pixels: Euclidean, or, given the normalised
-    ``image`` ``(C, *shape)`` and ``edges`` > 0, geodesic over its edges
+    (pixels; physical with ``spacing``) to the nearest of the flat ``index`` pixels: Euclidean,
+    or, given the normalised ``image`` ``(C, *shape)`` and ``edges`` > 0, geodesic over its edges
     (:func:`medrefine.engine.distance.edge_cost`), so the gate stops where the image
     changes. Computed in a window of 4 sigma around them (the gate is below 4e-4 beyond)."""
-    reach = 4 * sigma
-    window, local = _window(shape, index, int(np.ceil(reach)))
+    limit = 4 * sigma
+    window, local = _window(shape, index, float(np.ceil(limit)), spacing)
     marks = np.zeros(tuple(w.stop - w.start for w in window), dtype=bool)
     marks[tuple(local.T)] = True
     if image is None or edges <= 0:
-        d = euclidean_to(marks)
+        d = euclidean_to(marks, spacing)
     else:
-        d = geodesic_to(marks, image[(slice(None), *window)], edges, reach)
+        d = geodesic_to(marks, image[(slice(None), *window)], edges, limit, spacing)
     gate = np.zeros(shape, dtype=np.float32)
     gate[window] = np.exp(-(d**2) / (2 * sigma * sigma))
     return torch.from_numpy(gate).reshape(-1)
 
 
 def adaptive_sigma(
-    own: np.ndarray,
+    network_mask: np.ndarray,
     index: np.ndarray,
     labels: np.ndarray,
     floor: float,
-    reach: float,
+    factor: float,
     cap: float,
+    spacing: Spacing | None = None,
 ) -> float:
-    """Gate width from how far the network is from the contradicted marks.
+    """Gate width (a reach, pixels) from how far the network is from the contradicted marks.
 
-    For each contradicted mark pixel of class c, the distance (pixels) to the nearest pixel the
-    network predicts as c (``own``, the network's label mask): about 1-3 near a boundary error,
-    the size of the structure when the network missed it whole, infinite when it never
-    predicts c. The width is ``reach`` times the median of those distances, at least ``floor``.
-    Distances beyond ``cap`` are taken as infinite (they are searched in a window of that size).
+    For each contradicted mark pixel of class c, the distance (pixels; physical with
+    ``spacing``) to the nearest pixel the network predicts as c (``network_mask``): about 1-3
+    near a boundary error, the size of the structure when the network missed it whole, infinite
+    when it never predicts c. The width is ``factor`` times the median of those distances, at
+    least ``floor``. Distances beyond ``cap`` are taken as infinite (they are searched in a
+    window of that size).
     """
-    window, local = _window(own.shape, index, int(np.ceil(cap)) + 1)
-    crop = own[window]
+    window, local = _window(network_mask.shape, index, float(np.ceil(cap)) + 1, spacing)
+    crop = network_mask[window]
     dists = np.full(index.size, np.inf)
     for c in np.unique(labels):
         sel = labels == c
-        d = euclidean_to(crop == c)[tuple(local[sel].T)]
+        d = euclidean_to(crop == c, spacing)[tuple(local[sel].T)]
         dists[sel] = np.where(d <= cap, d, np.inf)
-    return max(floor, reach * float(np.median(dists)))
+    return max(floor, factor * float(np.median(dists)))
 
 
 def kmeans(x: torch.Tensor, k: int, iterations: int = 8, seed: int = 0) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """The refinement objective, built from composable terms.
 
-Each term maps a :class:`LossInputs` to a scalar. :func:`build_objective` picks the terms a
-:class:`medrefine.RefineConfig` switches on: the paper's loss is ``MarkLoss + WeightAnchor`` (plus
-``NegativeLoss`` for boxes); ``PredictionAnchor`` keeps unmarked pixels near the network's own
-prediction.
+Each term maps a :class:`LossInputs` to a scalar. :func:`build_objective` picks the terms the
+``objective`` section of a :class:`medrefine.RefineConfig` switches on: the paper's loss is
+``MarkLoss + WeightAnchor`` (plus ``NegativeLoss`` for boxes); ``PredictionAnchor`` keeps
+unmarked pixels near the network's own prediction.
+
+A term's *weight* is one scalar per term; an anchor pixel's *hold* (``anchor_hold``, in [0, 1]) is
+how firmly that one pixel is kept at the network's answer.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class LossInputs:
         pos_label, pos_weight: ``(N,)`` int64 classes and float32 weights.
         neg_logits: ``(M, K)``; neg_label: ``(M,)`` the class each pixel must not be.
         anchor_logits: ``(A, K)`` at sampled unmarked pixels; anchor_ref: ``(A, K)`` the
-            pre-trained network's probabilities there; anchor_weight: ``(A,)`` float32 in
+            pre-trained network's probabilities there; anchor_hold: ``(A,)`` float32 in
             [0, 1], how firmly each is held (empty = all 1).
         params, params0: current and pre-trained trainable parameters (same order).
     """
@@ -38,7 +41,7 @@ class LossInputs:
     anchor_ref: torch.Tensor
     params: Sequence[torch.Tensor]
     params0: Sequence[torch.Tensor]
-    anchor_weight: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    anchor_hold: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 Term = Callable[[LossInputs], torch.Tensor]
@@ -76,12 +79,12 @@ def weight_anchor(x: LossInputs) -> torch.Tensor:
 
 
 def prediction_anchor(x: LossInputs) -> torch.Tensor:
-    """KL(p0 || p) at sampled unmarked pixels, each weighted by ``anchor_weight``, summed and
+    """KL(p0 || p) at sampled unmarked pixels, each scaled by its ``anchor_hold``, summed and
     divided by their count: keep them where the network had them."""
     if x.anchor_ref.numel() == 0:
         return x.anchor_logits.sum() * 0.0
     kl = F.kl_div(x.anchor_logits.log_softmax(1), x.anchor_ref, reduction="none").sum(1)
-    weighted = kl if x.anchor_weight.numel() == 0 else x.anchor_weight * kl
+    weighted = kl if x.anchor_hold.numel() == 0 else x.anchor_hold * kl
     return weighted.sum() / kl.numel()
 
 
@@ -102,7 +105,8 @@ class Objective:
 def build_objective(
     alpha: float, anchor_weight: float, negative_weight: float, class_balanced: bool
 ) -> Objective:
-    """The objective for these weights; terms with weight 0 are left out."""
+    """The objective for these weights (:class:`medrefine.engine.config.ObjectiveConfig`'s
+    ``alpha``, ``anchor_weight``, ``negative_weight``); terms with weight 0 are left out."""
     terms: list[tuple[str, float, Term]] = [("marks", 1.0, mark_loss(class_balanced))]
     if negative_weight > 0:
         terms.append(("negatives", negative_weight, negative_loss))

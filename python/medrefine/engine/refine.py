@@ -1,9 +1,10 @@
 """Algorithm 1 of Sambaturu et al. (MICCAI 2021) on cached features, with a pluggable objective.
 
 The loop adapts the head's trainable parameters until the network predicts every required
-constraint (the clinician's pixels, box centres, box exclusions) or ``max_iterations`` steps have
-been taken. The stop rule is checked before each step on the logits the step would use, so no
-extra head evaluation is spent on it. The head is evaluated only where the loss needs it (see
+constraint (the clinician's pixels, box centres, box exclusions) or ``loop.max_iterations``
+steps have been taken (:class:`~medrefine.engine.config.RefineConfig` holds every setting). The
+stop rule is checked before each step on the logits the step would use, so no extra head
+evaluation is spent on it. The head is evaluated only where the loss needs it (see
 :mod:`medrefine.engine.head`).
 """
 
@@ -11,197 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from medrefine.engine.constraints import ConstraintConfig, Constraints
+from medrefine.engine.config import RefineConfig
+from medrefine.engine.constraints import Constraints
 from medrefine.engine.head import HeadRunner
 from medrefine.engine.objective import LossInputs, build_objective
-from medrefine.errors import InputError
 from medrefine.types import RefineProgress
 
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """Every knob of a refinement. Defaults are medrefine's; :meth:`paper` gives the paper's.
-
-    The defaults (Adam, alpha 1, an anchor on 4096 unmarked pixels, the adaptive gate with a
-    4-pixel floor that follows the image's edges and never opens wider than 24 pixels) were
-    chosen on the accuracy bench and checked on held-out cases (``docs/corrections.md``): in
-    distribution no interaction costs a case more than a few hundredths of Dice. For images far
-    from the network's training data, :meth:`shifted` lets the gate widen to global.
-
-    Attributes:
-        optimizer: ``"adam"`` or ``"sgd"`` (the paper's).
-        lr: learning rate. momentum: SGD momentum.
-        max_iterations: M, the most gradient steps per ``refine()``; wide_iterations: M when the
-            adaptive gate is wider than ``anchor_reach`` (a badly wrong network needs more).
-        alpha: weight of ||W - W0||_2 (W0 = pre-trained head).
-        anchor_weight: weight of KL(p0 || p) on ``anchor_samples`` sampled unmarked pixels.
-        negative_weight: weight of the box-exclusion term.
-        class_balanced: every class's marks weigh the same in the mark loss.
-        trainable_layers: adapt only the last k parameterised layers of the head (None = all).
-        warm_start: start from the session's current head (True) or the pre-trained one (False,
-            the paper's choice).
-        write_marks: write the drawn pixels into the returned mask.
-        box_center_fraction, box_band, box_negatives: see :mod:`medrefine.engine.constraints`.
-        region_grow, grow_threshold (in standard deviations of the normalised image),
-        grow_criterion, grow_max_distance (pixels), grown_weight: region growing of scribbles.
-        seed: seeds every random choice (sampled pixels), so refinement is deterministic.
-        gate, gate_sigma (pixels), gate_tau, gate_prototypes: where the adapted head may overrule
-            the network (see :mod:`medrefine.engine.gate`); ``"none"`` lets it decide everywhere.
-        gate_reach, gate_global (pixels): the adaptive gate's width is ``gate_reach`` times the
-            median distance of the contradicted marks to the network's mask. gate_steps: a
-            reading beyond ``gate_global`` opens the gate to ``gate_global``, each further one
-            doubles it, and the reading after ``gate_steps`` of them makes it global (0: global
-            at once). gate_widest (pixels): the adaptive gate never opens wider (inf: it may go
-            global; see :meth:`shifted`). gate_evidence: the gate grows past ``anchor_reach``
-            only with this many contradicted pixels of each of two classes or more; with fewer,
-            its width is ``gate_fallback`` (pixels). gate_edges: a gate narrower than
-            ``gate_global`` follows the image's edges: crossing an edge k times the mean gradient
-            costs about ``gate_edges * k`` extra pixels of distance (0: Euclidean gate).
-        anchor_reach (pixels): the anchor is dropped when the adaptive width exceeds it (the
-            network is wrong too widely to hold it at its answer), or, with ``anchor_relax``,
-            released where a pixel's features resemble a contradicted mark.
-        head_eval: ``"auto"`` evaluates the head only where the loss needs it; ``"full"`` runs it
-            over the whole image every iteration (the naive loop, kept as a benchmark baseline).
-    """
-
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-2
-    momentum: float = 0.9
-    max_iterations: int = 20
-    wide_iterations: int = 50
-    alpha: float = 1.0
-    anchor_weight: float = 1.0
-    anchor_samples: int = 4096
-    negative_weight: float = 1.0
-    class_balanced: bool = True
-    trainable_layers: int | None = None
-    warm_start: bool = True
-    write_marks: bool = True
-    box_center_fraction: float = 0.2
-    box_band: int = 6
-    box_negatives: int = 4096
-    region_grow: bool = False
-    grow_threshold: float = 0.3
-    grow_criterion: Literal["neighbour", "seed_mean"] = "neighbour"
-    grow_max_distance: float | None = 10.0
-    grown_weight: float = 0.5
-    seed: int = 0
-    head_eval: Literal["auto", "full"] = "auto"
-    gate: Literal["none", "spatial", "feature", "adaptive"] = "adaptive"
-    gate_sigma: float = 4.0
-    gate_reach: float = 3.0
-    gate_global: float = 24.0
-    gate_steps: int = 2
-    gate_evidence: int = 32
-    gate_fallback: float = 12.0
-    gate_widest: float = 24.0
-    gate_edges: float = 1.0
-    anchor_reach: float = 24.0
-    anchor_relax: bool = False
-    gate_tau: float = 0.5
-    gate_prototypes: int = 8
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        for name in ("lr", "alpha", "anchor_weight", "negative_weight", "grown_weight"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                raise InputError(f"{name} must be a finite number >= 0 (lr > 0), got {value!r}")
-        if self.max_iterations < 0 or self.wide_iterations < 0:
-            raise InputError(
-                f"max_iterations and wide_iterations must be >= 0, got "
-                f"{self.max_iterations} and {self.wide_iterations}"
-            )
-        if self.trainable_layers is not None and self.trainable_layers < 1:
-            raise InputError(f"trainable_layers must be >= 1 or None, got {self.trainable_layers}")
-        for name in (
-            "gate_sigma",
-            "gate_reach",
-            "gate_tau",
-            "gate_global",
-            "gate_fallback",
-            "gate_widest",
-            "gate_edges",
-            "anchor_reach",
-        ):
-            value = getattr(self, name)
-            positive = name in ("gate_sigma", "gate_reach", "gate_tau", "gate_widest")
-            if not value >= 0 or (positive and value == 0):
-                raise InputError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-        if self.gate_evidence < 0 or self.gate_steps < 0:
-            raise InputError(
-                f"gate_evidence and gate_steps must be >= 0, got {self.gate_evidence} and "
-                f"{self.gate_steps}"
-            )
-        if not 0 < self.box_center_fraction <= 1:
-            raise InputError("box_center_fraction must be in (0, 1]")
-
-    @classmethod
-    def paper(cls) -> RefineConfig:
-        """The paper's literal Algorithm 1: SGD, cross-entropy + alpha*||W - W0||, reset to the
-        pre-trained head at every interaction, no gate, no anchor, no marks written, no class
-        balancing."""
-        return cls(
-            optimizer="sgd",
-            lr=0.1,
-            max_iterations=50,
-            momentum=0.0,
-            alpha=1e-3,
-            anchor_weight=0.0,
-            class_balanced=False,
-            warm_start=False,
-            write_marks=False,
-            gate="none",
-        )
-
-    @classmethod
-    def shifted(cls) -> RefineConfig:
-        """For an image far from the network's training data (another stain, scanner or
-        modality), where the network misses or invents whole structures: far readings widen the
-        gate step by step (24, 48 px) and then make the correction global, without the anchor to
-        the network's answer. On images the network knows, the same widening can turn a mostly
-        right mask over (``docs/corrections.md``), so it is not the default."""
-        return cls(gate_widest=math.inf)
-
-    def constraint_config(self) -> ConstraintConfig:
-        """The part of this config that turns marks into constraints."""
-        names = {f.name for f in fields(ConstraintConfig)}
-        return ConstraintConfig(**{n: getattr(self, n) for n in names})
-
-    def with_overrides(self, spec: str) -> RefineConfig:
-        """A copy with ``"name=value,name=value"`` applied (``on``/``off`` for booleans,
-        ``none`` for optional numbers). Unknown names raise :class:`InputError`."""
-        known = {f.name: f for f in fields(self)}
-        changes: dict[str, object] = {}
-        for item in filter(None, (s.strip() for s in spec.split(","))):
-            name, _, raw = item.partition("=")
-            if name not in known:
-                raise InputError(f"unknown RefineConfig field {name!r}; fields: {sorted(known)}")
-            changes[name] = _parse(raw, getattr(self, name), str(known[name].type))
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-
-def _parse(raw: str, current: object, annotation: str) -> object:
-    low = raw.strip().lower()
-    if low in ("none", "null") and "None" in annotation:
-        return None
-    if isinstance(current, bool) or annotation == "bool":
-        if low not in ("on", "off", "true", "false", "1", "0"):
-            raise InputError(f"expected on/off, got {raw!r}")
-        return low in ("on", "true", "1")
-    if "int" in annotation and "float" not in annotation:
-        return int(raw)
-    if "float" in annotation:
-        return float(raw)
-    return raw.strip()
+__all__ = ["LoopOutcome", "RefineConfig", "Refiner", "trainable_parameters"]
 
 
 def trainable_parameters(head: nn.Module, last_k: int | None) -> list[nn.Parameter]:
@@ -237,7 +60,7 @@ class _Targets:
     anchor_ref: torch.Tensor
     n_pos: int
     n_neg: int
-    anchor_weight: torch.Tensor
+    anchor_hold: torch.Tensor
 
     def wrong(self, logits: torch.Tensor) -> int:
         """Constraints the logits break: required positive pixels predicted as another class
@@ -261,7 +84,7 @@ class _Targets:
             self.anchor_ref,
             params,
             params0,
-            self.anchor_weight,
+            self.anchor_hold,
         )
 
 
@@ -270,16 +93,18 @@ class Refiner:
 
     def __init__(self, config: RefineConfig) -> None:
         self.config = config
+        obj = config.objective
         self.objective = build_objective(
-            config.alpha, config.anchor_weight, config.negative_weight, config.class_balanced
+            obj.alpha, obj.anchor_weight, obj.negative_weight, obj.class_balanced
         )
 
     def _anchor_pixels(self, cons: Constraints) -> np.ndarray:
-        if self.config.anchor_weight == 0:
+        if self.config.objective.anchor_weight == 0:
             return np.zeros(0, dtype=np.int64)
         size = int(np.prod(cons.shape))
-        rng = np.random.default_rng(self.config.seed)
-        sample = np.unique(rng.integers(0, size, min(self.config.anchor_samples, size)))
+        rng = np.random.default_rng(self.config.loop.seed)
+        count = min(self.config.objective.anchor_samples, size)
+        sample = np.unique(rng.integers(0, size, count))
         return sample[~np.isin(sample, cons.index)]
 
     def run(
@@ -299,7 +124,7 @@ class Refiner:
         head part-way: the caller restores it.
         """
         head = runner.head
-        params = trainable_parameters(head, self.config.trainable_layers)
+        params = trainable_parameters(head, self.config.loop.trainable_layers)
         names = {id(p): n for n, p in head.named_parameters()}
         anchors0 = [params0[names[id(p)]] for p in params]
         anchor_idx = self._anchor_pixels(cons)
@@ -340,7 +165,7 @@ class Refiner:
         params0: list[torch.Tensor],
         progress: Callable[[RefineProgress], None] | None,
     ) -> LoopOutcome:
-        cfg = self.config
+        cfg = self.config.loop
         opt: torch.optim.Optimizer = (
             (
                 torch.optim.Adam(params, lr=cfg.lr)

@@ -1,9 +1,11 @@
 """Interactive methods behind one interface, as the simulated user drives them (protocol R1-R3).
 
 - ``medrefine[:overrides]``: a :class:`medrefine.Session` with ``RefineConfig`` overrides
-  (``medrefine:paper`` = the paper's literal Algorithm 1, ``medrefine:shifted`` = the settings
-  for images far from the network's training data, ``medrefine:alpha=1,region_grow=on``; a
-  preset may be followed by overrides, ``medrefine:shifted,gate_steps=0``).
+  written ``section.field=value`` and separated by commas (``medrefine:paper`` = the paper's
+  literal Algorithm 1, ``medrefine:shifted`` = the settings for images far from the network's
+  training data, ``medrefine:objective.alpha=1,marks.grow=on``; a preset may be followed by
+  overrides, ``medrefine:shifted,gate.steps=0``).
+- ``seeds`` below is the protocol's seed array S: int, 0 = no seed, ``c + 1`` = class ``c``.
 - ``medrefine+newclass[:overrides]``: the same, the task's classes added with ``add_class``.
 - ``marks-only``: the network's own mask with every seed written into it, no fine-tuning.
 - any name of :data:`medrefine.eval.baselines.BASELINES`: a classical seed method that starts
@@ -18,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from medrefine.engine.refine import RefineConfig
+from medrefine.engine.config import RefineConfig
 from medrefine.engine.session import Session
 from medrefine.errors import InputError
 from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
@@ -135,16 +137,25 @@ class SeedBaselineMethod:
         return self.method.segment(self._image, seeds, self.num_classes)
 
 
+def method_config(overrides: str) -> RefineConfig:
+    """The config of ``medrefine:<overrides>``: an optional preset (``paper``, ``shifted``)
+    then comma-separated ``section.field=value`` overrides.
+
+    >>> method_config("shifted,gate.steps=0").gate.steps
+    0
+    """
+    presets = {"paper": RefineConfig.paper, "shifted": RefineConfig.shifted}
+    preset, _, rest = overrides.partition(",")
+    if preset.strip() in presets:
+        return presets[preset.strip()]().with_overrides(rest)
+    return RefineConfig().with_overrides(overrides)
+
+
 def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
     """Build a method from its command-line name (see the module docstring)."""
     name, _, overrides = spec.partition(":")
     if name in ("medrefine", "medrefine+newclass"):
-        presets = {"paper": RefineConfig.paper, "shifted": RefineConfig.shifted}
-        preset, _, rest = overrides.partition(",")
-        if preset in presets:
-            config = presets[preset]().with_overrides(rest)
-        else:
-            config = RefineConfig().with_overrides(overrides)
+        config = method_config(overrides)
         return MedrefineMethod(model, config, spec, new_class=name.endswith("+newclass"))
     if overrides:
         raise InputError(f"only medrefine takes settings after ':', got {spec!r}")
@@ -156,6 +167,7 @@ def make_method(spec: str, model: SplitModel) -> InteractiveMethod:
             raise InputError(f"{name} does not handle {model.spatial_dims}D images")
         return SeedBaselineMethod(method, model.num_classes)
     raise InputError(
-        f"unknown method {spec!r}; methods: medrefine[:k=v,...], medrefine:paper|shifted, "
+        f"unknown method {spec!r}; methods: medrefine[:section.field=value,...], "
+        f"medrefine:paper|shifted[,section.field=value,...], "
         f"marks-only, {', '.join(sorted(BASELINES))}"
     )
