@@ -44,7 +44,8 @@ def _models(args: argparse.Namespace) -> int:
         card = model_card(name)
         row = [name, ", ".join(entry.class_names), f"{card['test_dice_mean']:.4f}"]
         if args.evaluate:
-            row.append(f"{evaluate_model(name, args.evaluate):.4f}")
+            score = evaluate_model(name, args.evaluate)
+            row.append("n/a" if score != score else f"{score:.4f}")  # NaN: the data does not fit
         table.add_row(*row, entry.description)
     Console().print(table)
     return 0
@@ -54,7 +55,7 @@ def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
-    names = ["grow", "geodesic", "engine", "latency", "accuracy", "report"]
+    names = ["grow", "geodesic", "engine", "latency", "accuracy", "report", "serve"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluate",
         default=None,
         metavar="DATA_ROOT",
-        help="recompute each card's test Dice from the dataset folders in DATA_ROOT",
+        help="recompute each card's test Dice from the dataset folders in DATA_ROOT (or from "
+        "DATA_ROOT itself when it is one dataset folder, e.g. an nnU-Net raw dataset)",
     )
     models.set_defaults(func=_models)
 

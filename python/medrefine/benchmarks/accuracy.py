@@ -25,7 +25,13 @@ from medrefine.viz import save_overlay
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medrefine bench accuracy``."""
     p = sub.add_parser("accuracy", help="simulated-user accuracy experiment", description=__doc__)
-    p.add_argument("--data", required=True, type=Path, help="dataset folder (with cases.csv)")
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="dataset folder: a staged one (cases.csv) or an nnU-Net raw dataset (dataset.json, "
+        "imagesTs/ with _0000 channel files, labelsTs/) in any format medrefine reads",
+    )
     p.add_argument("--model", required=True, help="zoo model name")
     p.add_argument(
         "--methods",

@@ -8,6 +8,9 @@ The layout is recognised from that file's header. Images come back as the user w
 - HC18 fetal head: ``(H, W)`` uint8 grey; labels ``{0, 1 head}``; spacing from ``pixel_size_mm``.
 - MSD hippocampus: ``(D, H, W)`` float32 in nibabel's voxel-index order (i, j, k), labels
   ``{0, 1 anterior, 2 posterior}`` as uint8, spacing and affine from the NIfTI header.
+
+A folder with a ``dataset.json`` instead is read as the nnU-Net raw layout
+(:mod:`medrefine.data.nnunet`): a team's own cases, in any format ``read_volume`` reads.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medrefine.data import nnunet
 from medrefine.errors import InputError
-from medrefine.io import read_nifti, read_png
+from medrefine.io import read_nifti, read_png, read_volume
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,22 @@ class Case:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset folder: ``kind`` is ``"dsb2018"``, ``"hc18"`` or ``"msd_hippocampus"``."""
+    """A dataset folder: ``kind`` is ``"dsb2018"``, ``"hc18"``, ``"msd_hippocampus"`` or
+    ``"nnunet"``; ``class_names`` by label (nnU-Net's ``dataset.json``; empty for the others)."""
 
     root: Path
     kind: str
     rows: tuple[dict[str, str], ...]
     num_classes: int
     spatial_dims: int
+    class_names: tuple[str, ...] = ()
+    nnunet: nnunet.NnunetLayout | None = field(default=None, compare=False, repr=False)
 
     def ids(self, split: str | None = None, groups: tuple[str, ...] | None = None) -> list[str]:
         """Case ids of ``split`` (``"train"``, ``"test"`` or None for all), optionally by group."""
-        key = {"dsb2018": "image_id", "hc18": "image", "msd_hippocampus": "case"}[self.kind]
+        key = {"dsb2018": "image_id", "hc18": "image"}.get(self.kind, "case")
+        if self.kind == "nnunet":
+            groups = None  # the layout has no acquisition groups
         return [
             r[key]
             for r in self.rows
@@ -65,6 +74,9 @@ class Dataset:
 
     def load(self, case_id: str) -> Case:
         """Read one case from disk."""
+        if self.nnunet is not None:
+            image, label, spacing, affine = nnunet.load_case(self.root, self.nnunet, case_id)
+            return Case(case_id, image, label, spacing, affine=affine)
         if self.kind == "dsb2018":
             row = next(r for r in self.rows if r["image_id"] == case_id)
             image = read_png(self.root / "images" / f"{case_id}.png")
@@ -91,9 +103,11 @@ class Dataset:
 def open_dataset(root: str | Path) -> Dataset:
     """Open a dataset folder; raises :class:`InputError` if its layout is not recognised."""
     root = Path(root)
+    if nnunet.is_nnunet(root):
+        return _open_nnunet(root)
     csv_path = root / "cases.csv"
     if not csv_path.is_file():
-        raise InputError(f"{root} is not a dataset folder: it has no cases.csv")
+        raise InputError(f"{root} is not a dataset folder: it has no cases.csv or dataset.json")
     with csv_path.open(newline="") as fh:
         rows = tuple(csv.DictReader(fh))
     header = set(rows[0]) if rows else set()
@@ -104,3 +118,18 @@ def open_dataset(root: str | Path) -> Dataset:
     if "voxels_anterior_1" in header:
         return Dataset(root, "msd_hippocampus", rows, 3, 3)
     raise InputError(f"{csv_path}: unknown dataset layout (columns {sorted(header)})")
+
+
+def _open_nnunet(root: Path) -> Dataset:
+    layout = nnunet.scan(root)
+    first = layout.rows[0]
+    label = read_volume(root / f"labels{first['folder']}" / f"{first['case']}{layout.file_ending}")
+    return Dataset(
+        root,
+        "nnunet",
+        layout.rows,
+        len(layout.class_names),
+        label.array.ndim,
+        layout.class_names,
+        layout,
+    )

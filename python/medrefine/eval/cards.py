@@ -13,10 +13,22 @@ from medrefine.models.train import RECIPES, predict
 from medrefine.models.zoo import _entry, load_network
 
 
+def dataset_folder(data_root: str | Path, dataset: str) -> Path:
+    """``data_root/dataset``, or ``data_root`` itself when it is one dataset folder (a staged
+    ``cases.csv`` or an nnU-Net ``dataset.json``)."""
+    root = Path(data_root)
+    if (root / "dataset.json").is_file() or (root / "cases.csv").is_file():
+        return root
+    return root / dataset
+
+
 def evaluate_model(name: str, data_root: str | Path) -> float:
-    """Mean test-split Dice of the network alone, recomputed the way its card was made."""
+    """Mean test-split Dice of the network alone, recomputed the way its card was made; NaN when
+    ``data_root`` is one dataset folder whose classes or dimensions the model does not fit."""
     entry, recipe = _entry(name), RECIPES[name]
-    ds = open_dataset(Path(data_root) / entry.dataset)
+    ds = open_dataset(dataset_folder(data_root, entry.dataset))
+    if (ds.num_classes, ds.spatial_dims) != (recipe.unet.num_classes, recipe.unet.spatial_dims):
+        return float("nan")
     net = load_network(name)
     scores = []
     for case_id in ds.ids("test", recipe.groups):
