@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXE = "medrefine_refine_file"
 TOKEN = "c++-client-test-token"
 REMOTE_FAILURE = 2  # the example's exit code for a failed call
+MODELS = ("nuclei-unet2d", "hippocampus-unet3d")  # what the server serves
 
 
 def _unavailable(reason: str) -> None:
@@ -78,6 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, token_file: Path) -> Iterat
     port_file = folder / "port"
     command = [sys.executable, "-c", "import sys; from medrefine.cli import main; sys.exit(main())"]
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+    args += ["--models", ",".join(MODELS)]
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
         [*command, *args, "--token-file", str(token_file)], stdout=log, stderr=subprocess.STDOUT
@@ -133,7 +135,10 @@ def test_example_prints_the_label_counts_of_the_in_process_session(
     case = mr.load_sample(sample)
     model = mr.load_model(spec.model)
     session = mr.Session(model)
-    before = session.set_image(case.image)
+    # What the client sends: the pixels in C order (a PNG read by Pillow is a channel-last view,
+    # which the backbone may round differently) and the spacing the file itself carries.
+    spacing = case.spacing if spec.suffix == ".nii.gz" else None
+    before = session.set_image(mr.Volume(np.ascontiguousarray(case.image), spacing=spacing))
     scribble = _scribble_where_wrong(before, case.label)
     session.add(scribble)
     after = session.refine().mask
@@ -200,3 +205,27 @@ def test_a_refused_call_exits_non_zero_with_the_status_name(
     assert result.returncode == REMOTE_FAILURE, result.stdout + result.stderr
     assert f"error: {status}:" in result.stderr
     assert "labels_before" not in result.stdout
+
+
+def test_an_installed_client_links_into_a_viewers_cmake_project(
+    client: Path, server: str, tmp_path: Path
+) -> None:
+    """`cmake --install`, then find_package(medrefine_client) + medrefine::client, as the README
+    says; the consumer lists the server's models."""
+    prefix, build = tmp_path / "prefix", tmp_path / "consumer"
+    _run(["cmake", "--install", str(client.parent), "--prefix", str(prefix)])
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    source = ROOT / "cpp/client/tests/find_package"
+    _run(
+        ["cmake", "-S", str(source), "-B", str(build), *generator, f"-DCMAKE_PREFIX_PATH={prefix}"]
+    )
+    _run(["cmake", "--build", str(build)])
+    listed = subprocess.run(
+        [str(build / "list_models"), server, TOKEN], capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    models = {line.split()[1]: line.split()[2:] for line in listed.stdout.splitlines()}
+    assert set(models) == set(MODELS)
+    for name in MODELS:
+        model = mr.load_model(name)
+        assert models[name] == [str(model.spatial_dims), *model.class_names]
