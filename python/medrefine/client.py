@@ -108,7 +108,8 @@ def connect(target: str, tls: ClientTls | None = None) -> grpc.Channel:
     return grpc.secure_channel(target, creds, options=options)
 
 
-def _stub(channel: grpc.Channel) -> Any:
+def stub(channel: grpc.Channel) -> Any:
+    """A ``medrefine.v1.Refiner`` stub on ``channel`` (the generated class is untyped)."""
     make: Any = pb_grpc.RefinerStub  # generated, untyped
     return make(channel)
 
@@ -164,7 +165,7 @@ class RemoteSession:
         self.chunk_bytes = chunk_bytes
         self._own_channel = channel is None
         self._channel = channel or connect(target, tls)
-        self._stub = _stub(self._channel)
+        self._stub = stub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._wanted_id = session_id
         self.session_id: str | None = None
@@ -175,6 +176,7 @@ class RemoteSession:
         self._status = pb.SessionStatus()
         self._pending: list[Mark] = []
         self.resumed = False  # whether set_image found the session already on the server
+        self.last_mask_bytes = 0  # encoded size of the last mask update received
 
     # ----------------------------------------------------------------- calls
     def _call(self, method: str, request: Any) -> Any:
@@ -191,6 +193,7 @@ class RemoteSession:
         return self.session_id
 
     def _apply(self, update: pb.MaskUpdate) -> np.ndarray:
+        self.last_mask_bytes = update.ByteSize()
         if update.fetch_required:
             self._mask = self._fetch_mask()
         else:
@@ -428,7 +431,7 @@ def list_models(
     channel = connect(target, tls)
     try:
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        response: pb.ListModelsResponse = _stub(channel).ListModels(
+        response: pb.ListModelsResponse = stub(channel).ListModels(
             pb.ListModelsRequest(), metadata=metadata
         )
         return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -33,11 +34,11 @@ DTYPES: dict[int, np.dtype[np.generic]] = {
 }
 
 
-def dtype_to_proto(dtype: np.dtype[np.generic]) -> int:
+def dtype_to_proto(dtype: np.dtype[np.generic]) -> pb.DType:
     """The proto enum of a numpy dtype (any byte order); InputError if it has none."""
     for code, known in DTYPES.items():
         if known == dtype.newbyteorder("<"):
-            return code
+            return cast(pb.DType, code)
     raise InputError(f"image dtype {dtype} cannot be sent; use an integer type or float32/64")
 
 

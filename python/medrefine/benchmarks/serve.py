@@ -1,0 +1,224 @@
+"""``medrefine bench serve``: what the gRPC service costs over an in-process session.
+
+Measured against a real server on a loopback port in this process (the same cores serve and
+refine, so the figures include that contention):
+
+- refine round trip minus the server's own refine time, for 2D 512^2 (nuclei) and 3D 128^3
+  (hippocampus), beside the in-process refine time of the same marks (the baseline);
+- bytes on the wire per refine: the mask update sent (a delta) against the whole mask, packed and
+  compressed, and raw;
+- upload of a 3D 256x256x128 float32 volume (32 MiB) in 1 MiB chunks, hashed and checked by the
+  server (the backbone pass is not included);
+- refine round trip p50/p95 with 1, 8 and 32 sessions refining at once (2D 512^2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+
+import medrefine as mr
+from medrefine.client import RemoteSession, stub
+from medrefine.eval.report import machine
+from medrefine.serve import ServerConfig, convert, create_server
+from medrefine.v1 import refine_pb2 as pb
+
+
+def _scene_2d() -> np.ndarray:
+    """(3, 512, 512) uint8: the stained-nuclei sample tiled."""
+    image = mr.load_sample("nuclei-stained").image
+    return np.ascontiguousarray(np.tile(image, (1, 2, 2))[:, :512, :512])
+
+
+def _scene_3d() -> np.ndarray:
+    """(128, 128, 128) float32: the hippocampus-007 crop tiled."""
+    image = mr.load_sample("hippocampus-007").image
+    return np.ascontiguousarray(np.tile(image, (4, 3, 4))[:128, :128, :128])
+
+
+def _marks(shape: tuple[int, ...], classes: int, count: int, seed: int = 0) -> list[mr.Mark]:
+    """One short scribble per refine, classes in turn, at seeded places."""
+    rng = np.random.default_rng(seed)
+    out: list[mr.Mark] = []
+    for i in range(count):
+        a = [int(rng.integers(4, s - 12)) for s in shape]
+        b = [v + int(rng.integers(2, 8)) for v in a]
+        if len(shape) == 3:
+            b[0] = a[0]
+        out.append(mr.Scribble(i % classes, (tuple(a), tuple(b)), 1))
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _overhead(target: str, model: str, image: np.ndarray, refines: int) -> list[str]:
+    """One table row: in-process refine, remote round trip, overhead and bytes per refine.
+
+    The same marks go to an in-process session and a remote one, refine by refine in turn (so
+    load and warm-up hit both alike); the first refine of each is not counted.
+    """
+    dims = mr.load_model(model).spatial_dims
+    spatial = image.shape[-dims:]
+    local = mr.Session(mr.load_model(model), cache=mr.FeatureCache())
+    local.set_image(image)
+    local_ms, wall, over, sent, whole = [], [], [], [], []
+    with RemoteSession(target, model) as remote:
+        remote.set_image(image)
+        for i, mark in enumerate(_marks(spatial, 2, refines + 1)):
+            local.add(mark)
+            t = time.perf_counter()
+            local.refine()
+            local_s = time.perf_counter() - t
+            remote.add(mark)
+            t = time.perf_counter()
+            result = remote.refine()
+            remote_s = time.perf_counter() - t
+            if i == 0:
+                continue
+            local_ms.append(1e3 * local_s)
+            wall.append(1e3 * remote_s)
+            over.append(1e3 * (remote_s - result.seconds))
+            sent.append(remote.last_mask_bytes)
+            full = convert.encode_delta(None, 0, result.mask, remote.num_classes)
+            whole.append(pb.MaskUpdate(version=1, delta=full).ByteSize())
+        remote.close_session()
+    return [
+        f"{model} {'x'.join(str(s) for s in spatial)}",
+        f"{_pct(local_ms, 50):.0f} / {_pct(local_ms, 95):.0f}",
+        f"{_pct(wall, 50):.0f} / {_pct(wall, 95):.0f}",
+        f"{_pct(over, 50):.1f} / {_pct(over, 95):.1f}",
+        f"{_pct(wall, 50) / _pct(local_ms, 50):.2f}",
+        f"{np.median(sent):,.0f}",
+        f"{np.median(whole):,.0f}",
+        f"{int(np.prod(spatial)):,}",
+    ]
+
+
+def _upload(target: str, repeats: int) -> tuple[float, float, float]:
+    """Seconds to stream a 256x256x128 float32 volume (p50, p95) and to hash it client-side."""
+    volume = np.random.default_rng(0).random((256, 256, 128), np.float32)
+    t = time.perf_counter()
+    hashlib.sha256(volume.data).hexdigest()
+    digest_s = time.perf_counter() - t
+    raw = volume.data.cast("B")
+    header = pb.OpenSessionHeader(
+        model="hippocampus-unet3d",
+        shape=volume.shape,
+        dtype=pb.DTYPE_FLOAT32,
+        digest="0" * 64,  # never matches: the server reads, hashes and refuses, no backbone
+    )
+
+    def stream() -> object:
+        yield pb.OpenSessionRequest(header=header)
+        for at in range(0, len(raw), convert.CHUNK_BYTES):
+            yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + convert.CHUNK_BYTES]))
+
+    times = []
+    with grpc.insecure_channel(target) as channel:
+        refiner = stub(channel)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            try:
+                refiner.OpenSession(stream())
+            except grpc.RpcError as exc:
+                assert exc.code() is grpc.StatusCode.INVALID_ARGUMENT, exc.details()
+            times.append(time.perf_counter() - t)
+    return _pct(times, 50), _pct(times, 95), digest_s
+
+
+def _concurrent(target: str, image: np.ndarray, sessions: int, refines: int) -> list[float]:
+    """Round-trip ms of every refine of ``sessions`` clients refining at once."""
+    times: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(sessions)
+
+    def client(i: int) -> None:
+        with RemoteSession(target, "nuclei-unet2d") as remote:
+            remote.set_image(image)  # the same image: features computed once, then cached
+            marks = _marks((512, 512), 2, refines, seed=i)
+            ready.wait()
+            for mark in marks:
+                remote.add(mark)
+                t = time.perf_counter()
+                remote.refine()
+                with lock:
+                    times.append(1e3 * (time.perf_counter() - t))
+            remote.close_session()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(sessions)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return times
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ServerConfig(models=("nuclei-unet2d", "hippocampus-unet3d"), workers=args.workers)
+    server, port = create_server("127.0.0.1:0", config)
+    server.start()
+    target = f"127.0.0.1:{port}"
+    say: Callable[[str], None] = print
+    try:
+        say(f"Machine: {machine()}; server workers {args.workers}.\n")
+        rows = [
+            _overhead(target, "nuclei-unet2d", _scene_2d(), args.refines),
+            _overhead(target, "hippocampus-unet3d", _scene_3d(), max(4, args.refines // 2)),
+        ]
+        head = [
+            "case",
+            "in-process refine p50 / p95 ms",
+            "remote refine p50 / p95 ms",
+            "overhead p50 / p95 ms",
+            "remote / in-process p50",
+            "mask bytes sent (delta), median",
+            "whole mask packed+zlib",
+            "whole mask raw",
+        ]
+        say(_table(head, rows) + "\n")
+        p50, p95, digest_s = _upload(target, args.uploads)
+        mib = 256 * 256 * 128 * 4 / (1 << 20)
+        say(
+            f"Upload 256x256x128 float32 ({mib:.0f} MiB, 1 MiB chunks, server hashes and checks): "
+            f"p50 {1e3 * p50:.0f} ms, p95 {1e3 * p95:.0f} ms ({mib / p50:.0f} MiB/s); "
+            f"client SHA-256 {1e3 * digest_s:.0f} ms.\n"
+        )
+        image = _scene_2d()
+        conc = []
+        for n in args.sessions:
+            t = _concurrent(target, image, n, args.refines)
+            conc.append([str(n), str(len(t)), f"{_pct(t, 50):.0f}", f"{_pct(t, 95):.0f}"])
+        head = ["sessions at once (2D 512^2)", "refines", "round trip p50 ms", "p95 ms"]
+        say(_table(head, conc))
+    finally:
+        server.stop(grace=1.0)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``medrefine bench serve``."""
+    p = sub.add_parser("serve", help="gRPC service overhead, bytes, upload, concurrency")
+    p.description = __doc__
+    p.add_argument("--refines", type=int, default=12, help="refines per session")
+    p.add_argument("--uploads", type=int, default=5, help="timed uploads")
+    p.add_argument("--workers", type=int, default=2, help="server's refine workers")
+    p.add_argument(
+        "--sessions",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[1, 8, 32],
+        help="concurrency levels, comma-separated",
+    )
+    p.set_defaults(func=run)
