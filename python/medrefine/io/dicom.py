@@ -76,14 +76,17 @@ def _check_geometry(slices: list[tuple[Path, Any]]) -> tuple[np.ndarray, np.ndar
         missing = [a for a in _GEOMETRY if a not in ds]
         if missing:
             raise InputError(f"{f}: no {', '.join(missing)}: not a slice of an image series")
-    f0, first = slices[0]
-    iop = np.asarray(first.ImageOrientationPatient, np.float64)
-    size = (int(first.Rows), int(first.Columns))
-    for f, ds in slices[1:]:
-        if not np.allclose(np.asarray(ds.ImageOrientationPatient, np.float64), iop, atol=1e-4):
-            raise InputError(f"{f}: mixed series: its orientation differs from {f0.name}'s")
-        if (int(ds.Rows), int(ds.Columns)) != size:
-            raise InputError(f"{f}: mixed series: {ds.Rows}x{ds.Columns} pixels, not {size}")
+    orients = [np.asarray(ds.ImageOrientationPatient, np.float64) for _, ds in slices]
+    sizes = [(int(ds.Rows), int(ds.Columns)) for _, ds in slices]
+    # The orientation and size most slices share is the series'; name a file that differs.
+    keys = [tuple(np.round(o, 3)) for o in orients]
+    iop = orients[keys.index(max(set(keys), key=keys.count))]
+    size = max(set(sizes), key=sizes.count)
+    for (f, _), o, sz in zip(slices, orients, sizes, strict=True):
+        if not np.allclose(o, iop, atol=1e-4):
+            raise InputError(f"{f}: mixed series: its orientation differs from the other slices'")
+        if sz != size:
+            raise InputError(f"{f}: mixed series: {sz[0]}x{sz[1]} pixels, the others {size}")
     return iop.reshape(2, 3), np.cross(iop[:3], iop[3:])
 
 

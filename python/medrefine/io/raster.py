@@ -14,7 +14,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from medrefine.errors import InputError
+from medrefine.errors import InputError, ResourceError
 from medrefine.io._common import atomic_write, check_declared, existing, mask_dtype, spatial
 from medrefine.types import Volume
 
@@ -38,7 +38,9 @@ def read_png(path: str | Path) -> np.ndarray:
                 check_declared(p, (im.size[1], im.size[0], bands))
                 im.load()
                 arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ResourceError(f"{p}: the header declares too many pixels ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(f"{p}: not a readable image ({exc})") from exc
     return np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
 
@@ -123,6 +125,7 @@ def write_raster(mask: np.ndarray, like: Volume, path: str | Path) -> Path:
             lambda tmp: tifffile.imwrite(
                 tmp,
                 labels,
+                photometric="minisblack",
                 compression="zlib",
                 resolution=resolution,
                 resolutionunit=3 if resolution else None,
