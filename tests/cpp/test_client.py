@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,13 @@ import pytest
 
 import medrefine as mr
 from medrefine.samples import DATA, SAMPLES
+from medrefine.types import Mark
+
+pytestmark = pytest.mark.slow  # a CMake build and a live server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = "medrefine_refine_file"
+WALK = "medrefine_session_walk"
 TOKEN = "c++-client-test-token"
 REMOTE_FAILURE = 2  # the example's exit code for a failed call
 MODELS = ("nuclei-unet2d", "hippocampus-unet3d")  # what the server serves
@@ -49,7 +54,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prebuilt = os.environ.get("MEDREFINE_CLIENT_BUILD")
     if prebuilt:
         exe = Path(prebuilt) / EXE
-        assert exe.is_file(), f"MEDREFINE_CLIENT_BUILD={prebuilt} holds no {EXE}"
+        for name in (EXE, WALK):
+            assert (exe.parent / name).is_file(), (
+                f"MEDREFINE_CLIENT_BUILD={prebuilt} holds no {name}"
+            )
         return exe
     tools = ("cmake", "c++", "protoc", "grpc_cpp_plugin", "pkg-config")
     missing = [t for t in tools if shutil.which(t) is None]
@@ -60,7 +68,18 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
             _unavailable(f"pkg-config finds no {package} (see the README's system packages)")
     build = tmp_path_factory.mktemp("client-build")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    _run(["cmake", "-S", str(ROOT / "cpp/client"), "-B", str(build), *generator])
+    client_source = str(ROOT / "cpp/client")
+    _run(
+        [
+            "cmake",
+            "-S",
+            client_source,
+            "-B",
+            str(build),
+            *generator,
+            "-DMEDREFINE_CLIENT_BUILD_TESTS=ON",
+        ]
+    )
     _run(["cmake", "--build", str(build), "--parallel", "2"])
     return build / EXE
 
@@ -229,3 +248,83 @@ def test_an_installed_client_links_into_a_viewers_cmake_project(
     for name in MODELS:
         model = mr.load_model(name)
         assert models[name] == [str(model.spatial_dims), *model.class_names]
+
+
+def _crc(mask: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+
+
+def _walk_marks(mask: np.ndarray, truth: np.ndarray) -> tuple[list[str], list[Mark]]:
+    """A scribble where the network is wrong, a click in the last class and a box around class 1:
+    as command-line arguments and as marks."""
+    scribble = _scribble_where_wrong(mask, truth)
+    last = int(truth.max())
+    click = mr.Click(
+        label=last, point=tuple(np.argwhere(truth == last)[len(np.argwhere(truth == last)) // 2])
+    )
+    inside = np.argwhere(truth == 1)
+    box = mr.Box(label=1, start=tuple(inside.min(axis=0)), stop=tuple(inside.max(axis=0) + 1))
+
+    def coords(p: tuple[int, ...]) -> str:
+        return ",".join(str(int(c)) for c in p)
+
+    args = [
+        "--scribble",
+        f"{scribble.label}:{';'.join(coords(p) for p in scribble.points)}",
+        "--click",
+        f"{click.label}:{coords(click.point)}",
+        "--box",
+        f"1:{coords(box.start)}:{coords(box.stop)}",
+    ]
+    return args, [scribble, click, box]
+
+
+@pytest.mark.parametrize("sample", ["nuclei-stained", "hippocampus-007"])
+def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
+    client: Path, server: str, token_file: Path, sample: str
+) -> None:
+    """open, a refine on a scribble + click + box, undo, redo, get_mask, reset, undo, add_class."""
+    spec = SAMPLES[sample]
+    case = mr.load_sample(sample)
+    session = mr.Session(mr.load_model(spec.model))
+    spacing = case.spacing if spec.suffix == ".nii.gz" else None
+    opened = session.set_image(mr.Volume(np.ascontiguousarray(case.image), spacing=spacing))
+    args, marks = _walk_marks(opened, case.label)
+    for mark in marks:
+        session.add(mark)
+    refined = session.refine().mask
+    assert _crc(refined) != _crc(opened), "the marks must change the mask"
+    classes = session.num_classes
+    expected = {
+        "open": (1, _crc(opened)),
+        "refine": (2, _crc(refined)),
+        "undo": (3, _crc(session.undo())),
+        "redo": (4, _crc(session.redo())),
+        "get_mask": (4, _crc(session.mask)),
+        "reset": (5, _crc(session.reset())),
+        "undo_reset": (6, _crc(session.undo())),
+    }
+    walk = client.parent / WALK
+    command = [
+        str(walk),
+        "--target",
+        server,
+        "--model",
+        spec.model,
+        "--token-file",
+        str(token_file),
+    ]
+    command += ["--image", str(DATA / f"{sample}{spec.suffix}"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    steps = {w[1]: (int(w[3]), int(w[5])) for w in lines if w[0] == "step"}
+    assert steps == expected
+    assert all(int(w[7]) == classes for w in lines if w[0] == "step")
+    other = {w[0]: w[1:] for w in lines if w[0] != "step"}
+    assert other["undo_fresh"] == ["FAILED_PRECONDITION"]
+    iterations, events, received = (int(v) for v in other["refine"][1::2])
+    assert events == received == iterations > 0
+    assert other["add_class"] == ["label", str(classes), "classes", str(classes + 1)]
+    assert session.add_class("lesion") == classes
+    assert other["closed"] == ["1"]

@@ -1,4 +1,4 @@
-// Command line of medrefine_refine_file.
+// Command line of medrefine_refine_file, and the mark syntax the client's test programs share.
 #pragma once
 
 #include <string>
@@ -10,22 +10,28 @@ namespace medrefine::examples {
 
 /// What medrefine_refine_file was asked to do.
 struct Options {
-  std::string target;                       ///< server address, HOST:PORT
-  std::string model;                        ///< zoo model name, e.g. "nuclei-unet2d"
-  std::string image;                        ///< .png, .nii or .nii.gz file
-  std::vector<client::Scribble> scribbles;  ///< one per --scribble, in order
-  std::string token_file;                   ///< file whose first line is the bearer token
-  std::string root_cert_file;               ///< PEM roots: connect with TLS when set
+  std::string target;               ///< server address, HOST:PORT
+  std::string model;                ///< zoo model name, e.g. "nuclei-unet2d"
+  std::string image;                ///< .png, .nii or .nii.gz file
+  std::vector<client::Mark> marks;  ///< --scribble/--click/--box, in command-line order
+  std::string token_file;           ///< file whose first line is the bearer token
+  std::string root_cert_file;       ///< PEM roots: connect with TLS when set
 };
-
-/// Parses a scribble written `label:y0,x0;y1,x1;...` (2D) or `label:z0,y0,x0;...` (3D), pixel
-/// indices in array order, painted with `radius` pixels.
-///
-/// @throws std::invalid_argument naming what cannot be read.
-client::Scribble parse_scribble(const std::string& text, int radius);
 
 /// The usage text.
 const char* usage();
+
+/// A scribble written `LABEL:Y0,X0;Y1,X1;...` (2D) or `LABEL:Z0,Y0,X0;...` (3D), pixel indices
+/// in array order, painted with `radius` pixels.
+///
+/// @throws std::invalid_argument naming what cannot be read.
+client::Scribble parse_scribble(const std::string& text, std::uint32_t radius);
+
+/// A click written `LABEL:Y,X` or `LABEL:Z,Y,X`, with Python's default radius of 2 pixels.
+client::Click parse_click(const std::string& text);
+
+/// A box written `LABEL:Y0,X0:Y1,X1` (start inclusive, stop exclusive; Z first in 3D).
+client::Box parse_box(const std::string& text);
 
 /// Parses argv (without `--help`, which main() answers with usage()).
 ///

@@ -1,11 +1,11 @@
-// medrefine_refine_file: open a session on a PNG or NIfTI file, send scribbles, refine, and print
+// medrefine_refine_file: open a session on a PNG or NIfTI file, send marks, refine, and print
 // the label counts before and after with the round-trip time of every call.
 //
 // Output, one `key value...` line each (label counts as `label:pixels`, every class listed):
 //   session <id> backend <name> features_cached <0|1>
 //   open_ms <ms>
 //   labels_before 0:<n> 1:<n> ...
-//   add_ms <ms>                       (one line per scribble)
+//   add_ms <ms>                       (one line per mark)
 //   refine_ms <ms>
 //   refine iterations <n> satisfied <0|1> wrong_marks <n> marked_pixels <n> server_ms <ms>
 //   labels_after 0:<n> 1:<n> ...
@@ -66,9 +66,9 @@ int run(const medrefine::examples::Options& options) {
   std::printf("session %s backend %s features_cached %d\n", session.session_id().c_str(),
               session.backend().c_str(), session.features_cached() ? 1 : 0);
   print_counts("labels_before", session.mask(), session.status().class_names.size());
-  for (const auto& scribble : options.scribbles) {
+  for (const auto& mark : options.marks) {
     start = std::chrono::steady_clock::now();
-    session.add(scribble);
+    session.add(mark);
     print_ms("add", start);
   }
   start = std::chrono::steady_clock::now();
