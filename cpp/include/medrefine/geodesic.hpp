@@ -6,7 +6,9 @@
 //   from pixel a to pixel b costs l * (cost[a] + cost[b]) / 2; a path costs the sum of its steps.
 // - distance[i] is the least cost of a path from any seed to i (0 on seeds); +inf when that least
 //   cost exceeds `limit` or no path exists. Pixels are settled in order of distance and the search
-//   stops at `limit`, so the work is proportional to the pixels within it, not to the grid.
+//   stops at `limit`: the queue holds only pixels within it. Checking the cost, finding the seeds
+//   and writing the output each sweep the whole grid, so the work is the grid size plus
+//   P log P for the P pixels within `limit`; a small limit saves the search, not the sweeps.
 // - cost must be finite and >= 0 everywhere (checked); limit must be >= 0 (inf = no limit).
 #pragma once
 

@@ -22,6 +22,7 @@ from medrefine.engine.config import RefineConfig
 from medrefine.engine.constraints import Constraints
 from medrefine.engine.head import HeadRunner
 from medrefine.engine.objective import LossInputs, build_objective
+from medrefine.engine.threads import single_threaded
 from medrefine.types import RefineProgress
 
 __all__ = ["LoopOutcome", "RefineConfig", "Refiner", "trainable_parameters"]
@@ -150,12 +151,8 @@ class Refiner:
             cons.neg_index.size,
             hold,
         )
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # rows of a few thousand pixels: thread hand-offs cost more
-        try:
+        with single_threaded():  # rows of a few thousand pixels: thread hand-offs cost more
             return self._loop(evaluate, targets, params, anchors0, progress)
-        finally:
-            torch.set_num_threads(threads)
 
     def _loop(
         self,
