@@ -15,6 +15,7 @@ status code.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -132,7 +133,8 @@ class RemoteSession:
         preset: refinement settings, ``"default"``, ``"shifted"`` or ``"paper"``.
         token: bearer token, if the server requires one.
         tls: TLS settings (None: plaintext).
-        session_id: reopen (or create) this session id; None lets the server choose.
+        session_id: reopen (or create) this session id; None picks a new random one. The id
+            travels as ``x-session-id`` metadata on every call, for load balancers with affinity.
         progress: called with a :class:`medrefine.types.RefineProgress` before every gradient
             step of a refine; raising from it cancels the refine (the session stays as before).
         timeout: seconds allowed per call (None: no deadline).
@@ -167,7 +169,7 @@ class RemoteSession:
         self._channel = channel or connect(target, tls)
         self._stub = stub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._wanted_id = session_id
+        self._wanted_id = session_id or uuid.uuid4().hex
         self.session_id: str | None = None
         self.uploaded = False  # whether the last set_image sent the pixels
         self._mask: np.ndarray | None = None
@@ -179,11 +181,12 @@ class RemoteSession:
         self.last_mask_bytes = 0  # encoded size of the last mask update received
 
     # ----------------------------------------------------------------- calls
+    def _meta(self) -> tuple[tuple[str, str], ...]:
+        return (*self._metadata, ("x-session-id", self.session_id or self._wanted_id))
+
     def _call(self, method: str, request: Any) -> Any:
         try:
-            return getattr(self._stub, method)(
-                request, metadata=self._metadata, timeout=self.timeout
-            )
+            return getattr(self._stub, method)(request, metadata=self._meta(), timeout=self.timeout)
         except grpc.RpcError as exc:
             _raise(exc)
 
@@ -206,7 +209,7 @@ class RemoteSession:
             chunks = list(
                 self._stub.GetMask(
                     pb.GetMaskRequest(session_id=self._id()),
-                    metadata=self._metadata,
+                    metadata=self._meta(),
                     timeout=self.timeout,
                 )
             )
@@ -249,13 +252,13 @@ class RemoteSession:
             dtype=convert.dtype_to_proto(data.dtype),
             spacing=volume.spacing or (),
             affine=() if volume.affine is None else np.asarray(volume.affine).reshape(-1),
-            session_id=self._wanted_id or "",
+            session_id=self._wanted_id,
             digest=hashlib.sha256(data.data).hexdigest(),
             preset=PRESETS[self.preset],
         )
         if self.session_id is not None:  # a new image starts a new session, as in process
             self.close_session()
-            header.session_id = ""
+            header.session_id = self._wanted_id = uuid.uuid4().hex
         response = self._open(iter([pb.OpenSessionRequest(header=header)]))
         self.uploaded = response.image_required
         if response.image_required:

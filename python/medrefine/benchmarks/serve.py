@@ -1,7 +1,7 @@
 """``medrefine bench serve``: what the gRPC service costs over an in-process session.
 
-Measured against a real server on a loopback port in this process (the same cores serve and
-refine, so the figures include that contention):
+Measured against a real ``medrefine serve`` process on a loopback port (the client runs here,
+on the same cores):
 
 - refine round trip minus the server's own refine time, for 2D 512^2 (nuclei) and 3D 128^3
   (hippocampus), beside the in-process refine time of the same marks (the baseline);
@@ -15,18 +15,25 @@ refine, so the figures include that contention):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
 
 import medrefine as mr
 from medrefine.client import RemoteSession, stub
+from medrefine.errors import ResourceError
 from medrefine.eval.report import machine
-from medrefine.serve import ServerConfig, convert, create_server
+from medrefine.serve import convert
 from medrefine.v1 import refine_pb2 as pb
 
 
@@ -116,7 +123,7 @@ def _upload(target: str, repeats: int) -> tuple[float, float, float]:
         digest="0" * 64,  # never matches: the server reads, hashes and refuses, no backbone
     )
 
-    def stream() -> object:
+    def stream() -> Iterator[pb.OpenSessionRequest]:
         yield pb.OpenSessionRequest(header=header)
         for at in range(0, len(raw), convert.CHUNK_BYTES):
             yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + convert.CHUNK_BYTES]))
@@ -166,13 +173,30 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+@contextlib.contextmanager
+def _server(workers: int) -> Iterator[str]:
+    """A ``medrefine serve`` subprocess on a free loopback port; yields its target."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        cmd = [sys.executable, "-m", "medrefine.cli", "serve", "--port", "0"]
+        cmd += ["--port-file", str(port_file), "--workers", str(workers), "--log-level", "WARNING"]
+        cmd += ["--models", "nuclei-unet2d,hippocampus-unet3d"]
+        proc = subprocess.Popen(cmd)
+        try:
+            deadline = time.monotonic() + 300
+            while not port_file.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ResourceError("medrefine serve did not start")
+                time.sleep(0.1)
+            yield f"127.0.0.1:{int(port_file.read_text())}"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
 def run(args: argparse.Namespace) -> int:
-    config = ServerConfig(models=("nuclei-unet2d", "hippocampus-unet3d"), workers=args.workers)
-    server, port = create_server("127.0.0.1:0", config)
-    server.start()
-    target = f"127.0.0.1:{port}"
     say: Callable[[str], None] = print
-    try:
+    with _server(args.workers) as target:
         say(f"Machine: {machine()}; server workers {args.workers}.\n")
         rows = [
             _overhead(target, "nuclei-unet2d", _scene_2d(), args.refines),
@@ -203,8 +227,6 @@ def run(args: argparse.Namespace) -> int:
             conc.append([str(n), str(len(t)), f"{_pct(t, 50):.0f}", f"{_pct(t, 95):.0f}"])
         head = ["sessions at once (2D 512^2)", "refines", "round trip p50 ms", "p95 ms"]
         say(_table(head, conc))
-    finally:
-        server.stop(grace=1.0)
     return 0
 
 

@@ -70,9 +70,11 @@ def pack(labels: np.ndarray, bits: int) -> bytes:
     per = 8 // bits
     padded = np.zeros(-(-flat.size // per) * per, np.uint8)
     padded[: flat.size] = flat
-    shifts = (np.arange(per, dtype=np.uint8) * bits).astype(np.uint8)
-    packed = np.bitwise_or.reduce(padded.reshape(-1, per) << shifts, axis=1)
-    return packed.astype(np.uint8).tobytes()
+    groups = padded.reshape(-1, per)
+    packed = groups[:, 0].copy()
+    for k in range(1, per):
+        packed |= groups[:, k] << np.uint8(k * bits)
+    return packed.tobytes()
 
 
 def unpack(data: bytes, bits: int, count: int) -> np.ndarray:
@@ -89,9 +91,11 @@ def unpack(data: bytes, bits: int, count: int) -> np.ndarray:
     if bits == 1:
         return np.unpackbits(raw, count=count, bitorder="little")
     per = 8 // bits
-    shifts = (np.arange(per, dtype=np.uint8) * bits).astype(np.uint8)
-    values = (raw[:, None] >> shifts) & np.uint8((1 << bits) - 1)
-    return values.reshape(-1)[:count].astype(np.uint8)
+    low = np.uint8((1 << bits) - 1)
+    out = np.empty((raw.size, per), np.uint8)
+    for k in range(per):
+        np.bitwise_and(raw >> np.uint8(k * bits), low, out=out[:, k])
+    return out.reshape(-1)[:count]
 
 
 def mask_dtype(bits: int) -> type[np.integer]:
@@ -110,12 +114,14 @@ def changed_box(old: np.ndarray | None, new: np.ndarray) -> tuple[tuple[int, ...
     if old is None or old.shape != new.shape:
         return (0,) * new.ndim, tuple(new.shape)
     diff = old != new
-    if not diff.any():
+    rows = np.flatnonzero(diff.reshape(diff.shape[0], -1).any(axis=1))
+    if rows.size == 0:
         return (0,) * new.ndim, (0,) * new.ndim
-    start, stop = [], []
-    for axis in range(new.ndim):
+    start, stop = [int(rows[0])], [int(rows[-1]) + 1]
+    sub = diff[start[0] : stop[0]]  # the rest of the search stays inside the changed rows
+    for axis in range(1, new.ndim):
         others = tuple(a for a in range(new.ndim) if a != axis)
-        hit = np.flatnonzero(diff.any(axis=others))
+        hit = np.flatnonzero(sub.any(axis=others))
         start.append(int(hit[0]))
         stop.append(int(hit[-1]) + 1)
     return tuple(start), tuple(stop)

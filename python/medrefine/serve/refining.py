@@ -61,6 +61,30 @@ def _refine(
     return entry.session.refine(progress=hook)
 
 
+def _work(
+    entry: Entry,
+    compute: threading.BoundedSemaphore,
+    request: pb.RefineRequest,
+    context: grpc.ServicerContext,
+    journal: JournalFn,
+    out: queue.Queue[Any],
+) -> pb.RefineEvent:
+    """Refine under the session's lock and a compute slot, journal it; the result event."""
+    with entry.lock, compute:
+        if entry.closed:
+            raise NotFoundError(f"session {entry.id!r} was closed")
+        result = _refine(entry, context, request.options.progress, out)
+        journal(entry, "refine")
+        entry.new_version(result.mask)
+        return pb.RefineEvent(
+            result=pb.RefineResponse(
+                mask=entry.update(request.known_version),
+                summary=convert.summary_to_proto(result),
+                status=entry.status(),
+            )
+        )
+
+
 def run_refine(
     entry: Entry,
     compute: threading.BoundedSemaphore,
@@ -68,23 +92,19 @@ def run_refine(
     context: grpc.ServicerContext,
     journal: JournalFn,
 ) -> Iterator[pb.RefineEvent]:
-    """Refine ``entry``'s session; yields progress events (if asked) and then the result."""
+    """Refine ``entry``'s session; yields progress events (if asked) and then the result.
+
+    Without progress events the refine runs in the handler's thread; with them, in a worker
+    thread whose events the handler yields as they come.
+    """
     out: queue.Queue[Any] = queue.Queue()
+    if not request.options.progress:
+        yield _work(entry, compute, request, context, journal, out)
+        return
 
     def work() -> None:
         try:
-            with entry.lock, compute:
-                if entry.closed:
-                    raise NotFoundError(f"session {entry.id!r} was closed")
-                result = _refine(entry, context, request.options.progress, out)
-                journal(entry, "refine")
-                entry.new_version(result.mask)
-                response = pb.RefineResponse(
-                    mask=entry.update(request.known_version),
-                    summary=convert.summary_to_proto(result),
-                    status=entry.status(),
-                )
-            out.put(pb.RefineEvent(result=response))
+            out.put(_work(entry, compute, request, context, journal, out))
         except Exception as exc:
             out.put(exc)
 
