@@ -76,6 +76,9 @@ _ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
 }
 
 
+_NOT_LIVE = "no open session"  # the server's NOT_FOUND for a session it does not hold now
+
+
 def _raise(exc: grpc.RpcError) -> NoReturn:
     code: grpc.StatusCode = exc.code()
     details = exc.details() or code.name
@@ -179,16 +182,38 @@ class RemoteSession:
         self._pending: list[Mark] = []
         self.resumed = False  # whether set_image found the session already on the server
         self.last_mask_bytes = 0  # encoded size of the last mask update received
+        self._opened: tuple[pb.OpenSessionHeader, np.ndarray] | None = None  # to reopen
 
     # ----------------------------------------------------------------- calls
     def _meta(self) -> tuple[tuple[str, str], ...]:
         return (*self._metadata, ("x-session-id", self.session_id or self._wanted_id))
 
     def _call(self, method: str, request: Any) -> Any:
+        """Call ``method``; if the server no longer holds the session (restarted, or another
+        replica), reopen it by id (the server replays its journal) and call once more."""
+        try:
+            return self._invoke(method, request)
+        except RemoteNotFoundError as exc:
+            if not self._reopen_after(exc):
+                raise
+            if hasattr(request, "known_version"):
+                request.known_version = self._version
+            return self._invoke(method, request)
+
+    def _invoke(self, method: str, request: Any) -> Any:
         try:
             return getattr(self._stub, method)(request, metadata=self._meta(), timeout=self.timeout)
         except grpc.RpcError as exc:
             _raise(exc)
+
+    def _reopen_after(self, exc: RemoteNotFoundError) -> bool:
+        """Reopen the session if ``exc`` says it is not live here; whether that was done."""
+        if self._opened is None or self.session_id is None or _NOT_LIVE not in str(exc):
+            return False
+        header, data = self._opened
+        header.session_id = self.session_id
+        self._start(header, data)
+        return True
 
     def _id(self) -> str:
         if self.session_id is None:
@@ -205,16 +230,18 @@ class RemoteSession:
         return self._mask.copy()
 
     def _fetch_mask(self) -> np.ndarray:
+        def fetch() -> list[pb.MaskChunk]:
+            try:
+                return list(self._invoke("GetMask", pb.GetMaskRequest(session_id=self._id())))
+            except grpc.RpcError as exc:
+                _raise(exc)
+
         try:
-            chunks = list(
-                self._stub.GetMask(
-                    pb.GetMaskRequest(session_id=self._id()),
-                    metadata=self._meta(),
-                    timeout=self.timeout,
-                )
-            )
-        except grpc.RpcError as exc:
-            _raise(exc)
+            chunks = fetch()
+        except RemoteNotFoundError as exc:
+            if not self._reopen_after(exc):
+                raise
+            chunks = fetch()
         header = chunks[0].header
         data = b"".join(c.data for c in chunks[1:])
         delta = pb.MaskDelta(
@@ -259,6 +286,13 @@ class RemoteSession:
         if self.session_id is not None:  # a new image starts a new session, as in process
             self.close_session()
             header.session_id = self._wanted_id = uuid.uuid4().hex
+        self._opened = None
+        mask = self._start(header, data)
+        self._opened = (header, data)
+        return mask
+
+    def _start(self, header: pb.OpenSessionHeader, data: np.ndarray) -> np.ndarray:
+        """OpenSession: header only first (the server may hold the image), then with pixels."""
         response = self._open(iter([pb.OpenSessionRequest(header=header)]))
         self.uploaded = response.image_required
         if response.image_required:
@@ -267,8 +301,9 @@ class RemoteSession:
         self._shape = tuple(response.spatial_shape)
         self._mask, self._version = None, 0
         self._status = response.status
-        self._pending = []
         self.resumed = response.resumed
+        if not response.status.pending_marks:
+            self._pending = []
         return self._apply(response.mask)
 
     def _upload(
@@ -280,7 +315,7 @@ class RemoteSession:
             yield pb.OpenSessionRequest(chunk=bytes(raw[at : at + step]))
 
     def _open(self, requests: Iterator[pb.OpenSessionRequest]) -> pb.OpenSessionResponse:
-        response: pb.OpenSessionResponse = self._call("OpenSession", requests)
+        response: pb.OpenSessionResponse = self._invoke("OpenSession", requests)
         return response
 
     # ----------------------------------------------------------------- marks
@@ -303,7 +338,20 @@ class RemoteSession:
             options=pb.RefineOptions(progress=self.progress is not None),
             known_version=self._version,
         )
-        call = self._call("Refine", request)
+        try:
+            result = self._refine_stream(request)
+        except RemoteNotFoundError as exc:
+            if not self._reopen_after(exc):
+                raise
+            request.known_version = self._version
+            result = self._refine_stream(request)
+        mask = self._apply(result.mask)
+        self._status = result.status
+        self._pending = []
+        return convert.summary_from_proto(result.summary, mask, len(self._shape))
+
+    def _refine_stream(self, request: pb.RefineRequest) -> pb.RefineResponse:
+        call = self._invoke("Refine", request)
         result: pb.RefineResponse | None = None
         try:
             for event in call:
@@ -322,10 +370,7 @@ class RemoteSession:
             _raise(exc)
         if result is None:
             raise RemoteError("refine stream ended without a result", grpc.StatusCode.INTERNAL)
-        mask = self._apply(result.mask)
-        self._status = result.status
-        self._pending = []
-        return convert.summary_from_proto(result.summary, mask, len(self._shape))
+        return result
 
     # --------------------------------------------------------------- history
     def _step(self, method: str) -> np.ndarray:

@@ -22,8 +22,8 @@ class Served:
     journal_dir: Path | None
 
 
-def start(config: ServerConfig) -> Served:
-    server, port = create_server("127.0.0.1:0", config)
+def start(config: ServerConfig, port: int = 0) -> Served:
+    server, port = create_server(f"127.0.0.1:{port}", config)
     server.start()
     return Served(server, f"127.0.0.1:{port}", config.journal_dir)
 

@@ -128,3 +128,31 @@ def test_sigkill_and_restart_replays_to_the_same_mask(tmp_path: Path, nuclei: np
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_client_carries_on_across_a_server_restart(tmp_path: Path, nuclei: np.ndarray) -> None:
+    """The same RemoteSession object: its next call finds the session gone, reopens it by id
+    (re-sending the image), and the call goes through on the replayed session."""
+    config = ServerConfig(models=("nuclei-unet2d",), journal_dir=tmp_path)
+    first = start(config)
+    port = first.target.rsplit(":", 1)[1]
+    remote = RemoteSession(first.target, "nuclei-unet2d")
+    remote.set_image(nuclei)
+    remote.add(marks_2d()[0])
+    remote.refine()
+    first.server.stop(grace=0)
+    second = start(config, port=int(port))  # the same address, as a restarted server
+    try:
+        remote.add(marks_2d()[1])
+        assert remote.resumed and remote.uploaded
+        refined = remote.refine().mask
+        local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+        local.set_image(nuclei)
+        local.add(marks_2d()[0])
+        local.refine()
+        local.add(marks_2d()[1])
+        np.testing.assert_array_equal(refined, local.refine().mask)
+        np.testing.assert_array_equal(remote.mask, remote.get_mask())
+    finally:
+        remote.close()
+        second.server.stop(grace=0)
