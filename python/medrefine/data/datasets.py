@@ -65,6 +65,8 @@ class Dataset:
         key = {"dsb2018": "image_id", "hc18": "image"}.get(self.kind, "case")
         if self.kind == "nnunet":
             groups = None  # the layout has no acquisition groups
+            if split == "test" and all(r["suggested_split"] == "train" for r in self.rows):
+                split = "train"  # imagesTr alone: evaluate on its cases
         return [
             r[key]
             for r in self.rows

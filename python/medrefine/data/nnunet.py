@@ -7,7 +7,7 @@ truth ``labelsTs/CASE{file_ending}``, and likewise ``imagesTr/``, ``labelsTr/``.
 :func:`medrefine.io.read_volume` reads will do.
 
 Splits: ``test`` is the imagesTs cases that have a label; a folder without any is evaluated on
-its imagesTr cases (they then form the test split). ``train`` is the imagesTr cases.
+its imagesTr cases (``Dataset.ids("test")`` gives them). ``train`` is the imagesTr cases.
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def scan(root: Path) -> NnunetLayout:
     names = _labels(meta_path, meta.get("labels"))
     test, train = _cases(root, "Ts", ending), _cases(root, "Tr", ending)
     rows = [{"case": c, "suggested_split": "test", "folder": "Ts"} for c in test]
-    tr_split = "train" if test else "test"
-    rows += [{"case": c, "suggested_split": tr_split, "folder": "Tr"} for c in train]
+    rows += [{"case": c, "suggested_split": "train", "folder": "Tr"} for c in train]
     if not rows:
         raise InputError(
             f"{root}: no labelled case: expected imagesTs/CASE_0000{ending} with "
