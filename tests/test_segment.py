@@ -148,3 +148,16 @@ def test_a_mask_from_a_remote_session_keeps_the_geometry(
     np.testing.assert_array_equal(back.array, remote_mask)
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-5)
     assert back.spacing == pytest.approx(volume.spacing)
+
+
+def test_segment_a_shipped_png_to_png_and_tiff(tmp_path: Path) -> None:
+    image = DATA / "nuclei-stained.png"
+    expected = mr.Session(mr.load_model("nuclei-unet2d")).set_image(read_volume(image))
+    for name in ("mask.png", "mask.tif"):
+        out = tmp_path / name
+        assert (
+            main(["segment", str(image), "--model", "nuclei-unet2d", "--out", str(out), "--quiet"])
+            == 0
+        )
+        np.testing.assert_array_equal(read_volume(out).array, expected)
+    assert expected.any()
