@@ -163,7 +163,11 @@ def load_image(
     head = copy.deepcopy(model.head).eval()  # W' <- W_h, per image
     runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
     logits = runner.predict()
-    params0 = {k: v.detach().clone() for k, v in head.named_parameters()}
+    # W0 as the session has always taken it: a clone still attached to the head's parameters,
+    # so the alpha term ||W - W0|| passes no gradient until add_class re-takes W0 detached.
+    # Detaching here changes every accuracy figure (docs/results); left for the objective's
+    # owners to decide, not changed silently.
+    params0 = {k: v.clone() for k, v in head.named_parameters()}
     mask = _argmax(logits)
     initial = SessionState(
         (),

@@ -105,6 +105,14 @@ def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tenso
         raise UnsupportedModelError("backbone + head do not reproduce the network's output")
 
 
+def as_given(spatial_dims: int) -> Preprocessing:
+    """The default preprocessing of a user's network: its input exactly as the user's array
+    (float32, channel axis added if absent), no normalisation, no padding, so a session's
+    network mask equals ``net(x).argmax(1)``. Pass a :class:`Preprocessing` to z-score or pad
+    (the zoo models carry their own)."""
+    return Preprocessing(spatial_dims, normalize=False)
+
+
 class _TupleBackbone(nn.Module):
     """Makes a backbone that returns one tensor return a 1-tuple."""
 
@@ -176,6 +184,9 @@ class SplitModel:
     ) -> SplitModel:
         """Split ``net`` at the submodules named in ``head`` (dotted names, e.g. ``"dec1"``).
 
+        ``preprocessing`` None gives the network exactly the user's image (:func:`as_given`:
+        no normalisation, no padding); pass a :class:`Preprocessing` for anything else.
+
         The split is checked on ``example`` (an input ``(1, C, *spatial)``; by default random
         values of 64 pixels per axis (32 in 3D), at least twice the preprocessing's pad multiple,
         with C read off the first convolution): backbone
@@ -191,7 +202,7 @@ class SplitModel:
             ) from exc
         back, hd, _ = _split_graph(gm, list(head))
         backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
-        prep = preprocessing or Preprocessing(spatial_dims)
+        prep = preprocessing or as_given(spatial_dims)
         probe = example if example is not None else _probe(net, spatial_dims, prep.multiple)
         _verify(net, backbone, head_gm, probe)
         return cls(backbone, head_gm, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
@@ -206,8 +217,9 @@ class SplitModel:
         preprocessing: Preprocessing | None = None,
         **kwargs: object,
     ) -> SplitModel:
-        """Use an explicit backbone (returning a tensor or a tuple of tensors) and head."""
-        prep = preprocessing or Preprocessing(spatial_dims)
+        """Use an explicit backbone (returning a tensor or a tuple of tensors) and head;
+        ``preprocessing`` None feeds the user's image unchanged (:func:`as_given`)."""
+        prep = preprocessing or as_given(spatial_dims)
         return cls(_TupleBackbone(backbone), head, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -232,7 +244,9 @@ class SplitModel:
         :class:`~medrefine.backends.OnnxRuntimeBackend` on ``providers`` (by default the best
         available of TensorRT, CUDA, CPU). The split is checked on ``example`` (an input
         ``(1, C, *spatial)`` float32; by default random, C and fixed sizes read off the graph):
-        frozen graph then head must reproduce the network's output.
+        frozen graph then head must reproduce the network's output. ``preprocessing`` None feeds
+        the network the user's image unchanged (:func:`as_given`: float32, no normalisation, no
+        padding, so ONNX shapes fixed by the graph must match the image).
 
         :func:`medrefine.onnx.scope_nodes` finds the nodes PyTorch exported for a submodule,
         e.g. ``scope_nodes(path, "head")``.
@@ -251,7 +265,7 @@ class SplitModel:
         """
         from medrefine.onnx.split import split_onnx
 
-        prep = preprocessing or Preprocessing(spatial_dims)
+        prep = preprocessing or as_given(spatial_dims)
         parts = split_onnx(path, cut, spatial_dims, example, providers, prep.multiple)
         return cls(
             parts.backbone,
