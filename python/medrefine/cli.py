@@ -55,7 +55,7 @@ def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
-    names = ["grow", "geodesic", "engine", "latency", "accuracy", "report", "serve"]
+    names = ["grow", "geodesic", "engine", "latency", "accuracy", "report", "serve", "memory"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 

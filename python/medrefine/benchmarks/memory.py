@@ -1,0 +1,138 @@
+"""Benchmark ``medrefine bench memory``: resident memory of a long 3D session and of set_image.
+
+Each scenario runs in a fresh child process (``python -m medrefine.benchmarks.memory --child``),
+so one scenario's allocations never count against another. The child reports its resident set
+(``VmRSS``) and its peak so far (``VmHWM``) from ``/proc/self/status`` after each checkpoint; the
+parent adds ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` as a cross-check.
+
+Scenarios (``hippocampus-unet3d``, a smooth synthetic volume, no feature cache):
+
+- ``session``: ``set_image`` on ``(128, 256, 256)`` (z, y, x), then ``--interactions`` refines of
+  one click each (labels cycle through the classes, positions drawn from a seeded generator).
+- ``set_image``: ``set_image`` alone on ``(256, 256, 128)``.
+
+Run it as ``medrefine bench memory`` or ``python -m medrefine.benchmarks.memory``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SESSION_SHAPE = (128, 256, 256)
+SET_IMAGE_SHAPE = (256, 256, 128)
+_MIB = 1 << 20
+
+
+def _status_mib() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process in MiB, from /proc/self/status."""
+    values = {}
+    with Path("/proc/self/status").open(encoding="ascii") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
+
+
+def _report(label: str) -> None:
+    rss, hwm = _status_mib()
+    print(json.dumps({"at": label, "rss_mib": round(rss, 1), "peak_mib": round(hwm, 1)}))
+    sys.stdout.flush()
+
+
+def _volume(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A smooth float32 volume of ``shape`` with a few bright blobs (values about 0..1000)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    small = rng.standard_normal(tuple(max(s // 8, 2) for s in shape)).astype(np.float32)
+    zoom = [s / t for s, t in zip(shape, small.shape, strict=True)]
+    big = ndimage.zoom(small, zoom, order=1)[tuple(slice(0, s) for s in shape)]
+    return np.asarray(500.0 + 200.0 * big, dtype=np.float32)
+
+
+def _child(scenario: str, interactions: int, seed: int) -> None:
+    import medrefine as mr
+
+    _report("start")
+    model = mr.load_model("hippocampus-unet3d")
+    session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0))
+    shape = SESSION_SHAPE if scenario == "session" else SET_IMAGE_SHAPE
+    image = _volume(shape, seed)
+    _report("loaded")
+    session.set_image(image)
+    del image
+    _report("set_image")
+    if scenario != "session":
+        return
+    rng = np.random.default_rng(seed)
+    k = session.num_classes
+    for i in range(interactions):
+        point = tuple(int(rng.integers(4, s - 4)) for s in shape)
+        session.add(mr.Click(label=i % k, point=point, radius=2))
+        session.refine()
+        if (i + 1) % 10 == 0 or i == 0:
+            _report(f"refine {i + 1}")
+
+
+def measure(scenario: str, interactions: int = 50, seed: int = 0) -> list[dict[str, Any]]:
+    """Run ``scenario`` in a child process; its checkpoints, then the child's ru_maxrss."""
+    cmd = [sys.executable, "-m", "medrefine.benchmarks.memory", "--child", scenario]
+    cmd += ["--interactions", str(interactions), "--seed", str(seed)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows: list[dict[str, Any]] = [json.loads(line) for line in out.splitlines() if line]
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB -> MiB
+    rows.append({"at": "ru_maxrss (all children so far)", "peak_mib": round(maxrss, 1)})
+    return rows
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``memory`` on an argparse subparsers object."""
+    parser = subparsers.add_parser("memory", help="resident memory of a 3D session and set_image")
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", choices=("session", "set_image", "both"), default="both", help="what to run"
+    )
+    parser.add_argument("--interactions", type=int, default=50, help="refines in 'session'")
+    parser.add_argument("--seed", type=int, default=0, help="volume and click seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen scenarios and print each checkpoint (MiB)."""
+    names = ("session", "set_image") if args.scenario == "both" else (args.scenario,)
+    for name in names:
+        shape = SESSION_SHAPE if name == "session" else SET_IMAGE_SHAPE
+        print(f"{name} on {shape} (z, y, x):")
+        for row in measure(name, args.interactions, args.seed):
+            rss = row.get("rss_mib")
+            rss_text = f"rss {rss:8.1f} MiB  " if rss is not None else " " * 19
+            print(f"  {row['at']:<34} {rss_text}peak {row['peak_mib']:8.1f} MiB")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medrefine.benchmarks.memory")
+    _add_arguments(parser)
+    parser.add_argument("--child", choices=("session", "set_image"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.interactions, args.seed)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
