@@ -17,7 +17,6 @@ import numpy as np
 from tqdm import tqdm
 
 import medrefine as mr
-from medrefine.errors import InputError
 from medrefine.io import load_interactions, read_volume, write_mask
 from medrefine.io.interactions import RecordedInteraction
 from medrefine.types import RefineProgress
@@ -57,7 +56,10 @@ def replay(
         if entry.kind == "refine":
             for mark in entry.marks:
                 session.add(mark)
-            session.refine(progress) if progress is not None else session.refine()
+            if progress is not None:
+                session.refine(progress)
+            else:  # a RemoteSession takes its progress callback at construction
+                session.refine()
         elif entry.kind == "add_class":
             session.add_class(entry.class_name)
         elif entry.kind == "undo":
@@ -114,8 +116,6 @@ def segment(
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.interactions is not None and not Path(args.interactions).suffix == ".json":
-        raise InputError(f"{args.interactions}: an interactions file ends in .json")
     done = segment(args.image, args.model, args.out, args.interactions, not args.quiet)
     labels, counts = np.unique(done.mask, return_counts=True)
     summary = ", ".join(
