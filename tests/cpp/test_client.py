@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -146,49 +147,62 @@ def _parse_counts(values: list[str]) -> dict[int, int]:
     return {int(k): int(v) for k, v in (item.split(":") for item in values)}
 
 
-@pytest.mark.parametrize("sample", ["nuclei-stained", "hippocampus-007"])
-def test_example_prints_the_label_counts_of_the_in_process_session(
-    client: Path, server: str, token_file: Path, sample: str
+def _check_example(
+    client: Path,
+    server: str,
+    token_file: Path,
+    model_name: str,
+    path: Path,
+    case: tuple[np.ndarray, np.ndarray, tuple[float, ...] | None],
 ) -> None:
-    spec = SAMPLES[sample]
-    case = mr.load_sample(sample)
-    model = mr.load_model(spec.model)
+    """Runs the example on ``path`` and compares its counts with the in-process session's on
+    ``case``: the file's pixels in C order, its ground truth and the spacing the file carries
+    (a PNG read by Pillow is a channel-last view, which the backbone may round differently)."""
+    image, truth, spacing = case
+    model = mr.load_model(model_name)
     session = mr.Session(model)
-    # What the client sends: the pixels in C order (a PNG read by Pillow is a channel-last view,
-    # which the backbone may round differently) and the spacing the file itself carries.
-    spacing = case.spacing if spec.suffix == ".nii.gz" else None
-    before = session.set_image(mr.Volume(np.ascontiguousarray(case.image), spacing=spacing))
-    scribble = _scribble_where_wrong(before, case.label)
+    before = session.set_image(mr.Volume(np.ascontiguousarray(image), spacing=spacing))
+    scribble = _scribble_where_wrong(before, truth)
     session.add(scribble)
     after = session.refine().mask
     classes = model.num_classes
     assert _counts(after, classes) != _counts(before, classes), "the scribble must change the mask"
 
     points = ";".join(",".join(str(int(c)) for c in p) for p in scribble.points)
-    result = subprocess.run(
-        [
-            str(client),
-            "--target",
-            server,
-            "--model",
-            spec.model,
-            "--image",
-            str(DATA / f"{sample}{spec.suffix}"),
-            "--scribble",
-            f"{scribble.label}:{points}",
-            "--token-file",
-            str(token_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [str(client), "--target", server, "--model", model_name, "--image", str(path)]
+    command += ["--scribble", f"{scribble.label}:{points}", "--token-file", str(token_file)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = _parse(result.stdout)
     assert _parse_counts(out["labels_before"]) == _counts(before, classes)
     assert _parse_counts(out["labels_after"]) == _counts(after, classes)
     for call in ("open", "add", "refine", "close"):
         assert float(out[f"{call}_ms"][0]) > 0.0
+
+
+@pytest.mark.parametrize("sample", ["nuclei-stained", "hippocampus-007"])
+def test_example_prints_the_label_counts_of_the_in_process_session(
+    client: Path, server: str, token_file: Path, sample: str
+) -> None:
+    spec = SAMPLES[sample]
+    case = mr.load_sample(sample)
+    spacing = case.spacing if spec.suffix == ".nii.gz" else None
+    path = DATA / f"{sample}{spec.suffix}"
+    _check_example(client, server, token_file, spec.model, path, (case.image, case.label, spacing))
+
+
+def test_an_image_of_several_chunks_arrives_whole(
+    client: Path, server: str, token_file: Path, tmp_path: Path
+) -> None:
+    """A 3D image of 2.9 MiB float32 (three 1 MiB chunks) in a NIfTI file with 0.8 mm voxels."""
+    case = mr.load_sample("hippocampus-007")
+    image = np.tile(case.image, (3, 2, 2))
+    truth = np.tile(case.label, (3, 2, 2))
+    assert image.nbytes > 2 << 20
+    path = tmp_path / "tiled.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.diag([0.8, 0.8, 0.8, 1.0])), path)
+    spacing = (0.8, 0.8, 0.8)
+    _check_example(client, server, token_file, "hippocampus-unet3d", path, (image, truth, spacing))
 
 
 @pytest.mark.parametrize(
