@@ -20,15 +20,19 @@ Every method implements :class:`SeedMethod`: ``segment(image, seeds, num_classes
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from medrefine.errors import NotFoundError
 from medrefine.eval.baselines.base import SeedBaseline, SeedMethod, SeedProblem
-from medrefine.eval.baselines.geodesic import GeodesicNearestSeed
-from medrefine.eval.baselines.grabcut import GrabCut
-from medrefine.eval.baselines.graphcut import BoykovJollyGraphCut
-from medrefine.eval.baselines.random_walker import RandomWalker
-from medrefine.eval.baselines.watershed import MarkerWatershed
+
+if TYPE_CHECKING:
+    from medrefine.eval.baselines.geodesic import GeodesicNearestSeed
+    from medrefine.eval.baselines.grabcut import GrabCut
+    from medrefine.eval.baselines.graphcut import BoykovJollyGraphCut
+    from medrefine.eval.baselines.random_walker import RandomWalker
+    from medrefine.eval.baselines.watershed import MarkerWatershed
 
 __all__ = [
     "BASELINES",
@@ -43,14 +47,45 @@ __all__ = [
     "get_baseline",
 ]
 
-#: Registry: name -> factory of the method with its default settings.
-BASELINES: dict[str, Callable[[], SeedMethod]] = {
-    GrabCut.name: GrabCut,
-    GeodesicNearestSeed.name: GeodesicNearestSeed,
-    BoykovJollyGraphCut.name: BoykovJollyGraphCut,
-    RandomWalker.name: RandomWalker,
-    MarkerWatershed.name: MarkerWatershed,
+#: Where each method lives: name -> (module, class). A module is imported on first use only, so
+#: the libraries of the ``eval`` extra (OpenCV, PyMaxflow, SimpleITK) are needed only by the
+#: methods that use them.
+_WHERE: dict[str, tuple[str, str]] = {
+    "grabcut": ("medrefine.eval.baselines.grabcut", "GrabCut"),
+    "geodesic": ("medrefine.eval.baselines.geodesic", "GeodesicNearestSeed"),
+    "graphcut": ("medrefine.eval.baselines.graphcut", "BoykovJollyGraphCut"),
+    "random_walker": ("medrefine.eval.baselines.random_walker", "RandomWalker"),
+    "watershed": ("medrefine.eval.baselines.watershed", "MarkerWatershed"),
 }
+
+
+def _load(module: str, cls: str) -> Any:
+    return getattr(importlib.import_module(module), cls)
+
+
+def _factory(module: str, cls: str) -> Callable[[], SeedMethod]:
+    """A factory that imports ``module`` when first called."""
+
+    def build() -> SeedMethod:
+        method: SeedMethod = _load(module, cls)()
+        return method
+
+    build.__name__ = cls
+    return build
+
+
+#: Registry: name -> factory of the method with its default settings (imports on first call).
+BASELINES: dict[str, Callable[[], SeedMethod]] = {
+    name: _factory(*where) for name, where in _WHERE.items()
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The method classes, imported on first access (``baselines.GrabCut`` needs OpenCV)."""
+    for module, cls in _WHERE.values():
+        if cls == name:
+            return _load(module, cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_baseline(name: str) -> SeedMethod:
