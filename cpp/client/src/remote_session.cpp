@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <utility>
 
@@ -102,6 +103,15 @@ RefineProgress from_proto(const v1::RefineProgress& p) {
   return {p.iteration(), p.max_iterations(), p.loss(), p.wrong_marks()};
 }
 
+/// 32 random lowercase hex digits (128 bits), like Python's uuid4().hex.
+std::string random_session_id() {
+  std::random_device device;
+  std::uniform_int_distribution<int> digit(0, 15);
+  std::string id(32, '0');
+  for (char& c : id) c = "0123456789abcdef"[digit(device)];
+  return id;
+}
+
 void check(const grpc::Status& status) {
   if (!status.ok()) throw RemoteError(status.error_code(), status.error_message());
 }
@@ -123,6 +133,7 @@ struct RemoteSession::State {
   ConnectOptions options;
   std::unique_ptr<v1::Refiner::Stub> stub;
   std::string session_id;
+  std::string routing_id;  // sent as x-session-id, from open() on, for session-affine balancers
   Mask mask;
   SessionStatus status;
   bool features_cached = false;
@@ -135,6 +146,7 @@ struct RemoteSession::State {
     if (!options.bearer_token.empty()) {
       ctx->AddMetadata("authorization", "Bearer " + options.bearer_token);
     }
+    if (!routing_id.empty()) ctx->AddMetadata("x-session-id", routing_id);
     return ctx;
   }
 
@@ -278,8 +290,11 @@ const Mask& RemoteSession::open(const std::string& model, const Image& image,
   h->set_dtype(to_proto(image.dtype));
   for (double s : image.spacing) h->add_spacing(s);
   for (double a : image.affine) h->add_affine(a);
-  h->set_session_id(options.session_id);
+  // The id is chosen here, as the Python client does, so that even the upload carries it.
+  const std::string id = options.session_id.empty() ? random_session_id() : options.session_id;
+  h->set_session_id(id);
   h->set_preset(to_proto(options.preset));
+  state_->routing_id = id;
 
   v1::OpenSessionResponse response;
   auto ctx = state_->context(state_->options.slow_call_timeout);
@@ -392,6 +407,7 @@ void RemoteSession::close() {
   auto ctx = state_->context(state_->options.call_timeout);
   check(state_->stub->CloseSession(ctx.get(), request, &response));
   state_->session_id.clear();
+  state_->routing_id.clear();
   state_->mask = Mask();
   state_->status = SessionStatus();
 }

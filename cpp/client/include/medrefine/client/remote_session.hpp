@@ -179,7 +179,8 @@ struct ConnectOptions {
 struct OpenOptions {
   /// Refinement settings of a new session (ignored when reopening).
   Preset preset = Preset::kDefault;
-  /// Session id to use or reopen (1-128 of [A-Za-z0-9._-]); empty: the server picks one.
+  /// Session id to use or reopen (1-128 of [A-Za-z0-9._-]); empty: a random one. Every call
+  /// of the session carries it as `x-session-id` metadata, for session-affine load balancers.
   std::string session_id;
 };
 
