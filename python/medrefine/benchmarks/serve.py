@@ -80,7 +80,8 @@ def _timed(session: mr.Session | RemoteSession, marks: list[mr.Mark]) -> list[tu
 def _overhead(target: str, model: str, image: np.ndarray, refines: int) -> list[str]:
     """One table row: in-process refine, remote round trip, overhead and bytes per refine.
 
-    The same marks go to an in-process session, then to a remote one. The engine's own time
+    The same marks go to an in-process session (refining in a worker thread, as the server
+    does), then to a remote one. The engine's own time
     (``RefineResult.seconds``) varies with load, so the overhead is taken per refine as (remote
     wall - its engine time) - (in-process wall - its engine time): what the service adds.
     """
@@ -89,7 +90,12 @@ def _overhead(target: str, model: str, image: np.ndarray, refines: int) -> list[
     marks = _marks(spatial, 2, refines + 1)
     local = mr.Session(mr.load_model(model), cache=mr.FeatureCache())
     local.set_image(image)
-    near = _timed(local, marks)
+    near: list[tuple[float, float]] = []
+    # in a worker thread, as the server runs its refines (on a loaded machine torch's thread
+    # pool behaves differently in the main thread, which would skew the comparison)
+    worker = threading.Thread(target=lambda: near.extend(_timed(local, marks)))
+    worker.start()
+    worker.join()
     sent, whole = [], []
     with RemoteSession(target, model) as remote:
         remote.set_image(image)
