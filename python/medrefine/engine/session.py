@@ -1,58 +1,32 @@
 """Session: one image, the clinician's marks, and the head adapted to them.
 
 Two-phase use: :meth:`Session.set_image` pays for the backbone once (or finds its features in the
-cache); :meth:`Session.add` and :meth:`Session.refine` are then cheap. Every interaction (a refine,
-an added class, a reset) can be undone and redone exactly: the mask, the marks and the head's
-weights come back as they were.
-
-A session is safe to share between threads: every public method and property takes the
-session's lock (a re-entrant ``threading.RLock``), so calls on one session run one at a time,
-in arrival order; separate sessions run in parallel. Every call is atomic: one that raises
-(bad input, a cancel, a fault such as ``MemoryError``) leaves the session exactly as it was.
-Arrays it returns are new copies or read-only. The work lives in :mod:`medrefine.engine.step`;
-this class holds the state and the lock.
+cache); :meth:`Session.add` and :meth:`Session.refine` are then cheap. Every interaction can be
+undone and redone exactly (mask, marks, head weights). Thread-safe: every public method and
+property takes the session's re-entrant lock (``threading.RLock``), so calls on one session run
+one at a time; separate sessions run in parallel. Atomic: a call that raises (bad input, a
+cancel, ``MemoryError``) leaves the session exactly as it was. Arrays returned are new copies or
+read-only. The work is in :mod:`medrefine.engine.step`; this class holds state and lock.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
-from dataclasses import replace
-from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor, TorchBackend
-from medrefine.engine import constraints, step
+from medrefine.engine import step
 from medrefine.engine.cache import FeatureCache
 from medrefine.engine.history import Interaction, SessionState
 from medrefine.engine.limits import SessionLimits
+from medrefine.engine.locking import locked
 from medrefine.engine.refine import RefineConfig
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
-from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble, Volume
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-@functools.cache
-def _warm_up() -> None:
-    """Pay torch's one-time optimizer import (about a second) before the first refine."""
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-
-
-def _locked(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Run ``method`` holding its session's lock."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with args[0]._lock:  # type: ignore[attr-defined]
-            return method(*args, **kwargs)
-
-    return wrapper
+from medrefine.types import Mark, RefineProgress, RefineResult, Volume
 
 
 class Session:
@@ -94,14 +68,14 @@ class Session:
         self.limits = limits or SessionLimits()
         self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
-        _warm_up()
+        step.warm_up()
         self.backend = backend or model.extractor or TorchBackend(model.backbone)
         self._lock = threading.RLock()
         self._img: step.ImageState | None = None
         self._pending: tuple[Mark, ...] = ()
 
     # ----------------------------------------------------------------- image
-    @_locked
+    @locked
     def set_image(self, image: np.ndarray | Volume) -> np.ndarray:
         """Compute (or fetch) the image's features and return the network's own mask.
 
@@ -137,19 +111,19 @@ class Session:
 
     # ----------------------------------------------------------------- marks
     @property
-    @_locked
+    @locked
     def num_classes(self) -> int:
         """Classes the head currently predicts (grows with :meth:`add_class`)."""
         return len(self.class_names)
 
     @property
-    @_locked
+    @locked
     def class_names(self) -> tuple[str, ...]:
         if self._img is None:
             return self.model.class_names
         return self._img.history.current.class_names
 
-    @_locked
+    @locked
     def add(self, mark: Mark) -> None:
         """Queue a mark for the next :meth:`refine`; checked now (type, bounds, label,
         dimensions, the session's limits).
@@ -159,34 +133,23 @@ class Session:
             ResourceError: a radius, point count or mark count over ``limits``.
         """
         img = self._require_image()
-        if not isinstance(mark, (Scribble, Click, Box, Paint)):
-            raise InputError(f"mark must be a Scribble, Click, Box or Paint, got {mark!r}")
-        if mark.label >= self.num_classes:
-            raise InputError(
-                f"mark label {mark.label} is not a class of this model "
-                f"(0..{self.num_classes - 1}); use add_class() for a new structure"
-            )
-        self.limits.check_mark(mark, len(img.history.current.marks) + len(self._pending))
-        if isinstance(mark, Box):
-            constraints.build([mark], img.shape, self.config.marks)
-        else:
-            constraints.rasterize(mark, img.shape)
+        step.check_mark(img, mark, len(self._pending), self.config, self.limits)
         self._pending = self._pending + (mark,)
 
     @property
-    @_locked
+    @locked
     def pending(self) -> tuple[Mark, ...]:
         """Marks added since the last refine."""
         return self._pending
 
     @property
-    @_locked
+    @locked
     def marks(self) -> tuple[Mark, ...]:
         """Every mark the current mask was refined on, plus the pending ones."""
         return self._require_image().history.current.marks + self._pending
 
     # ---------------------------------------------------------------- refine
-    @_locked
+    @locked
     def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> RefineResult:
         """Fine-tune the head on every mark so far and return the new mask.
 
@@ -209,7 +172,7 @@ class Session:
         self._commit(img, new)
         return result
 
-    @_locked
+    @locked
     def add_class(self, name: str) -> int:
         """Add an output channel for a structure the network never learned; returns its label.
 
@@ -235,66 +198,55 @@ class Session:
     def _go(
         self, img: step.ImageState, target: SessionState, move: Callable[[], object]
     ) -> np.ndarray:
-        """Load ``target``'s head, then ``move`` the history to it; on failure the head is put
-        back and the history is not moved."""
-        previous = img.history.current
-        try:
-            step.load_head(img, target)
-            mask = target.mask.unpack()
-            move()
-        except BaseException:
-            step.load_head(img, previous)
-            raise
+        mask = step.go(img, target, move)
         self._pending = ()
         return mask
 
-    @_locked
+    @locked
     def undo(self) -> np.ndarray:
         """Go back one interaction (pending marks are dropped); returns the restored mask (a new
         array). Raises StateError when there is nothing to undo (see ``limits.history_depth``)."""
         img = self._require_image()
         return self._go(img, img.history.undo_target(), img.history.undo)
 
-    @_locked
+    @locked
     def redo(self) -> np.ndarray:
         """Re-apply the last undone interaction; returns its mask (a new array)."""
         img = self._require_image()
         return self._go(img, img.history.redo_target(), img.history.redo)
 
-    @_locked
+    @locked
     def reset(self) -> np.ndarray:
         """Back to the network's own mask, no marks, pre-trained head (undoable); returns the
         mask (a new array)."""
         img = self._require_image()
-        history = img.history
-        entry = Interaction("reset")
-        target = replace(history.initial, history=history.current.history + (entry,))
-        return self._go(img, target, lambda: history.commit(target))
+        target = step.reset_target(img.history)
+        return self._go(img, target, lambda: img.history.commit(target))
 
     @property
-    @_locked
+    @locked
     def can_undo(self) -> bool:
         return self._img is not None and self._img.history.can_undo
 
     @property
-    @_locked
+    @locked
     def can_redo(self) -> bool:
         return self._img is not None and self._img.history.can_redo
 
     @property
-    @_locked
+    @locked
     def history(self) -> tuple[Interaction, ...]:
         """Every interaction that led to the current mask, oldest first."""
         return self._require_image().history.current.history
 
     @property
-    @_locked
+    @locked
     def mask(self) -> np.ndarray:
         """The current mask (a new array)."""
         return self._require_image().history.current.mask.unpack()
 
     @property
-    @_locked
+    @locked
     def image_shape(self) -> tuple[int, ...]:
         """Spatial shape of the current image."""
         return self._require_image().shape

@@ -10,6 +10,7 @@ call leaves it exactly as before.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ from medrefine.engine.limits import SessionLimits
 from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import InputError, NumericalError, ResourceError, StateError
 from medrefine.models.split import SplitModel
-from medrefine.types import Mark, RefineProgress, RefineResult
+from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble
 
 NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
 
@@ -213,6 +214,52 @@ def gate_plan(
     reach = img.history.current.reach
     spacing = relative_spacing(img.spacing, len(img.shape))
     return plan_gate(config, base, img.own, cons, img.features_gate, reach, img.image, spacing)
+
+
+@functools.cache
+def warm_up() -> None:
+    """Pay torch's one-time optimizer import (about a second) before the first refine."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
+def check_mark(
+    img: ImageState, mark: Mark, pending: int, config: RefineConfig, limits: SessionLimits
+) -> None:
+    """Raise unless ``mark`` can be added (type, label, the image's bounds and dimensions,
+    ``limits``; ``pending`` marks wait for the next refine)."""
+    if not isinstance(mark, (Scribble, Click, Box, Paint)):
+        raise InputError(f"mark must be a Scribble, Click, Box or Paint, got {mark!r}")
+    state = img.history.current
+    if mark.label >= len(state.class_names):
+        raise InputError(
+            f"mark label {mark.label} is not a class of this model "
+            f"(0..{len(state.class_names) - 1}); use add_class() for a new structure"
+        )
+    limits.check_mark(mark, len(state.marks) + pending)
+    if isinstance(mark, Box):
+        constraints.build([mark], img.shape, config.marks)
+    else:
+        constraints.rasterize(mark, img.shape)
+
+
+def go(img: ImageState, target: SessionState, move: Callable[[], object]) -> np.ndarray:
+    """Load ``target``'s head, then ``move`` the history to it; returns ``target``'s mask (a
+    new array). On failure the head is put back and the history is not moved."""
+    previous = img.history.current
+    try:
+        load_head(img, target)
+        mask = target.mask.unpack()
+        move()
+    except BaseException:
+        load_head(img, previous)
+        raise
+    return mask
+
+
+def reset_target(history: History) -> SessionState:
+    """The state a reset commits: the network's own, with the interactions so far plus a reset."""
+    entry = Interaction("reset")
+    return replace(history.initial, history=history.current.history + (entry,))
 
 
 def load_head(img: ImageState, state: SessionState) -> None:
