@@ -41,7 +41,7 @@ class ServerConfig:
     max_sessions: int = 64
     max_marks_per_call: int = 256
     max_marks_per_session: int = 4096
-    max_points_per_mark: int = 1 << 20
+    max_points_per_mark: int = 100_000  # a paint mark of this many 3D pixels is ~1.5 MB of proto
     max_classes: int = 64
     idle_ttl_s: float = 3600.0
     workers: int = 2
