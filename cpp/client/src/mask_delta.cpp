@@ -2,8 +2,6 @@
 
 #include <zlib.h>
 
-#include <limits>
-
 namespace medrefine::client::detail {
 namespace {
 
@@ -11,15 +9,11 @@ namespace {
   throw RemoteError(grpc::StatusCode::DATA_LOSS, "mask from the server: " + what);
 }
 
-/// Label of pixel `i`: LSB-first bit fields for 1-8 bits, little-endian integers for 16 and 32.
-std::uint32_t label_at(const std::uint8_t* packed, std::size_t i, unsigned bits) {
-  if (bits == 16) return packed[2 * i] | (packed[2 * i + 1] << 8);
-  if (bits == 32) {
-    const std::uint8_t* p = packed + 4 * i;
-    return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-  }
+/// Label of pixel `i`: LSB-first bit fields for 1-8 bits, a little-endian integer for 16.
+std::uint16_t label_at(const std::uint8_t* packed, std::size_t i, unsigned bits) {
+  if (bits == 16) return static_cast<std::uint16_t>(packed[2 * i] | (packed[2 * i + 1] << 8));
   const std::size_t bit = i * bits;
-  return (packed[bit / 8] >> (bit % 8)) & ((1u << bits) - 1u);
+  return static_cast<std::uint16_t>((packed[bit / 8] >> (bit % 8)) & ((1u << bits) - 1u));
 }
 
 }  // namespace
@@ -45,7 +39,8 @@ std::vector<std::uint8_t> inflate_exact(const std::string& compressed, std::size
 
 void paste_region(const std::vector<std::uint8_t>& packed, unsigned bits,
                   const std::vector<int64_t>& start, const std::vector<int64_t>& stop, Mask& mask) {
-  if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16 && bits != 32) {
+  if (bits == 32) corrupt("32-bit labels (over 65536 classes) do not fit the client's masks");
+  if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16) {
     corrupt("bits_per_label " + std::to_string(bits) + " is not 1, 2, 4, 8, 16 or 32");
   }
   const std::size_t ndim = mask.shape.size();
@@ -63,9 +58,7 @@ void paste_region(const std::vector<std::uint8_t>& packed, unsigned bits,
   for (std::size_t i = 0; i < count; ++i) {
     std::size_t offset = 0;
     for (std::size_t a = 0; a < ndim; ++a) offset = offset * mask.shape[a] + index[a];
-    const std::uint32_t label = label_at(packed.data(), i, bits);
-    if (label > std::numeric_limits<std::uint16_t>::max()) corrupt("a label exceeds 65535");
-    mask.labels[offset] = static_cast<std::uint16_t>(label);
+    mask.labels[offset] = label_at(packed.data(), i, bits);
     for (std::size_t a = ndim; a-- > 0;) {
       if (++index[a] < stop[a]) break;
       index[a] = start[a];

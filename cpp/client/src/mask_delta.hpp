@@ -21,8 +21,10 @@ std::vector<std::uint8_t> inflate_exact(const std::string& compressed, std::size
 /// Writes the labels of the region [start, stop) (per spatial axis, C order inside the region),
 /// packed at `bits` each, into `mask`; the region must lie inside `mask.shape`.
 ///
-/// @throws RemoteError (DATA_LOSS) when the region, the bit width or the size is wrong, or a
-///     label does not fit the mask's 16-bit labels.
+/// Everything is checked before the first pixel is written, so a throw leaves `mask` as it was.
+///
+/// @throws RemoteError (DATA_LOSS) when the region, the bit width (32 bits: more labels than the
+///     mask's 16-bit labels hold) or the size is wrong.
 void paste_region(const std::vector<std::uint8_t>& packed, unsigned bits,
                   const std::vector<int64_t>& start, const std::vector<int64_t>& stop, Mask& mask);
 
