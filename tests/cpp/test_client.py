@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow  # a CMake build and a live server
 ROOT = Path(__file__).resolve().parents[2]
 EXE = "medrefine_refine_file"
 WALK = "medrefine_session_walk"
+UNIT = "medrefine_test_mask_delta"
 TOKEN = "c++-client-test-token"
 REMOTE_FAILURE = 2  # the example's exit code for a failed call
 MODELS = ("nuclei-unet2d", "hippocampus-unet3d")  # what the server serves
@@ -55,7 +56,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prebuilt = os.environ.get("MEDREFINE_CLIENT_BUILD")
     if prebuilt:
         exe = Path(prebuilt) / EXE
-        for name in (EXE, WALK):
+        for name in (EXE, WALK, UNIT):
             assert (exe.parent / name).is_file(), (
                 f"MEDREFINE_CLIENT_BUILD={prebuilt} holds no {name}"
             )
@@ -122,6 +123,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, token_file: Path) -> Iterat
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+def test_mask_decoding_unit_checks_pass(client: Path) -> None:
+    """Hand-packed masks at every bit width, 2D and 3D boxes, refused deltas (no server)."""
+    result = subprocess.run([str(client.parent / UNIT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: 0 failed check(s)" in result.stdout
 
 
 def _scribble_where_wrong(mask: np.ndarray, truth: np.ndarray) -> mr.Scribble:
