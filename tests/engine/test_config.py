@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
+import importlib
 import math
 
 import pytest
@@ -196,3 +198,18 @@ def test_report_ablations_change_only_the_named_setting() -> None:
     assert (ladder.steps, ladder.widest, ladder.local_width) == (2, 48.0, 24.0)
     wide = method_config("shifted,gate.local_width=64").gate
     assert (wide.local_width, wide.widest) == (64.0, math.inf)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "medrefine.engine.config",
+        "medrefine.engine.constraints",
+        "medrefine.engine.distance",
+        "medrefine.engine.threads",
+        "medrefine.eval.methods",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
