@@ -80,3 +80,12 @@ def test_distances_along_a_coarse_axis_are_as_long_as_the_spacing_says() -> None
     wall = flat.copy()
     wall[0, 7:, :, :] = 10.0
     assert geodesic_to(targets, wall, 1.0, 100.0, spacing)[8, 5, 5] > 9.0
+
+
+def test_read_only_inputs_are_pooled_without_warnings() -> None:
+    targets = np.zeros((300, 300, 4), bool)
+    targets[150, 150, 2] = True
+    image = np.ones((1, 300, 300, 4), np.float32)
+    image.setflags(write=False)  # a session keeps its image read-only
+    targets.setflags(write=False)
+    assert np.isfinite(geodesic_to(targets, image, 1.0, 10.0)).any()

@@ -71,7 +71,7 @@ def _pool(array: np.ndarray, stride: int, kind: str) -> np.ndarray:
         ("mean", 3): F.avg_pool3d,
     }[kind, ndim]
     pool = cast(Callable[..., torch.Tensor], fn)
-    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    x = torch.from_numpy(np.array(array, dtype=np.float32))[None]  # a copy: inputs may be read-only
     return pool(x, stride, stride, ceil_mode=True)[0].numpy()
 
 
