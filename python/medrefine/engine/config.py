@@ -204,8 +204,8 @@ class GateConfig:
         sigma: the spatial gate's width and the adaptive gate's floor, pixels, (0, 10^9].
         factor: the adaptive width is this multiple of the median distance (pixels) from the
             contradicted marks to the network mask's pixels of their class, (0, 1000].
-        local_width: the widest local gate, pixels, [0, 10^9]: a reading beyond it is far, opens
-            the gate to this width and starts the widening ladder (``steps``).
+        local_width: pixels, [0, 10^9]: a narrower gate is local (it follows edges); a reading
+            beyond it is far, opens the gate to this width and starts the ladder (``steps``).
         steps: far readings that widen the gate (the first to ``local_width``, each further one
             doubling it) before the next makes the correction global, 0..100 (0: global at once).
         widest: the adaptive gate never opens wider, pixels, (0, inf] (inf: it may go global).

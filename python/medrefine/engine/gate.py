@@ -134,7 +134,7 @@ def plan_gate(
         reach = min(max(min_reach, reach), gate.widest)
         if reach == float("inf"):
             return GatePlan(base, None, reach, index, labels)
-        # Up to local_width the gate follows edges; the wider steps are for a network that
+        # Below local_width the gate follows edges; the wider steps are for a network that
         # misses whole structures, where the correction must spread past them.
         follow = image if reach < gate.local_width else None
         g = spatial_gate(shape, index, reach, follow, gate.edges, spacing)
