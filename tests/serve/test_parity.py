@@ -22,7 +22,7 @@ def _same_result(a: mr.RefineResult, b: mr.RefineResult) -> None:
         b.mode,
     )
     np.testing.assert_array_equal(a.wrong_where, b.wrong_where)
-    assert a.loss_trace == pytest.approx(b.loss_trace, rel=1e-12)
+    assert a.loss_trace == pytest.approx(b.loss_trace, rel=1e-5)  # float32 summation order
 
 
 def test_2d_session_matches_in_process(served: Served, nuclei: np.ndarray) -> None:
