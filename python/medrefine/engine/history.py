@@ -1,14 +1,13 @@
 """What a session remembers: its interactions and the states an undo can return to.
 
-Memory stays bounded: masks are kept zlib-compressed (a label mask compresses about a
-hundredfold), no state keeps logits (the gate needs only the network's own logits, kept once per
-image by :class:`medrefine.engine.step.ImageState`), and the undo stack holds at most
-``depth`` states (:attr:`medrefine.engine.limits.SessionLimits.history_depth`).
+Memory stays bounded: masks are kept run-length encoded (:class:`PackedMask`), no state keeps
+logits (the gate needs only the network's own logits, kept once per image by
+:class:`medrefine.engine.step.ImageState`), and the undo stack holds at most ``depth`` states
+(:attr:`medrefine.engine.limits.SessionLimits.history_depth`).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -23,29 +22,47 @@ _NO_MASK = np.zeros(0, dtype=np.uint8)
 _NO_MASK.setflags(write=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PackedMask:
-    """A label mask, zlib-compressed; :meth:`unpack` gives it back bit for bit.
+    """A label mask, run-length encoded in C order; :meth:`unpack` gives it back bit for bit.
+
+    A label mask is long runs of one class, so a few runs per object row are kept instead of
+    one byte per pixel (one pass to pack, one to unpack).
 
     Attributes:
         shape: spatial shape, array order.
-        dtype: numpy dtype name (``"uint8"`` or ``"int32"``).
-        data: the compressed C-order bytes.
+        dtype: numpy dtype name of the labels (``"uint8"`` or ``"int32"``).
+        starts: flat index where each run starts (``(R,)`` uint32, int64 past 2^32 pixels;
+            the first is 0), read-only.
+        values: each run's label (``(R,)``, ``dtype``), read-only.
     """
 
     shape: tuple[int, ...]
     dtype: str
-    data: bytes
+    starts: np.ndarray
+    values: np.ndarray
 
     @classmethod
     def pack(cls, mask: np.ndarray) -> PackedMask:
-        raw = np.ascontiguousarray(mask)
-        return cls(tuple(raw.shape), raw.dtype.name, zlib.compress(raw.tobytes(), 1))
+        flat = np.ascontiguousarray(mask).reshape(-1)
+        index = np.uint32 if flat.size <= 2**32 else np.int64
+        changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        starts = np.concatenate([np.zeros(min(flat.size, 1), index), changes.astype(index)])
+        values = flat[starts]
+        starts.setflags(write=False)
+        values.setflags(write=False)
+        return cls(tuple(mask.shape), flat.dtype.name, starts, values)
 
     def unpack(self) -> np.ndarray:
         """A new, writable array (changing it changes nothing stored)."""
-        flat = np.frombuffer(zlib.decompress(self.data), dtype=self.dtype)
-        return flat.reshape(self.shape).copy()
+        size = int(np.prod(self.shape))
+        lengths = np.diff(np.append(self.starts.astype(np.int64), size))
+        return np.repeat(self.values, lengths).astype(self.dtype).reshape(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the runs."""
+        return int(self.starts.nbytes + self.values.nbytes)
 
 
 class Interaction:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,6 @@ from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gat
 from medrefine.engine.head import (
     HeadRunner,
     channels_last,
-    label_argmax,
     last_layer,
     resize_outputs,
     rows,
@@ -45,8 +45,19 @@ def mask_dtype(num_classes: int) -> type[np.integer]:
     return np.uint8 if num_classes <= 256 else np.int32
 
 
-def _argmax(logits: torch.Tensor) -> np.ndarray:
-    return label_argmax(logits).astype(mask_dtype(logits.shape[0]))
+def labels_and_top(logits: torch.Tensor) -> tuple[np.ndarray, float, float]:
+    """The label mask of ``(K, *shape)`` logits (first maximum wins, as
+    :func:`~medrefine.engine.head.label_argmax`; uint8, int32 beyond 256 classes) and the lowest
+    and highest per-pixel maximum logit, from one pass over the classes. A NaN or +inf logit
+    anywhere makes the lowest or highest non-finite."""
+    best = logits[0].clone()
+    label = torch.zeros(best.shape, dtype=torch.int64)
+    for k in range(1, logits.shape[0]):
+        better = logits[k] > best
+        best = torch.maximum(best, logits[k])
+        label[better] = k
+    low, high = torch.aminmax(best)
+    return label.numpy().astype(mask_dtype(logits.shape[0])), float(low), float(high)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -169,14 +180,14 @@ def load_image(
     # Detaching here changes every accuracy figure (docs/results); left for the objective's
     # owners to decide, not changed silently.
     params0 = {k: v.clone() for k, v in head.named_parameters()}
-    mask = _argmax(logits)
+    mask, top_floor, _ = labels_and_top(logits)
     initial = SessionState(
         (),
         _snapshot(head),
         params0,
         model.class_names,
         PackedMask.pack(mask),
-        float(logits.max(0).values.min()),
+        top_floor,
         (),
     )
     state = ImageState(
@@ -318,13 +329,14 @@ def refine_step(
         outcome = Refiner(cfg).run(img.runner, cons, state.params0, hold, progress)
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
             raise NumericalError(_diverged(cfg, "head weights"))
-        adapted = img.runner.predict()
-        if not bool(torch.isfinite(adapted).all()):
-            raise NumericalError(_diverged(cfg, "logits"))
-        logits = plan.apply(adapted)
+        logits = plan.apply(img.runner.predict())
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
-        own = _argmax(logits)
+        # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
+        # base + g * (adapted - base) keeps it even where g = 0).
+        own, top_floor, top = labels_and_top(logits)
+        if not (math.isfinite(top_floor) and math.isfinite(top)):
+            raise NumericalError(_diverged(cfg, "logits"))
         req = cons.required
         wrong = cons.index[req][own.reshape(-1)[cons.index[req]] != cons.label[req]]
         mask = own
@@ -349,7 +361,7 @@ def refine_step(
             state.params0,
             state.class_names,
             packed,
-            float(logits.max(0).values.min()),
+            top_floor,
             state.history + (entry,),
             max(state.reach, plan.reach or 0.0),
         )
