@@ -10,6 +10,7 @@ user, metrics, baselines, the accuracy bench; never imported by the core), ``ben
 from medrefine import errors
 from medrefine.engine.cache import FeatureCache
 from medrefine.engine.history import Interaction
+from medrefine.engine.limits import SessionLimits
 from medrefine.engine.refine import RefineConfig
 from medrefine.engine.session import Session
 from medrefine.kernels import geodesic_distance, region_grow
@@ -31,6 +32,7 @@ __all__ = [
     "RefineResult",
     "Scribble",
     "Session",
+    "SessionLimits",
     "SplitModel",
     "Volume",
     "errors",
