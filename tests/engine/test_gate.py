@@ -246,7 +246,13 @@ def test_a_session_keeps_the_volumes_spacing_for_its_gate(model3d, case3d) -> No
         changed[spacing] = np.nonzero(session.refine().mask != before)
     iso, same, thick = changed[None], changed[(1.0, 1.0, 1.0)], changed[(3.0, 1.0, 1.0)]
     assert all(np.array_equal(a, b) for a, b in zip(iso, same, strict=True))
-    # Slices 3 pixels thick: the gate (sigma 2 px) reaches one slice either side, no further,
-    # while in plane it reaches as far as on the isotropic volume.
-    assert set(thick[0].tolist()) <= {8, 9, 10} and np.ptp(iso[0]) > 2
+
+    # Slices 3 pixels thick: two slices from the scribble are 6 pixels away, where the gate
+    # (sigma 2 px) is 1 % open, against 61 % on the isotropic volume; the window ends 3 slices
+    # out. In plane the gate reaches as far as on the isotropic volume.
+    def beyond_one_slice(changed: tuple[np.ndarray, ...]) -> int:
+        return int((np.abs(changed[0] - 9) >= 2).sum())
+
+    assert set(thick[0].tolist()) <= set(range(6, 13))
+    assert 4 * beyond_one_slice(thick) < beyond_one_slice(iso)
     assert np.ptp(thick[2]) >= np.ptp(iso[2]) - 1
