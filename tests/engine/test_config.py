@@ -11,7 +11,6 @@ import pytest
 
 import medrefine as mr
 from medrefine.benchmarks.accuracy import parse_methods
-from medrefine.benchmarks.report import methods_arg
 from medrefine.engine.config import GateConfig, LoopConfig, MarksConfig, ObjectiveConfig
 from medrefine.errors import InputError
 from medrefine.eval.experiments import specs
@@ -179,9 +178,8 @@ def test_accuracy_methods_split_at_commas_and_keep_overrides_with_their_method()
         parse_methods("gate.widest=48,marks-only")
 
 
-def test_every_report_experiment_method_parses_and_reaches_the_bench_whole() -> None:
+def test_every_report_experiment_method_has_valid_settings() -> None:
     for spec in specs():
-        assert parse_methods(methods_arg(spec.methods)) == spec.methods
         for method in spec.methods:
             name, _, overrides = method.partition(":")
             if name.startswith("medrefine"):

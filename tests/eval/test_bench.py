@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import medrefine as mr
-from medrefine.benchmarks.accuracy import parse_methods
-from medrefine.benchmarks.report import methods_arg
+from medrefine.benchmarks import report
 from medrefine.cli import main
 from medrefine.errors import InputError
 from medrefine.eval.bench import Experiment
@@ -167,7 +166,31 @@ def test_presets_take_overrides_after_them() -> None:
     assert paper.config == mr.RefineConfig.paper()
 
 
-def test_the_report_hands_every_method_to_the_accuracy_cli_whole() -> None:
-    for spec in specs():
-        assert parse_methods(methods_arg(spec.methods)) == spec.methods
+def test_the_report_runs_each_experiment_as_specified(monkeypatch, tmp_path) -> None:
+    """The report calls the bench as a function with the spec's own settings (a method with
+    commas in its overrides stays one method), no command line in between."""
+    ran: dict[str, Experiment] = {}
+
+    def fake_write(exp: Experiment, out: Path, **kwargs: object) -> None:
+        ran[out.name] = exp
+        out.mkdir(parents=True)
+        (out / "summary.md").write_text(f"summary of {out.name}\n")
+
+    monkeypatch.setattr(report.accuracy, "write_accuracy", fake_write)
+    chosen = specs()[:3]
+    for spec in chosen:
+        text = report._run_one(spec, tmp_path / "data", tmp_path / "out", resume=False)
+        assert text.startswith(f"summary of {spec.key}")
+        exp = ran[spec.key]
+        assert (exp.data, exp.model, exp.methods) == (
+            tmp_path / "data" / spec.dataset,
+            spec.model,
+            spec.methods,
+        )
+        assert (exp.robot, exp.cases, exp.skip, exp.groups) == (
+            spec.robot,
+            spec.cases,
+            spec.skip,
+            spec.groups,
+        )
     assert any("," in m for spec in specs() for m in spec.methods)  # the case that once broke

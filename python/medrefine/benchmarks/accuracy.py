@@ -93,23 +93,40 @@ def _seeds(shape: tuple[int, ...], trace: list[Any]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``medrefine bench accuracy``: the command line's experiment, written under ``--out``."""
     exp = Experiment(
         data=args.data,
         model=args.model,
         methods=parse_methods(args.methods),
         robot=RobotConfig(mode=args.mode, per_class=not args.single),
         cases=args.cases,
-        skip=getattr(args, "skip", 0),
+        skip=args.skip,
         interactions=args.interactions,
         groups=tuple(g for g in args.groups.split(",") if g) or None,
     )
-    out: Path = args.out
-    drawn: dict[str, int] = {}
+    chosen = parse_methods(args.overlay_methods)
+    write_accuracy(exp, args.out, overlays=args.overlays, overlay_methods=chosen, title=args.title)
+    return 0
 
-    chosen = set(parse_methods(getattr(args, "overlay_methods", "")))
+
+def write_accuracy(
+    exp: Experiment,
+    out: Path,
+    *,
+    overlays: int = 3,
+    overlay_methods: tuple[str, ...] = (),
+    title: str = "",
+) -> None:
+    """Run ``exp`` and write its records, summary, curves and overlays under ``out``.
+
+    ``overlays`` cases are drawn per method (only ``overlay_methods`` are drawn, all if empty);
+    each drawn method's worst one-interaction loss is drawn too.
+    """
+    drawn: dict[str, int] = {}
+    chosen = set(overlay_methods)
 
     def overlay(method: str, case_id: str, case: Case, trace: list[Any]) -> None:
-        if drawn.get(method, 0) >= args.overlays or (chosen and method not in chosen):
+        if drawn.get(method, 0) >= overlays or (chosen and method not in chosen):
             return
         drawn[method] = drawn.get(method, 0) + 1
         seeds = _seeds(case.label.shape, trace)
@@ -163,18 +180,17 @@ def run(args: argparse.Namespace) -> int:
         "data": str(exp.data),
         "model": exp.model,
         "methods": list(exp.methods),
-        "mode": args.mode,
-        "per_class": not args.single,
+        "mode": exp.robot.mode,
+        "per_class": exp.robot.per_class,
         "cases": len(exp.case_ids()),
         "interactions": exp.interactions,
-        "groups": args.groups,
+        "groups": ",".join(exp.groups or ()),
         "machine": machine(),
     }
     save_records(records, out / "results.json", meta)
-    title = args.title or f"{exp.model} on {exp.data.name} ({args.mode}, {meta['cases']} cases)"
+    title = title or f"{exp.model} on {exp.data.name} ({exp.robot.mode}, {meta['cases']} cases)"
     summaries = summarize(records)
     text = markdown(summaries, title) + f"\nMachine: {machine()}.\n"
     (out / "summary.md").write_text(text)
     plot_curves(summaries, out / "dice.png", title)
     print(text)
-    return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from medrefine.benchmarks import accuracy
 from medrefine.benchmarks.latency import latency_markdown
+from medrefine.eval.bench import Experiment
 from medrefine.eval.experiments import Spec, specs
 from medrefine.eval.report import machine
 
@@ -30,33 +31,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
-def methods_arg(methods: tuple[str, ...]) -> str:
-    """``--methods`` of ``medrefine bench accuracy`` for ``methods``, comma-separated: a
-    method's own overrides (``medrefine:shifted,gate.steps=0``) stay with it, since
-    :func:`medrefine.benchmarks.accuracy.parse_methods` reads an item with ``=`` and no ``:`` as
-    an override of the method before it."""
-    return ",".join(methods)
-
-
 def _run_one(spec: Spec, root: Path, out: Path, resume: bool) -> str:
-    args = argparse.Namespace(
+    exp = Experiment(
         data=root / spec.dataset,
         model=spec.model,
-        methods=methods_arg(spec.methods),
-        mode=spec.robot.mode,
-        single=not spec.robot.per_class,
+        methods=spec.methods,
+        robot=spec.robot,
         cases=spec.cases,
         skip=spec.skip,
         interactions=spec.interactions,
-        groups=",".join(spec.groups or ()),
-        overlays=2,
-        overlay_methods=spec.methods[0],
-        title=spec.title,
-        out=out / spec.key,
+        groups=spec.groups,
     )
     if not (resume and (out / spec.key / "summary.md").exists()):
         start = time.perf_counter()
-        accuracy.run(args)
+        accuracy.write_accuracy(
+            exp, out / spec.key, overlays=2, overlay_methods=spec.methods[:1], title=spec.title
+        )
         minutes = (time.perf_counter() - start) / 60
         (out / spec.key / "minutes.txt").write_text(f"{minutes:.1f}\n")
     summary = (out / spec.key / "summary.md").read_text()
