@@ -89,7 +89,7 @@ class ImageState:
             it); read-only.
         runner: evaluates the session's adapted head (``runner.head``) over the cached features.
         base: ``(K0, *shape)`` float32 logits of the pre-trained head (the network's own).
-        own: the network's own label mask ``shape`` (read-only).
+        network_mask: the network's own label mask ``shape`` (read-only).
         features_gate: the feature-similarity gate, built on first use.
         history: undo/redo over :class:`SessionState`.
         spacing: voxel size per spatial axis (the Volume's), None if not given.
@@ -99,7 +99,7 @@ class ImageState:
     image: np.ndarray
     runner: HeadRunner
     base: torch.Tensor
-    own: np.ndarray
+    network_mask: np.ndarray
     features_gate: Callable[[], FeatureGate]
     history: History
     spacing: tuple[float, ...] | None = None
@@ -224,7 +224,9 @@ def gate_plan(
         base = torch.cat([base, floor])
     reach = img.history.current.reach
     spacing = relative_spacing(img.spacing, len(img.shape))
-    return plan_gate(config, base, img.own, cons, img.features_gate, reach, img.image, spacing)
+    return plan_gate(
+        config, base, img.network_mask, cons, img.features_gate, reach, img.image, spacing
+    )
 
 
 @functools.cache
@@ -316,7 +318,7 @@ def refine_step(
         img.shape,
         config.marks,
         img.image,
-        img.own,
+        img.network_mask,
         seed=config.loop.seed,
         spacing=img.spacing,
     )
@@ -334,12 +336,12 @@ def refine_step(
             logits[c][~torch.from_numpy(region)] = -torch.inf
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
         # base + g * (adapted - base) keeps it even where g = 0).
-        own, top_floor, top = labels_and_top(logits)
+        predicted, top_floor, top = labels_and_top(logits)
         if not (math.isfinite(top_floor) and math.isfinite(top)):
             raise NumericalError(_diverged(cfg, "logits"))
         req = cons.required
-        wrong = cons.index[req][own.reshape(-1)[cons.index[req]] != cons.label[req]]
-        mask = own
+        wrong = cons.index[req][predicted.reshape(-1)[cons.index[req]] != cons.label[req]]
+        mask = predicted
         if cfg.marks.write:
             mask.reshape(-1)[cons.index[cons.written]] = cons.label[cons.written]
         packed = PackedMask.pack(mask)
