@@ -40,12 +40,15 @@ class Session:
         limits: bounds on image size, marks, classes and undo depth
             (:class:`~medrefine.engine.limits.SessionLimits`; its defaults if None).
 
-    Example::
+    Example (a stroke of nucleus, class 1, across a shipped sample; points are ``(y, x)``):
 
-        session = mr.Session(mr.load_model("nuclei-unet2d"))
-        mask = session.set_image(image)                      # (H, W) -> uint8 labels
-        session.add(mr.Click(label=1, point=(40, 52)))       # (y, x)
-        result = session.refine()
+    >>> import medrefine as mr
+    >>> session = mr.Session(mr.load_model("nuclei-unet2d"))
+    >>> mask = session.set_image(mr.load_sample("nuclei-stained").image)  # (C, y, x) -> (y, x)
+    >>> session.add(mr.Scribble(label=1, points=[(10, 10), (10, 30)], radius=1))
+    >>> result = session.refine()
+    >>> result.mask.shape, bool((result.mask[10, 10:31] == 1).all()), session.can_undo
+    ((256, 320), True, True)
     """
 
     def __init__(

@@ -49,6 +49,13 @@ def geodesic_distance(
             has the wrong type.
         ValueError: shapes differ, the grid is not 2D or 3D, ``cost`` is negative or not
             finite, or an option is out of range.
+
+    Example (unit cost: the distance along a row counts pixels):
+
+    >>> seeds = np.zeros((3, 5), bool)
+    >>> seeds[1, 0] = True
+    >>> geodesic_distance(np.ones((3, 5), np.float32), seeds)[1].tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0]
     """
     if not isinstance(cost, np.ndarray) or cost.dtype.kind != "f" or cost.itemsize not in (4, 8):
         raise TypeError(f"cost must be a float32 or float64 numpy array, got {_describe(cost)}")

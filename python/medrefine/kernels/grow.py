@@ -73,6 +73,16 @@ def region_grow(
         TypeError: ``image`` or ``seeds`` is not a numpy array of a supported dtype, or an
             option has the wrong type.
         ValueError: shapes do not match, or an option is out of range.
+
+    Example (a bright square on a dark background, one stroke of each class):
+
+    >>> image = np.zeros((6, 6), np.float32)
+    >>> image[1:4, 1:4] = 1.0
+    >>> seeds = np.full((6, 6), -1, np.int32)
+    >>> seeds[2, 2], seeds[5, 5] = 1, 0
+    >>> grown = region_grow(image, seeds, threshold=0.5)
+    >>> int((grown == 1).sum()), int((grown == 0).sum())
+    (9, 27)
     """
     image, seeds = _checked_arrays(image, seeds)
     threshold = _checked_threshold(threshold)

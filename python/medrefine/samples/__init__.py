@@ -42,12 +42,21 @@ SAMPLES: dict[str, Sample] = {
 
 
 def list_samples() -> list[str]:
-    """Names of the shipped sample cases."""
+    """Names of the shipped sample cases.
+
+    >>> list_samples()[:2]
+    ['fetalhead', 'hippocampus-007']
+    """
     return sorted(SAMPLES)
 
 
 def load_sample(name: str) -> Case:
-    """Image and ground truth of a shipped sample (see :func:`list_samples`)."""
+    """Image and ground truth of a shipped sample (see :func:`list_samples`).
+
+    >>> case = load_sample("nuclei-stained")
+    >>> case.image.shape, case.label.shape  # (C, y, x) RGB and its (y, x) labels
+    ((3, 256, 320), (256, 320))
+    """
     if name not in SAMPLES:
         raise NotFoundError(f"no sample named {name!r}; samples: {list_samples()}")
     s = SAMPLES[name]
