@@ -331,34 +331,42 @@ class RemoteSession:
         """Marks added since the last refine."""
         return tuple(self._pending)
 
-    def refine(self) -> mr.RefineResult:
-        """Fine-tune the head on every mark so far; progress goes to ``self.progress``."""
+    def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> mr.RefineResult:
+        """Fine-tune the head on every mark so far, as :meth:`medrefine.Session.refine`.
+
+        Args:
+            progress: called before every gradient step (``self.progress`` if None); raising
+                from it cancels the refine on the server, which leaves the session as before.
+        """
+        hook = progress if progress is not None else self.progress
         request = pb.RefineRequest(
             session_id=self._id(),
-            options=pb.RefineOptions(progress=self.progress is not None),
+            options=pb.RefineOptions(progress=hook is not None),
             known_version=self._version,
         )
         try:
-            result = self._refine_stream(request)
+            result = self._refine_stream(request, hook)
         except RemoteNotFoundError as exc:
             if not self._reopen_after(exc):
                 raise
             request.known_version = self._version
-            result = self._refine_stream(request)
+            result = self._refine_stream(request, hook)
         mask = self._apply(result.mask)
         self._status = result.status
         self._pending = []
         return convert.summary_from_proto(result.summary, mask, len(self._shape))
 
-    def _refine_stream(self, request: pb.RefineRequest) -> pb.RefineResponse:
+    def _refine_stream(
+        self, request: pb.RefineRequest, progress: Callable[[RefineProgress], None] | None
+    ) -> pb.RefineResponse:
         call = self._invoke("Refine", request)
         result: pb.RefineResponse | None = None
         try:
             for event in call:
-                if event.HasField("progress") and self.progress is not None:
+                if event.HasField("progress") and progress is not None:
                     p = event.progress
                     try:
-                        self.progress(
+                        progress(
                             RefineProgress(p.iteration, p.max_iterations, p.loss, p.wrong_marks)
                         )
                     except BaseException:

@@ -120,16 +120,15 @@ def test_cancel_from_the_progress_callback(served: Served, hippo: np.ndarray) ->
         if p.iteration == 2:
             raise StopError
 
-    with RemoteSession(served.target, "hippocampus-unet3d", progress=stop_at_two) as remote:
+    with RemoteSession(served.target, "hippocampus-unet3d") as remote:
         before = remote.set_image(hippo)
         for mark in marks_3d():
             remote.add(mark)
         with pytest.raises(StopError):
-            remote.refine()
+            remote.refine(progress=stop_at_two)  # the same call as Session.refine's
         assert seen == [0, 1, 2]
         assert remote.history == ()
         np.testing.assert_array_equal(remote.get_mask(), before)
-        remote.progress = None
         assert remote.refine().iterations > 2
 
 
