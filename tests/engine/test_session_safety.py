@@ -372,3 +372,15 @@ def test_plain_bad_input_raises_typed_errors(model2d, case2d) -> None:
         s.add(mr.Click(1, (40, 2)))
     with pytest.raises(InputError, match="non-empty string"):
         s.add_class(None)  # type: ignore[arg-type]
+
+
+def test_memory_layout_does_not_change_the_mask() -> None:
+    """A channel-last RGB image viewed channel-first (as Pillow arrays usually arrive) gives the
+    mask of its C-order copy; a strided view once flipped a pixel of the network's mask."""
+    hwc = np.moveaxis(mr.load_sample("nuclei-stained").image, 0, -1).copy()
+    view = hwc.transpose(2, 0, 1)
+    assert not view.flags.c_contiguous
+    model = mr.load_model("nuclei-unet2d")
+    strided = mr.Session(model, cache=mr.FeatureCache(0)).set_image(view)
+    packed = mr.Session(model, cache=mr.FeatureCache(0)).set_image(np.ascontiguousarray(view))
+    np.testing.assert_array_equal(strided, packed)

@@ -156,6 +156,9 @@ def load_image(
             f"image must be a non-empty numeric array, got dtype {array.dtype} "
             f"and shape {array.shape}"
         )
+    # One memory layout: a strided view (a channel-last image transposed) sums in another order
+    # than its C-order copy, which flipped a pixel of the network's mask.
+    array = np.ascontiguousarray(array)
     prep = model.preprocessing
     shape = prep.spatial_shape(array)
     limits.check_image(shape)
