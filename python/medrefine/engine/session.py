@@ -17,7 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from medrefine.backends import FeatureExtractor, TorchBackend
+from medrefine.backends import FeatureExtractor
+from medrefine.backends.named import resolve_backend
 from medrefine.engine import step
 from medrefine.engine.cache import FeatureCache
 from medrefine.engine.history import Interaction, SessionState
@@ -36,7 +37,10 @@ class Session:
         model: the split network.
         config: refinement settings (a frozen :class:`RefineConfig`).
         cache: feature cache (the process-wide :meth:`FeatureCache.shared` one if None).
-        backend: runs the backbone (PyTorch on the CPU if None).
+        backend: runs the backbone: a FeatureExtractor, a name (``"auto"``, ``"torch"``,
+            ``"onnxruntime"``, ``"cuda"``, ``"tensorrt"``: :mod:`medrefine.backends.named`; an
+            unavailable one raises ResourceError naming what is missing), or None (the model's
+            own extractor, else PyTorch on the CPU). ``session.backend.name`` says what runs.
         limits: bounds on image size, marks, classes and undo depth
             (:class:`~medrefine.engine.limits.SessionLimits`; its defaults if None).
 
@@ -57,7 +61,7 @@ class Session:
         config: RefineConfig | None = None,
         *,
         cache: FeatureCache | None = None,
-        backend: FeatureExtractor | None = None,
+        backend: FeatureExtractor | str | None = None,
         limits: SessionLimits | None = None,
     ) -> None:
         if not isinstance(model, SplitModel):
@@ -72,7 +76,7 @@ class Session:
         self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
         step.warm_up()
-        self.backend = backend or model.extractor or TorchBackend(model.backbone)
+        self.backend = resolve_backend(model, backend)
         self._lock = threading.RLock()
         self._img: step.ImageState | None = None
         self._pending: tuple[Mark, ...] = ()
