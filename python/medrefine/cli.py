@@ -96,11 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.set_defaults(func=_models)
 
+    from medrefine.export_cli import add_parser as add_export
     from medrefine.segment import add_parser as add_segment
     from medrefine.serve.cli import add_parser as add_serve
 
     add_segment(sub)
     add_serve(sub)
+    add_export(sub)
 
     bench = sub.add_parser("bench", help="benchmarks and evaluation").add_subparsers(
         dest="bench", required=True

@@ -9,8 +9,8 @@
   choice is logged (logger ``medrefine.backends.named``, INFO) and is the returned backend's
   ``name``.
 
-A PyTorch model without an ONNX graph of its backbone gets one exported on first use (zoo models:
-:func:`medrefine.onnx.export.export_zoo`, parity-checked), kept for the life of the process.
+A PyTorch model without an ONNX graph of its backbone gets one exported on first use
+(:func:`medrefine.onnx.export.export_backbone`, parity-checked), kept for the life of the process.
 
 An explicit choice that cannot run here raises :class:`~medrefine.errors.ResourceError` naming
 what is missing (the package, the provider, the GPU). Whether a provider works is decided by the
@@ -35,7 +35,7 @@ from medrefine.backends.onnxruntime_backend import (
     available_providers,
 )
 from medrefine.backends.select import select_backend
-from medrefine.errors import InputError, MedrefineError, ResourceError, UnsupportedModelError
+from medrefine.errors import InputError, MedrefineError, ResourceError
 
 if TYPE_CHECKING:  # models.split imports this package
     from medrefine.models.split import SplitModel
@@ -65,23 +65,18 @@ def onnx_graph(model: SplitModel) -> bytes:
     """Serialized ONNX graph of ``model``'s backbone (image -> the head's input features).
 
     Raises:
-        UnsupportedModelError: the model has neither an ONNX extractor nor a zoo name to export.
+        UnsupportedModelError: PyTorch cannot export the backbone, or the export fails its
+            parity check.
     """
     if isinstance(model.extractor, OnnxRuntimeBackend):
         return model.extractor.model_bytes
-    from medrefine.models.zoo import list_models
-    from medrefine.onnx.export import export_zoo
+    from medrefine.onnx.export import export_backbone
 
-    if model.name not in list_models():
-        raise UnsupportedModelError(
-            f"model {model.name!r} has no ONNX backbone: export one and pass "
-            "backend=OnnxRuntimeBackend(path)"
-        )
     key = (model.name, model.digest())
     with _GRAPHS_LOCK:
         if key not in _GRAPHS:
             with tempfile.TemporaryDirectory() as folder:
-                result = export_zoo(model.name, folder, "backbone")
+                result, _ = export_backbone(model, folder)
                 _GRAPHS[key] = Path(result.path).read_bytes()
                 logger.info(
                     "model %r: backbone exported to ONNX (max abs diff %.2e)",

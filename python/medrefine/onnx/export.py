@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnx
@@ -31,6 +33,9 @@ from medrefine.backends.onnxruntime_backend import OnnxRuntimeBackend
 from medrefine.errors import InputError, UnsupportedModelError
 from medrefine.models.unet import UNet
 from medrefine.models.zoo import load_network
+
+if TYPE_CHECKING:
+    from medrefine.models.split import SplitModel
 
 PARITY_TOLERANCE = 1e-3
 Part = Literal["network", "backbone"]
@@ -133,18 +138,25 @@ def _legacy_exporter_warnings() -> Iterator[None]:
 
 
 def parity(
-    path: Path, reference: Callable[[torch.Tensor], torch.Tensor], inputs: Sequence[torch.Tensor]
+    path: Path,
+    reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]],
+    inputs: Sequence[torch.Tensor],
 ) -> float:
-    """Largest absolute difference between ONNX Runtime (CPU) on ``path`` and ``reference``."""
+    """Largest absolute difference between ONNX Runtime (CPU) on ``path`` and ``reference`` over
+    every output (``inf`` when a shape or the number of outputs differs)."""
     runtime = OnnxRuntimeBackend(path, ["CPUExecutionProvider"])
     worst = 0.0
     for x in inputs:
         with torch.no_grad():
             want = reference(x)
-        got = runtime.features(x)[0]
-        if got.shape != want.shape:
+        wants = (want,) if isinstance(want, torch.Tensor) else tuple(want)
+        gots = runtime.features(x)
+        if len(gots) != len(wants) or any(
+            g.shape != w.shape for g, w in zip(gots, wants, strict=True)
+        ):
             return float("inf")
-        worst = max(worst, float((got - want).abs().max()))
+        for got, w in zip(gots, wants, strict=True):
+            worst = max(worst, float((got - w).abs().max()))
     return worst
 
 
@@ -152,30 +164,34 @@ def export_module(
     net: nn.Module,
     example: torch.Tensor,
     path: str | os.PathLike[str],
-    output: str = "logits",
+    output: str | Sequence[str] = "logits",
     opset: int = 17,
     checks: Sequence[torch.Tensor] = (),
-    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]] | None = None,
+    tolerance: float = PARITY_TOLERANCE,
 ) -> ExportResult:
     """Export ``net`` (an ``nn.Module`` or TorchScript module) to ``path`` and check it.
 
     Args:
-        net: maps ``(1, C, *spatial)`` float32 to one tensor ``(1, K, *spatial')``; it is put in
-            eval mode (the export is of inference).
+        net: maps ``(1, C, *spatial)`` float32 to one tensor ``(1, K, *spatial')`` (or a tuple of
+            them); it is put in eval mode (the export is of inference).
         example: input used to trace, ``(1, C, *spatial)`` float32.
-        output: the output's name.
+        output: the output's name (or one name per output of a tuple).
         opset: ONNX operator set, 17 or later.
         checks: further inputs for the parity check (other spatial sizes).
         reference: what the export must reproduce (default: ``net`` itself).
+        tolerance: largest absolute difference to PyTorch accepted.
 
     Raises:
         UnsupportedModelError: PyTorch cannot export ``net``, or ONNX Runtime differs from
-            PyTorch by more than :data:`PARITY_TOLERANCE` (no file is left at ``path``).
+            PyTorch by more than ``tolerance`` (no file is left at ``path``).
     """
     if opset < 17:
         raise InputError(f"opset must be 17 or later, got {opset}")
     path, dims = Path(path), example.ndim - 2
     axes = {i + 2: a for i, a in enumerate(_AXES[dims])}
+    outputs = [output] if isinstance(output, str) else list(output)
+    dynamic = {"image": axes} | {o: {k: f"{o}_{a}" for k, a in axes.items()} for o in outputs}
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _legacy_exporter_warnings(), torch.no_grad():
@@ -184,8 +200,8 @@ def export_module(
                 (example,),
                 str(path),
                 input_names=["image"],
-                output_names=[output],
-                dynamic_axes={"image": axes, output: {k: f"{output}_{a}" for k, a in axes.items()}},
+                output_names=outputs,
+                dynamic_axes=dynamic,
                 opset_version=opset,
                 dynamo=False,
             )
@@ -197,12 +213,12 @@ def export_module(
             f"PyTorch cannot export {type(net).__name__}: {detail}"
         ) from exc
     diff = parity(path, reference or net.eval(), [example, *checks])
-    if not np.isfinite(diff) or diff > PARITY_TOLERANCE:
+    if not np.isfinite(diff) or diff > tolerance:
         path.unlink()
         raise UnsupportedModelError(
-            f"ONNX Runtime differs from PyTorch by {diff:.3g} (> {PARITY_TOLERANCE}); not exported"
+            f"ONNX Runtime differs from PyTorch by {diff:.3g} (> {tolerance:g}); not exported"
         )
-    return ExportResult(path, output, diff)
+    return ExportResult(path, ", ".join(outputs), diff)
 
 
 def zoo_example_size(net: UNet) -> int:
@@ -243,3 +259,91 @@ def export_zoo(
         checks=[other],
         reference=net if part == "network" else net.features,
     )
+
+
+def odd_sizes(spatial_dims: int, multiple: int) -> list[tuple[int, ...]]:
+    """Two spatial sizes, no axis a multiple of ``multiple`` (pixels, array order), on which the
+    backbone parity check runs after padding; each axis pads to at least two multiples."""
+    a = max(multiple, 16)
+    if spatial_dims == 2:
+        return [(2 * a + 13, 3 * a + 7), (3 * a - 5, 2 * a + 1)]
+    return [(2 * a + 5, 2 * a - 3, 2 * a + 9), (2 * a - 7, 2 * a + 3, 2 * a + 1)]
+
+
+def _in_channels(model: SplitModel) -> int:
+    if model.preprocessing.channels is not None:
+        return model.preprocessing.channels
+    conv = next(
+        (m for m in model.backbone.modules() if isinstance(m, nn.modules.conv._ConvNd)), None
+    )
+    return int(conv.in_channels) if conv is not None else 1
+
+
+def export_backbone(
+    model: SplitModel,
+    out_dir: str | os.PathLike[str],
+    tolerance: float = PARITY_TOLERANCE,
+    opset: int = 17,
+) -> tuple[ExportResult, dict[str, Any]]:
+    """Export ``model``'s backbone to ``<out_dir>/<name>.backbone.onnx`` plus the metadata JSON
+    ``<name>.backbone.json``, parity-checked on :func:`odd_sizes` images padded as the model's
+    preprocessing says.
+
+    The graph takes ``"image"`` ``(1, C, *spatial)`` float32 (spatial sizes a multiple of the
+    pad multiple, dynamic) and returns ``"features"`` (one output) or ``"features_0"``, ... .
+    The metadata holds the backbone digest (the feature-cache identity), the ONNX file's SHA-256,
+    input and feature names, shapes (spatial axes named, plus one concrete example) and dtypes,
+    the preprocessing and pad multiple, the opset and the parity figure.
+
+    Returns:
+        The export and the metadata written.
+    """
+    prep, dims = model.preprocessing, model.spatial_dims
+    channels, gen = _in_channels(model), np.random.default_rng(0)
+
+    def image(size: Sequence[int]) -> torch.Tensor:
+        return prep(gen.standard_normal((channels, *size)).astype(np.float32))
+
+    example = image((max(64 if dims == 2 else 32, 2 * prep.multiple),) * dims)
+    with torch.no_grad():
+        out = model.backbone(example)
+    names = ["features"] if len(out) == 1 else [f"features_{i}" for i in range(len(out))]
+    folder = Path(out_dir)
+    path = folder / f"{model.name}.backbone.onnx"
+    (folder / f"{model.name}.backbone.json").unlink(missing_ok=True)  # never a stale one
+    sizes = odd_sizes(dims, prep.multiple)
+    checks = [image(s) for s in sizes]
+    result = export_module(
+        model.backbone, example, path, names, opset, checks, model.backbone, tolerance
+    )
+    axes = list(_AXES[dims])
+    meta: dict[str, Any] = {
+        "model": model.name,
+        "onnx": path.name,
+        "onnx_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "backbone_digest": model.digest(),
+        "opset": opset,
+        "input": {"name": "image", "shape": [1, channels, *axes], "dtype": "float32"},
+        "features": [
+            {
+                "name": n,
+                "shape": [1, int(t.shape[1]), *[f"{n}_{a}" for a in axes]],
+                "dtype": "float32",
+            }
+            for n, t in zip(names, out, strict=True)
+        ],
+        "example_shapes": {
+            "image": list(example.shape),
+            **{n: list(t.shape) for n, t in zip(names, out, strict=True)},
+        },
+        "preprocessing": asdict(prep),
+        "pad_multiple": prep.multiple,
+        "parity": {
+            "max_abs_diff": result.max_abs_diff,
+            "tolerance": tolerance,
+            "checked_sizes": [list(s) for s in sizes],
+        },
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+    (folder / f"{model.name}.backbone.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return result, meta
