@@ -18,12 +18,20 @@ import onnx
 import torch
 from torch import nn
 
-from medrefine.errors import UnsupportedModelError
+from medrefine.errors import InputError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
 
 #: Execution providers in order of preference (fastest first).
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+#: Graph optimisation levels by name, and ONNX Runtime's ``GraphOptimizationLevel`` member of each.
+OPTIMIZATION = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 OnnxSource = onnx.ModelProto | bytes | str | os.PathLike[str]
 
@@ -56,6 +64,8 @@ class OnnxRuntimeBackend:
             preprocessed image ``(1, C, *spatial)`` float32; its outputs are the features.
         providers: execution providers to try, in order; by default every available one of
             TensorRT, CUDA and CPU. ``name`` reports the one that actually runs.
+        threads: intra-op threads (0: ONNX Runtime's default, one per physical core).
+        optimization: graph optimisation level, one of :data:`OPTIMIZATION` (default ``"all"``).
 
     Attributes:
         name: ``"onnxruntime-<provider>"``, e.g. ``"onnxruntime-CPUExecutionProvider"``.
@@ -63,9 +73,20 @@ class OnnxRuntimeBackend:
         digest: SHA-256 (first 16 hex digits) of the serialized graph.
     """
 
-    def __init__(self, source: OnnxSource, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        source: OnnxSource,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        optimization: str = "all",
+    ) -> None:
+        if optimization not in OPTIMIZATION:
+            raise InputError(f"optimization must be one of {OPTIMIZATION}, got {optimization!r}")
+        if threads < 0:
+            raise InputError(f"threads must be 0 (default) or positive, got {threads}")
         self._bytes = model_bytes(source)
         self._requested = list(providers) if providers is not None else available_providers()
+        self.threads, self.optimization = threads, optimization
         self.digest = hashlib.sha256(self._bytes).hexdigest()[:16]
         self._open()
 
@@ -81,6 +102,10 @@ class OnnxRuntimeBackend:
         # from the PyTorch head that runs next (2 cores: a 10 ms PyTorch pass after a run took
         # up to 4x longer, and an export's parity check 10x longer).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, OPTIMIZATION[self.optimization]
+        )
         self._session = ort.InferenceSession(self._bytes, options, providers=self._requested)
         self.provider: str = self._session.get_providers()[0]
         self.name = f"onnxruntime-{self.provider}"
@@ -105,10 +130,17 @@ class OnnxRuntimeBackend:
 
     # An InferenceSession cannot be pickled or deep-copied: keep the graph, reopen the session.
     def __getstate__(self) -> dict[str, Any]:
-        return {"bytes": self._bytes, "providers": self._requested, "digest": self.digest}
+        return {
+            "bytes": self._bytes,
+            "providers": self._requested,
+            "digest": self.digest,
+            "threads": self.threads,
+            "optimization": self.optimization,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._bytes, self._requested = state["bytes"], state["providers"]
+        self.threads, self.optimization = state["threads"], state["optimization"]
         self.digest = state["digest"]
         self._open()
 
