@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -92,6 +91,8 @@ def measure(
 
 def machine() -> str:
     """One line naming the machine and the library versions."""
+    import onnxruntime as ort  # optional dependency ([cpu] or [gpu]); only this command needs it
+
     return (
         f"{platform.machine()} {platform.processor() or 'cpu'}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
