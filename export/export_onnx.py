@@ -11,6 +11,9 @@ Runtime and PyTorch. Exits with status 1, leaving no file, when that exceeds 1e-
 The backbone file runs a zoo model's frozen part in ONNX Runtime, e.g.
 ``select_backend(load_model(name), onnx_backbone=DIR / "<model>.backbone.onnx")``; the network
 file can be split back with ``SplitModel.from_onnx(path, cut=scope_nodes(path, "head"), ...)``.
+
+For deployment, ``medrefine export onnx --model NAME --out DIR`` writes the same backbone graph
+plus its metadata JSON (digest, feature shapes, preprocessing), checked on odd-sized inputs.
 """
 
 from __future__ import annotations
