@@ -81,3 +81,13 @@ def test_export_tensorrt_without_tensorrt_names_what_is_missing(
     assert main(["export", "tensorrt", "--onnx", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "TensorRT" in err and "not found" in err
+
+
+@pytest.mark.parametrize("name", mr.list_models())
+def test_every_zoo_backbone_exports_within_tolerance(name: str, tmp_path: Path) -> None:
+    from medrefine.onnx.export import export_backbone
+
+    result, meta = export_backbone(mr.load_model(name), tmp_path)
+    assert result.path.is_file() and 0 <= result.max_abs_diff <= 1e-3
+    multiple = meta["pad_multiple"]
+    assert all(s % multiple for size in meta["parity"]["checked_sizes"] for s in size)
