@@ -32,6 +32,12 @@ class SessionLimits:
         max_classes: output classes, counting those added by :meth:`~medrefine.Session.add_class`.
         max_marks: marks one session holds (refined on and pending together).
         max_points: points of one scribble, or pixels of one :class:`~medrefine.Paint`.
+        max_tile_voxels: None: the backbone sees the whole (padded) image at once. An integer:
+            a padded image over this many pixels/voxels runs through the backbone in
+            overlapping tiles of at most this size, margins included
+            (:mod:`medrefine.backends.tiling`), bounding the peak memory of ``set_image``; a
+            backbone that cannot be tiled exactly (instance normalisation) raises
+            ``UnsupportedModelError``.
     """
 
     history_depth: int = 32
@@ -41,6 +47,7 @@ class SessionLimits:
     max_classes: int = 128
     max_marks: int = 10_000
     max_points: int = 100_000
+    max_tile_voxels: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -57,6 +64,11 @@ class SessionLimits:
                 raise InputError(f"SessionLimits.{name} must be an integer >= 0, got {value!r}")
         if self.max_classes < 2 or self.max_voxels < 1:
             raise InputError("SessionLimits needs max_classes >= 2 and max_voxels >= 1")
+        tile = self.max_tile_voxels
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+            raise InputError(
+                f"SessionLimits.max_tile_voxels must be None or an integer >= 1, got {tile!r}"
+            )
 
     def check_image(self, shape: tuple[int, ...]) -> None:
         """Raise if an image of spatial ``shape`` is too small to segment or too large."""

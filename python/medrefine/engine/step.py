@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor
+from medrefine.backends.tiling import tiled_features
 from medrefine.engine import constraints
 from medrefine.engine.cache import FeatureCache, image_digest
 from medrefine.engine.distance import relative_spacing
@@ -171,7 +172,12 @@ def load_image(
     inside = (slice(None),) + tuple(slice(0, s) for s in shape)
     if features is None:
         padded = x.shape[2:]
-        features = tuple(channels_last(_crop(f, padded, shape)) for f in _backbone(backend, x))
+        tile = limits.max_tile_voxels
+        if tile is not None and math.prod(padded) > tile:
+            run = functools.partial(_backbone, backend)
+            features = tiled_features(run, x, shape, prep.multiple, tile)
+        else:
+            features = tuple(channels_last(_crop(f, padded, shape)) for f in _backbone(backend, x))
         cache.put(key, features)
     image = x[0][inside].numpy()
     image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
