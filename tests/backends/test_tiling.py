@@ -115,6 +115,25 @@ def test_image_within_budget_is_not_tiled(model2d: SplitModel) -> None:
     assert session.set_image(_image((64, 64))).shape == (64, 64)
 
 
+def test_wide_receptive_field_grows_the_probe() -> None:
+    torch.manual_seed(0)
+    wide = nn.Sequential(
+        nn.Conv2d(1, 4, 41, padding=20), nn.LeakyReLU(0.1), nn.Conv2d(4, 4, 41, padding=20)
+    )
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            return (wide(x),)
+
+    # 40 px: beyond the first 64 px probe's half-width, inside the 128 px one the budget allows
+    assert backbone_radius(run, 1, 2, 1, 128 * 128) == 40
+    with pytest.raises(UnsupportedModelError, match="cannot be tiled"):
+        backbone_radius(run, 1, 2, 1, 127 * 127)
+    x = torch.from_numpy(_image((1, 1, 200, 190)))
+    tiled = tiled_features(run, x, (200, 190), 1, 128 * 128)
+    torch.testing.assert_close(tiled[0], run(x)[0], rtol=0, atol=1e-5)
+
+
 def test_coarse_features_are_refused() -> None:
     def coarse(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (torch.nn.functional.avg_pool2d(x, 2),)

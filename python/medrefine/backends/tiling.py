@@ -31,20 +31,40 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def backbone_radius(run: Run, channels: int, spatial_dims: int, multiple: int) -> int:
+def backbone_radius(
+    run: Run, channels: int, spatial_dims: int, multiple: int, max_voxels: int = 0
+) -> int:
     """Receptive-field radius of the backbone, pixels at the input (= feature) resolution.
 
     Measured by perturbing a central block (one pad multiple per axis) of a seeded random
-    ``(1, channels, P, ..., P)`` float32 input (``P``: 64 in 2D, 32 in 3D, at least 4 pad
-    multiples) and taking the largest distance from the block, along any axis, at which any
-    feature changed.
+    ``(1, channels, P, ..., P)`` float32 input and taking the largest distance from the block,
+    along any axis, at which any feature changed. ``P`` starts at 64 in 2D, 32 in 3D (at least 4
+    pad multiples) and doubles while the change reaches the probe's border and the next probe
+    has at most ``max_voxels`` pixels. It assumes a receptive field without holes (true of
+    stacked convolutions and poolings; a lone dilated convolution could skip the probe).
 
     Raises:
-        UnsupportedModelError: the change reaches the probe's border (a global operation such as
-            instance normalisation, or a receptive field wider than the probe), or a feature's
-            spatial shape is not the input's.
+        UnsupportedModelError: the change reaches the border of the largest probe (a global
+            operation such as instance normalisation, or a receptive field too wide for the
+            budget), or a feature's spatial shape is not the input's.
     """
     size = _round_up(max(64 if spatial_dims == 2 else 32, 4 * multiple), multiple)
+    while True:
+        reach = _reach(run, channels, spatial_dims, multiple, size)
+        if reach is not None:
+            return reach
+        if (2 * size) ** spatial_dims > max_voxels:
+            raise UnsupportedModelError(
+                f"the backbone cannot be tiled: a change at one pixel of a {size}-pixel probe "
+                "alters its features at the probe's border (a global operation such as instance "
+                "normalisation, or a receptive field wider than max_tile_voxels allows), so "
+                "tiled features would differ from whole-image ones"
+            )
+        size *= 2
+
+
+def _reach(run: Run, channels: int, spatial_dims: int, multiple: int, size: int) -> int | None:
+    """Farthest pixel whose features a central block changes; None if it reaches the border."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((1, channels) + (size,) * spatial_dims, generator=generator)
     # A block of one pad multiple per axis covers every phase of the network's poolings.
@@ -60,14 +80,8 @@ def backbone_radius(run: Run, channels: int, spatial_dims: int, multiple: int) -
     if where.numel() == 0:
         return 0
     if bool((where == 0).any()) or bool((where == size - 1).any()):
-        raise UnsupportedModelError(
-            f"the backbone cannot be tiled: a change at one pixel of a {size}-pixel probe alters "
-            "its features at the probe's border (a global operation such as instance "
-            "normalisation, or a receptive field over half the probe), so tiled features would "
-            "differ from whole-image ones"
-        )
-    outside = torch.maximum(first - where, where - last).clamp(min=0)
-    return int(outside.max())
+        return None
+    return int(torch.maximum(first - where, where - last).clamp(min=0).max())
 
 
 def _check_resolution(f: torch.Tensor, x: torch.Tensor) -> None:
@@ -129,7 +143,7 @@ def tiled_features(
     if max_tile_voxels < 1:
         raise InputError(f"max_tile_voxels must be >= 1, got {max_tile_voxels}")
     padded = tuple(int(s) for s in x.shape[2:])
-    radius = backbone_radius(run, int(x.shape[1]), len(padded), multiple)
+    radius = backbone_radius(run, int(x.shape[1]), len(padded), multiple, max_tile_voxels)
     margin = _round_up(radius, multiple)
     core = plan_tiles(padded, margin, multiple, max_tile_voxels)
     starts = [range(0, min(p, s), c) for p, s, c in zip(padded, shape, core, strict=True)]
