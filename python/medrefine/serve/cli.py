@@ -23,6 +23,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-image-mb", type=int, default=1024, help="largest image upload")
     p.add_argument("--idle-ttl", type=float, default=3600.0, help="seconds; 0 = never")
     p.add_argument("--workers", type=int, default=2, help="refines running at once")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "cuda", "tensorrt", "auto"],
+        help="what runs the backbones (auto: the fastest here; logged at start)",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--client-ca", type=Path, help="PEM CA for client certificates (mutual TLS)")
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=_read(args.tls_cert),
         tls_key=_read(args.tls_key),
         client_ca=_read(args.client_ca),
+        backend=args.backend,
     )
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535, got {args.port}")

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medrefine.backends.named import NAMES
 from medrefine.errors import InputError
 
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -34,6 +35,9 @@ class ServerConfig:
         token: bearer token every call must carry (None: no token needed).
         tls_cert, tls_key: PEM server certificate and key (both or neither).
         client_ca: PEM CA that client certificates must chain to (mutual TLS).
+        backend: what runs every model's backbone, a name ``mr.Session`` accepts: ``"torch"``,
+            ``"onnxruntime"``, ``"cuda"``, ``"tensorrt"`` or ``"auto"`` (the fastest here); it
+            is resolved once per model when the server starts, so an unavailable one fails then.
     """
 
     models: tuple[str, ...] = ()
@@ -53,6 +57,7 @@ class ServerConfig:
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     client_ca: bytes | None = None
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         for name in (
@@ -74,5 +79,7 @@ class ServerConfig:
             raise InputError("tls_cert and tls_key go together")
         if self.client_ca is not None and self.tls_cert is None:
             raise InputError("client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.backend not in NAMES:
+            raise InputError(f"backend must be one of {list(NAMES)}, got {self.backend!r}")
         if self.token is not None and not self.token.strip():
             raise InputError("token must not be empty")

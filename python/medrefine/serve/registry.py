@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import medrefine as mr
+from medrefine.backends.named import resolve_backend
 from medrefine.errors import InputError, NotFoundError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
@@ -147,6 +148,7 @@ class Registry:
         self.journal = journal
         names = config.models or tuple(mr.list_models())
         self.models = {name: mr.load_model(name) for name in names}
+        self.backends = {n: resolve_backend(m, config.backend) for n, m in self.models.items()}
         self.cache = TrackingCache(config.feature_cache_bytes)
         self.images = ImageStore(config.image_store_bytes)
         self.compute = threading.BoundedSemaphore(config.workers)
@@ -237,7 +239,9 @@ class Registry:
         The caller holds the reservation for ``record.id`` and releases it afterwards.
         """
         model = self.model(record.model)
-        session = mr.Session(model, PRESETS[record.preset](), cache=self.cache)
+        session = mr.Session(
+            model, PRESETS[record.preset](), cache=self.cache, backend=self.backends[record.model]
+        )
         with self.compute:
             mask = session.set_image(image)
             cached = self.cache.last_hit

@@ -93,7 +93,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 class_names=m.class_names,
                 spatial_dims=m.spatial_dims,
                 channels=m.preprocessing.channels,
-                backend=_backend_name(m),
+                backend=self.reg.backends[name].name,
             )
             for name, m in self.reg.models.items()
         ]
@@ -170,7 +170,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 spatial_shape=entry.session.image_shape,
                 features_cached=opened.features_cached,
                 seconds=time.perf_counter() - start,
-                backend=_backend_name(model),
+                backend=self.reg.backends[entry.model].name,
             )
 
     def _reopen_live(
@@ -187,7 +187,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 spatial_shape=entry.session.image_shape,
                 features_cached=True,
                 seconds=time.perf_counter() - start,
-                backend=_backend_name(self.reg.model(entry.model)),
+                backend=self.reg.backends[entry.model].name,
             )
 
     # -------------------------------------------------------------------- marks
@@ -285,11 +285,6 @@ class RefinerServicer(pb_grpc.RefinerServicer):
 
 
 # ------------------------------------------------------------------------------- checks
-
-
-def _backend_name(model: mr.SplitModel) -> str:
-    extractor = model.extractor
-    return str(getattr(extractor, "name", "torch-cpu")) if extractor is not None else "torch-cpu"
 
 
 def _check_header(
