@@ -116,3 +116,12 @@ def test_refine_works_on_a_monai_network() -> None:
     session.add(mr.Scribble(0, [(18, 4), (18, 10)], radius=0))
     result = session.refine()
     assert result.mode == "full" and result.satisfied
+
+
+def test_num_classes_must_match_the_networks_output_channels(net2d) -> None:
+    with pytest.raises(UnsupportedModelError, match=r"outputs 3 channels.*pass num_classes=3"):
+        mr.SplitModel.from_module(net2d, head=["head"], num_classes=4, spatial_dims=2)
+    one = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 1, 1))
+    with pytest.raises(UnsupportedModelError, match="single sigmoid channel"):
+        mr.SplitModel.from_module(one, head=["1"], num_classes=2, spatial_dims=2)
+    assert mr.SplitModel.from_module(net2d, head=["head"], num_classes=3, spatial_dims=2)

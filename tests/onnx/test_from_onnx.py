@@ -206,3 +206,11 @@ def test_an_example_the_network_cannot_take_is_one_clear_error(tmp_path: Path) -
     path = export_module(net, torch.randn(1, 1, 8, 8), tmp_path / "n.onnx").path
     with pytest.raises(UnsupportedModelError, match=r"cannot run the network on an input \(1, 3"):
         mr.SplitModel.from_onnx(path, ["/1/Conv"], 2, 2, example=torch.randn(1, 3, 8, 8))
+
+
+def test_from_onnx_refuses_a_num_classes_the_output_does_not_have(
+    zoo_onnx: Callable[..., ExportResult],
+) -> None:
+    path = zoo_onnx("nuclei-unet2d").path
+    with pytest.raises(UnsupportedModelError, match=r"outputs 2 channels.*pass num_classes=2"):
+        mr.SplitModel.from_onnx(path, cut=scope_nodes(path, "head"), num_classes=3, spatial_dims=2)

@@ -87,7 +87,8 @@ def _probe(net: nn.Module, spatial_dims: int, multiple: int = 1) -> torch.Tensor
     return torch.randn((1, channels) + (size,) * spatial_dims, generator=gen)
 
 
-def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> None:
+def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> int:
+    """Check that head(backbone(x)) reproduces net(x); returns the output's channel count."""
     was_training = net.training
     net.eval()
     try:
@@ -103,6 +104,21 @@ def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tenso
         net.train(was_training)
     if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-4):
         raise UnsupportedModelError("backbone + head do not reproduce the network's output")
+    return int(want.shape[1])
+
+
+def check_classes(num_classes: int, channels: int) -> None:
+    """Refuse a ``num_classes`` that differs from the network's output channels (one logit per
+    class, background included): a mark of a class the head has no channel for would fail."""
+    if num_classes == channels:
+        return
+    hint = f"pass num_classes={channels}"
+    if channels == 1:
+        hint = "a single sigmoid channel is not supported: give the network two output logits"
+    raise UnsupportedModelError(
+        f"num_classes={num_classes}, but the network outputs {channels} channels (one per "
+        f"class, background included); {hint}"
+    )
 
 
 def as_given(spatial_dims: int) -> Preprocessing:
@@ -204,7 +220,7 @@ class SplitModel:
         backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
         prep = preprocessing or as_given(spatial_dims)
         probe = example if example is not None else _probe(net, spatial_dims, prep.multiple)
-        _verify(net, backbone, head_gm, probe)
+        check_classes(num_classes, _verify(net, backbone, head_gm, probe))
         return cls(backbone, head_gm, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -260,13 +276,15 @@ class SplitModel:
 
         Raises:
             UnsupportedModelError: a cut name is unknown, the head has operators the converter
-                does not support (all are named), or the split does not reproduce the network.
+                does not support (all are named), the split does not reproduce the network, or
+                ``num_classes`` differs from the network's output channels.
             NotFoundError: no file at ``path``.
         """
         from medrefine.onnx.split import split_onnx
 
         prep = preprocessing or as_given(spatial_dims)
         parts = split_onnx(path, cut, spatial_dims, example, providers, prep.multiple)
+        check_classes(num_classes, parts.channels)
         return cls(
             parts.backbone,
             parts.head,

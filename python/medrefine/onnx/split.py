@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 import torch
@@ -30,12 +30,14 @@ class OnnxSplit:
         head: the converted head, ``head(*features)`` -> logits ``(1, K, *spatial)``.
         extractor: ONNX Runtime session of the frozen graph.
         digest: hash of the frozen graph (the feature-cache key of the model).
+        channels: the network's output channels (one per class), measured on the probe.
     """
 
     backbone: OnnxBackbone
     head: fx.GraphModule
     extractor: OnnxRuntimeBackend
     digest: str
+    channels: int = 0
 
 
 def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
@@ -56,7 +58,8 @@ def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) ->
     return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
-def _verify(whole: OnnxRuntimeBackend, split: OnnxSplit, x: torch.Tensor) -> None:
+def _verify(whole: OnnxRuntimeBackend, split: OnnxSplit, x: torch.Tensor) -> int:
+    """Check the split against the whole network on ``x``; returns the output's channels."""
     try:
         want = whole.features(x)[0]
     except Exception as exc:  # ONNX Runtime raises its own types for a wrong input shape
@@ -77,6 +80,7 @@ def _verify(whole: OnnxRuntimeBackend, split: OnnxSplit, x: torch.Tensor) -> Non
         raise UnsupportedModelError(
             f"frozen graph + converted head do not reproduce the ONNX network (max diff {diff})"
         )
+    return int(want.shape[1])
 
 
 def split_onnx(
@@ -98,5 +102,5 @@ def split_onnx(
     extractor = OnnxRuntimeBackend(parts.frozen, providers)
     split = OnnxSplit(OnnxBackbone(extractor), head, extractor, extractor.digest)
     x = example if example is not None else probe_input(model, spatial_dims, multiple)
-    _verify(OnnxRuntimeBackend(model_bytes(model), ["CPUExecutionProvider"]), split, x)
-    return split
+    whole = OnnxRuntimeBackend(model_bytes(model), ["CPUExecutionProvider"])
+    return replace(split, channels=_verify(whole, split, x))
