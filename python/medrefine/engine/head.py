@@ -147,16 +147,23 @@ class HeadRunner:
         return out.T.reshape((-1,) + self.shape).contiguous()
 
 
-def label_argmax(logits: torch.Tensor) -> np.ndarray:
-    """Class of every pixel of ``(K, *shape)`` logits as an int64 array ``shape`` (first
-    maximum wins). One pass per class: much faster than ``argmax(0)`` over a strided axis."""
+def argmax_and_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class (int64, first maximum wins) and maximum logit of every pixel of ``(K, *shape)``
+    logits, both ``shape``. One pass per class: much faster than ``argmax(0)`` over a strided
+    axis."""
     best = logits[0].clone()
     label = torch.zeros(best.shape, dtype=torch.int64)
     for k in range(1, logits.shape[0]):
         better = logits[k] > best
         best = torch.maximum(best, logits[k])
         label[better] = k
-    return label.numpy()
+    return label, best
+
+
+def label_argmax(logits: torch.Tensor) -> np.ndarray:
+    """Class of every pixel of ``(K, *shape)`` logits as an int64 array ``shape`` (first
+    maximum wins)."""
+    return argmax_and_max(logits)[0].numpy()
 
 
 def last_layer(head: nn.Module, num_classes: int) -> nn.Module:

@@ -27,6 +27,7 @@ from medrefine.engine.distance import relative_spacing
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
 from medrefine.engine.head import (
     HeadRunner,
+    argmax_and_max,
     channels_last,
     last_layer,
     resize_outputs,
@@ -51,12 +52,7 @@ def labels_and_top(logits: torch.Tensor) -> tuple[np.ndarray, float, float]:
     :func:`~medrefine.engine.head.label_argmax`; uint8, int32 beyond 256 classes) and the lowest
     and highest per-pixel maximum logit, from one pass over the classes. A NaN or +inf logit
     anywhere makes the lowest or highest non-finite."""
-    best = logits[0].clone()
-    label = torch.zeros(best.shape, dtype=torch.int64)
-    for k in range(1, logits.shape[0]):
-        better = logits[k] > best
-        best = torch.maximum(best, logits[k])
-        label[better] = k
+    label, best = argmax_and_max(logits)
     low, high = torch.aminmax(best)
     return label.numpy().astype(mask_dtype(logits.shape[0])), float(low), float(high)
 
