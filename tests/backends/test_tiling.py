@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import medrefine as mr
+from conftest import split  # the fixture networks are split as everywhere in the suite
 from medrefine.backends import TorchBackend
 from medrefine.backends.tiling import backbone_radius, plan_tiles, tiled_features
 from medrefine.errors import InputError, ResourceError, UnsupportedModelError
-from medrefine.models.preprocess import Preprocessing
 from medrefine.models.split import SplitModel
 from medrefine.models.unet import UNet
 
@@ -27,19 +27,7 @@ def _local(net: UNet) -> SplitModel:
             if isinstance(sub, (nn.InstanceNorm2d, nn.InstanceNorm3d)):
                 setattr(module, child, nn.Identity())
     assert not any(isinstance(m, nn.InstanceNorm2d | nn.InstanceNorm3d) for m in net.modules())
-    return _split(net)
-
-
-def _split(net: UNet) -> SplitModel:
-    cfg = net.config
-    prep = Preprocessing(cfg.spatial_dims, channels=1, multiple=cfg.stride, normalize=False)
-    return SplitModel.from_module(
-        net,
-        head=["head"],
-        num_classes=cfg.num_classes,
-        spatial_dims=cfg.spatial_dims,
-        preprocessing=prep,
-    )
+    return split(net)
 
 
 def _image(shape: tuple[int, ...]) -> np.ndarray:
