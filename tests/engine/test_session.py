@@ -284,3 +284,25 @@ def test_a_wide_gate_gets_wide_iterations(model2d, case2d) -> None:
         return s.refine().iterations
 
     assert steps(1e9) == 1 and steps(0.0) == 3
+
+
+def test_refine_without_new_marks_returns_the_mask_unchanged(model2d, case2d) -> None:
+    image, _ = case2d
+    session = mr.Session(model2d)
+    mask = session.set_image(image)
+    session.add(mr.Scribble(2, [(3, 3), (3, 12)], radius=1))
+    session.add(mr.Scribble(0, [(20, 20), (20, 30)], radius=1))
+    first = session.refine()
+    head = _head_state(session)
+    assert not np.array_equal(first.mask, mask)  # the first refine did change something
+    for _ in range(3):
+        again = session.refine()
+        np.testing.assert_array_equal(again.mask, first.mask)
+        assert again.iterations == 0 and again.loss_trace == ()
+        assert (again.satisfied, again.wrong_marks) == (first.satisfied, first.wrong_marks)
+    assert _same(_head_state(session), head)
+    assert [i.kind for i in session.history] == ["refine"]  # nothing to undo but the refine
+    np.testing.assert_array_equal(session.undo(), mask)
+    # after an undo there are no marks again: refine says so
+    with pytest.raises(StateError, match="no marks"):
+        session.refine()

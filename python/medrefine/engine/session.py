@@ -12,7 +12,9 @@ read-only. The work is in :mod:`medrefine.engine.step`; this class holds state a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -28,6 +30,15 @@ from medrefine.engine.refine import RefineConfig
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
 from medrefine.types import Mark, RefineProgress, RefineResult, Volume
+
+
+def _unchanged(state: SessionState) -> RefineResult:
+    """The result of a refine with no new marks: ``state``'s mask and its last refine's figures,
+    no gradient step (the marks were already fitted; fitting them again would move the mask)."""
+    start = time.perf_counter()
+    last = next(i.result for i in reversed(state.history) if i.result is not None)
+    seconds = time.perf_counter() - start
+    return replace(last, mask=state.mask.unpack(), iterations=0, loss_trace=(), seconds=seconds)
 
 
 class Session:
@@ -167,12 +178,18 @@ class Session:
 
         Returns:
             The result; its ``mask`` is a new array (writing into it changes nothing here).
+            With no mark added since the last refine, nothing is trained and nothing is added
+            to the history: the current mask comes back unchanged, with ``iterations`` 0, an
+            empty ``loss_trace`` and the last refine's ``satisfied``/``wrong_marks`` (the head
+            is the one that refine left).
 
         Raises:
             StateError: no image or no marks. NumericalError: the step diverged (non-finite
                 head or logits); it was rolled back.
         """
         img = self._require_image()
+        if not self._pending and img.history.current.marks:
+            return _unchanged(img.history.current)
         result, new = step.refine_step(
             img, img.history.current, self._pending, self.config, progress
         )
