@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from medrefine.engine.crop import measure_margins
 from medrefine.engine.head import (
     HeadRunner,
     channels_last,
     last_layer,
-    receptive_radius,
     resize_outputs,
 )
 from medrefine.engine.pointwise import as_row_head
@@ -60,10 +60,13 @@ def test_naive_mode_is_full() -> None:
     assert HeadRunner(TwoInputHead(1).eval(), _features(), (20, 24), naive=True).mode == "full"
 
 
-def test_receptive_radius_of_stacked_convs() -> None:
+def test_receptive_margin_of_stacked_convs() -> None:
     head = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 1, 5, padding=2))
-    assert receptive_radius(head, (torch.randn(1, 2, 21, 21),)) == 3
-    assert receptive_radius(nn.Sequential(nn.InstanceNorm2d(2)), (torch.randn(1, 2, 9, 9),)) is None
+    grid = measure_margins(head, (torch.randn(1, 2, 41, 41),), (41, 41))
+    assert grid is not None
+    assert grid.margins == ((4, 4),)  # radius 3, plus the one pixel of safety
+    norm = nn.Sequential(nn.InstanceNorm2d(2))
+    assert measure_margins(norm, (torch.randn(1, 2, 41, 41),), (41, 41)) is None
 
 
 def test_row_head_refuses_spatial_ops_and_training_mode() -> None:

@@ -5,11 +5,20 @@ Three modes, chosen per image from what the head computes (checked numerically, 
 
 - ``pointwise``: the head is a chain of 1x1 convolutions and per-pixel operations
   (:mod:`medrefine.engine.pointwise` rewrites it to act on ``(N, C)`` rows) and every feature
-  has the output's spatial size. The loop evaluates it on the marked pixels' rows alone; the
+  has the image's spatial size. The loop evaluates it on the marked pixels' rows alone; the
   whole-image prediction runs it over all rows in chunks.
-- ``crop``: the head has a bounded receptive field (measured once by back-propagating from one
-  output pixel); it runs on the bounding box of the needed pixels plus that margin.
-- ``full``: anything else (global normalisation, features at other resolutions).
+- ``crop``: the head has a bounded receptive field, whatever each feature's resolution
+  (convolutions, transposed convolutions, channel-wise norms, ``scale_factor`` upsampling; see
+  :mod:`medrefine.engine.crop`). The loop runs it on the crop of every feature that covers the
+  bounding box of the needed pixels plus that feature's measured margin; once per image the
+  crops are compared with the whole-image output (three probe boxes: inside, and at both ends of
+  every axis) and any difference, or a failure of the head on a crop, means ``full``.
+- ``full``: anything else (global normalisation, ``align_corners=True`` interpolation or an
+  interpolation to a fixed size, features that are not a whole fraction of the output).
+
+The head's output may be larger than the image (a network that pads its input to a multiple):
+the image is its leading region (``[0, s)`` along each axis), pixel indices are the image's,
+and :meth:`HeadRunner.predict` returns the image's region only.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medrefine.engine.crop import FeatureGrid, measure_margins
 from medrefine.engine.pointwise import RowHead, as_row_head
 
 Features = tuple[torch.Tensor, ...]
@@ -37,55 +47,57 @@ def rows(f: torch.Tensor) -> torch.Tensor:
     return f.movedim(1, -1).reshape(-1, f.shape[1])
 
 
-def receptive_radius(head: nn.Module, features: Features) -> int | None:
-    """Largest distance (pixels, any axis) from which a feature affects one output pixel.
-
-    Measured at the centre pixel; None when it reaches the image border (global operations, a
-    receptive field as large as the image) or a feature has another spatial size.
-    """
-    feats = [f.detach().clone().requires_grad_(True) for f in features]
-    out = head(*feats)
-    centre = np.asarray([s // 2 for s in out.shape[2:]])
-    out[(0, slice(None)) + tuple(centre)].sum().backward()
-    radius = 0
-    for f in feats:
-        if f.shape[2:] != out.shape[2:] or f.grad is None:
-            return None
-        hit = np.argwhere(f.grad.abs().sum(dim=(0, 1)).numpy() > 0)
-        if hit.size == 0:
-            continue
-        lo, hi = hit.min(0), hit.max(0)
-        if np.any(lo == 0) or np.any(hi == np.asarray(out.shape[2:]) - 1):
-            return None
-        radius = max(radius, int(np.max(np.maximum(centre - lo, hi - centre))))
-    return radius
-
-
 def _probe_window(shape: tuple[int, ...]) -> tuple[slice, ...]:
     """A small central window (at most 9 pixels per axis) used to probe the head."""
     return tuple(slice(max(s // 2 - 4, 0), min(s // 2 + 5, s)) for s in shape)
 
 
+def _probe_boxes(shape: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Output boxes ``[lo, hi)`` the crop path is checked on: an odd-sized box off the centre,
+    one at the start and one at the end of every axis."""
+    size = np.asarray(shape)
+    side = np.minimum(np.maximum(size // 8, 1) | 1, size)
+    inner = np.minimum(size // 3, size - side)
+    return [(inner, inner + side), (np.zeros_like(size), side), (size - side, size)]
+
+
+def _param_versions(head: nn.Module) -> tuple[tuple[int, int], ...]:
+    return tuple((id(t), t._version) for t in (*head.parameters(), *head.buffers()))
+
+
 class HeadRunner:
-    """Evaluates ``head`` over cached channels-last ``features`` of spatial ``shape``."""
+    """Evaluates ``head`` over cached channels-last ``features`` for an image of spatial
+    ``shape`` (array order); ``naive`` forces the ``full`` mode (a benchmark baseline)."""
 
     def __init__(
         self, head: nn.Module, features: Features, shape: tuple[int, ...], naive: bool = False
     ) -> None:
         self.head, self.features, self.shape = head, features, shape
         self.mode = "full"
-        self._radius: int | None = None
+        self.grid: FeatureGrid | None = None
+        self.out_shape = shape
         self._rows: RowHead | None = None
+        self._first: tuple[torch.Tensor, tuple[tuple[int, int], ...]] | None = None
         if not naive and all(tuple(f.shape[2:]) == shape for f in features):
             self._rows = self._verified_row_head()
             if self._rows is not None:
                 self.mode = "pointwise"
-            else:
-                window = tuple(slice(max(s // 2 - 16, 0), min(s // 2 + 17, s)) for s in shape)
-                crop = tuple(f[(slice(None), slice(None)) + window] for f in features)
-                self._radius = receptive_radius(head, crop)
-                if self._radius is not None:
-                    self.mode = "crop"
+                return
+        with torch.no_grad():
+            whole = self.head(*features)
+        self.out_shape = tuple(int(s) for s in whole.shape[2:])
+        self._first = (whole, _param_versions(head))
+        if naive or not self._covers_image():
+            return
+        grid = measure_margins(head, features, self.out_shape)
+        if grid is not None and self._crops_agree(grid, whole):
+            self.grid, self.mode = grid, "crop"
+
+    def _covers_image(self) -> bool:
+        out = self.out_shape
+        return len(out) == len(self.shape) and all(
+            o >= s for o, s in zip(out, self.shape, strict=True)
+        )
 
     def _verified_row_head(self) -> RowHead | None:
         row_head = as_row_head(self.head)
@@ -101,41 +113,109 @@ class HeadRunner:
             return None
         return row_head
 
+    def _crops_agree(self, grid: FeatureGrid, whole: torch.Tensor) -> bool:
+        """The crop path equals the whole-image output on every probe box."""
+        scale = float(whole.abs().max()) if whole.numel() else 0.0
+        atol = 1e-5 * max(scale, 1.0)
+        for lo, hi in _probe_boxes(self.out_shape):
+            try:
+                with torch.no_grad():
+                    got, start = self._crop_output(grid, lo, hi)
+            except RuntimeError:
+                return False
+            want = whole[
+                (0, slice(None)) + tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+            ]
+            inside = (slice(None),) + tuple(
+                slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start, strict=True)
+            )
+            part = got[0][inside]
+            if part.shape != want.shape or not torch.allclose(part, want, rtol=1e-4, atol=atol):
+                return False
+        return True
+
+    def _crop_output(
+        self, grid: FeatureGrid, lo: np.ndarray, hi: np.ndarray
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """The head over the feature crops covering output box ``[lo, hi)``, and the output
+        pixel its first element is."""
+        start, windows = grid.window(lo, hi)
+        crops = tuple(
+            f[(slice(None), slice(None)) + w] for f, w in zip(self.features, windows, strict=True)
+        )
+        return self.head(*crops), start
+
+    def _out_index(self, index: torch.Tensor) -> torch.Tensor:
+        """Flat image pixel ``index`` as flat indices into the head's output."""
+        if self.out_shape == self.shape:
+            return index
+        coords = np.unravel_index(index.numpy(), self.shape)
+        return torch.from_numpy(np.ravel_multi_index(coords, self.out_shape))
+
+    def anchor_region(self, index: np.ndarray) -> np.ndarray | None:
+        """Flat image pixels the crop path evaluates anyway for flat ``index`` (int64): the box
+        of ``index`` widened as far as its feature crops reach. None outside the ``crop`` mode
+        (any pixel costs the same there)."""
+        if self.grid is None or index.size == 0:
+            return None
+        coords = np.stack(np.unravel_index(index, self.shape), 1)
+        start, stop = self.grid.free_box(coords.min(0), coords.max(0) + 1)
+        stop = np.minimum(stop, self.shape)
+        axes = [np.arange(int(a), int(b)) for a, b in zip(start, stop, strict=True)]
+        grid = np.meshgrid(*axes, indexing="ij")
+        return np.ravel_multi_index(tuple(g.reshape(-1) for g in grid), self.shape)
+
     def evaluator(self, index: torch.Tensor) -> Callable[[], torch.Tensor]:
-        """A function returning logits ``(N, K)`` at flat pixel ``index`` (int64), differentiable
-        in the head's parameters. The features it needs are gathered or cropped once, here."""
+        """A function returning logits ``(N, K)`` at flat image pixel ``index`` (int64),
+        differentiable in the head's parameters. The features it needs are gathered or cropped
+        once, here."""
         if self._rows is not None:
             row_head = self._rows
             gathered = tuple(rows(f)[index] for f in self.features)
             return lambda: row_head(*gathered)
-        if self.mode == "crop":
+        if self.grid is not None:
+            grid = self.grid
             coords = np.stack(np.unravel_index(index.numpy(), self.shape), 1)
-            r = self._radius or 0
-            lo = np.maximum(coords.min(0) - r, 0)
-            hi = np.minimum(coords.max(0) + r + 1, self.shape)
-            window = (slice(None), slice(None)) + tuple(
-                slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)
+            lo, hi = coords.min(0), coords.max(0) + 1
+            start, windows = grid.window(lo, hi)
+            crops = tuple(
+                f[(slice(None), slice(None)) + w]
+                for f, w in zip(self.features, windows, strict=True)
             )
-            crops = tuple(f[window] for f in self.features)
-            local = torch.from_numpy(np.ravel_multi_index(tuple((coords - lo).T), tuple(hi - lo)))
+            local: list[torch.Tensor] = []
 
             def in_crop() -> torch.Tensor:
                 out = self.head(*crops)
-                return out.reshape(out.shape[1], -1)[:, local].T
+                if not local:
+                    local.append(
+                        torch.from_numpy(
+                            np.ravel_multi_index(tuple((coords - start).T), out.shape[2:])
+                        )
+                    )
+                return out.reshape(out.shape[1], -1)[:, local[0]].T
 
             return in_crop
+        flat = self._out_index(index)
 
         def whole() -> torch.Tensor:
             out = self.head(*self.features)
-            return out.reshape(out.shape[1], -1)[:, index].T
+            return out.reshape(out.shape[1], -1)[:, flat].T
 
         return whole
 
     @torch.no_grad()
     def predict(self) -> torch.Tensor:
-        """Logits ``(K, *shape)`` over the whole image."""
+        """Logits ``(K, *shape)`` over the whole image (the head's output where it is not
+        larger than the image)."""
         if self._rows is None:
-            return self.head(*self.features)[0].contiguous()
+            first, self._first = self._first, None
+            if first is not None and first[1] == _param_versions(self.head):
+                out = first[0][0]
+            else:
+                out = self.head(*self.features)[0]
+            if self._covers_image() and self.out_shape != self.shape:
+                out = out[(slice(None),) + tuple(slice(0, s) for s in self.shape)]
+            return out.contiguous()
         all_rows = tuple(rows(f) for f in self.features)
         n = all_rows[0].shape[0]
         out = torch.cat(

@@ -1,0 +1,202 @@
+"""Where each feature lies on the head's output grid, and which feature crops give an output crop.
+
+A spatial head with a bounded receptive field computes each output pixel from a small
+neighbourhood of every feature, wherever those features sit on their own (often coarser) grids.
+:class:`FeatureGrid` holds, per feature and per spatial axis (2D ``(y, x)``, 3D ``(z, y, x)``):
+
+- its *scale*: output pixels per feature pixel, an integer >= 1 read from the shapes
+  (``round(out / n)``, accepted when ``|out - scale * n| < scale``: a transposed convolution
+  without ``output_padding`` gives ``2n - 1``, padding to a multiple gives ``scale * n``);
+- its *margin*: feature pixels, in that feature's own grid, from which a feature still reaches
+  an aligned block of output pixels (:func:`measure_margins`, back-propagation from the block,
+  plus one pixel for pixels the measurement could not see, e.g. through a dead ReLU).
+
+A feature crop starting at feature pixel ``a`` yields an output crop starting at output pixel
+``scale * a`` (convolutions, transposed convolutions and ``scale_factor`` interpolation with
+``align_corners=False`` all commute with that shift); :meth:`FeatureGrid.window` starts every
+crop at one output pixel that is a multiple of every scale, so all features agree. Nothing here
+is trusted blindly: :class:`medrefine.engine.head.HeadRunner` compares crops with the
+whole-image output once per image and uses the whole image when they differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+Features = tuple[torch.Tensor, ...]
+Window = tuple[slice, ...]
+
+
+def grid_scales(
+    features: Features, out_shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], ...] | None:
+    """Per feature, per axis: output pixels per feature pixel (integer >= 1), or None when a
+    feature is finer than the output or its size is not close to a whole fraction of it."""
+    scales = []
+    for f in features:
+        size = tuple(int(s) for s in f.shape[2:])
+        if len(size) != len(out_shape) or min(size, default=0) < 1:
+            return None
+        row = []
+        for n, out in zip(size, out_shape, strict=True):
+            s = round(out / n)
+            if s < 1 or abs(out - s * n) >= s:
+                return None
+            row.append(s)
+        scales.append(tuple(row))
+    return tuple(scales)
+
+
+@dataclass(frozen=True)
+class FeatureGrid:
+    """The output grid of a head and how its features map onto it (see the module docstring).
+
+    Attributes:
+        out_shape: the head's output spatial shape (pixels, array order).
+        sizes: each feature's spatial shape.
+        scales: per feature, per axis, output pixels per feature pixel.
+        margins: per feature, per axis, the receptive margin in that feature's pixels.
+    """
+
+    out_shape: tuple[int, ...]
+    sizes: tuple[tuple[int, ...], ...]
+    scales: tuple[tuple[int, ...], ...]
+    margins: tuple[tuple[int, ...], ...]
+
+    @property
+    def step(self) -> tuple[int, ...]:
+        """Per axis, the least common multiple of the scales: crops start on multiples of it."""
+        return tuple(math.lcm(*axis) for axis in zip(*self.scales, strict=True))
+
+    def window(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, tuple[Window, ...]]:
+        """Feature crops whose head output covers output pixels ``[lo, hi)`` (per axis) exactly.
+
+        Returns the output pixel where the crops' output starts (per axis) and one window of
+        spatial slices per feature. Each crop spans the needed feature pixels plus the margin,
+        widened to start and end on multiples of :attr:`step`, clipped to the feature.
+        """
+        step = np.asarray(self.step)
+        first = np.min(
+            [
+                (lo // np.asarray(s) - np.asarray(m)) * s
+                for s, m in zip(self.scales, self.margins, strict=True)
+            ],
+            axis=0,
+        )
+        last = np.max(
+            [
+                (-(-hi // np.asarray(s)) + np.asarray(m)) * s
+                for s, m in zip(self.scales, self.margins, strict=True)
+            ],
+            axis=0,
+        )
+        start = np.maximum(first // step * step, 0)
+        stop = -(-last // step) * step
+        windows = tuple(
+            tuple(
+                slice(int(a // sc), int(min(b // sc, n)))
+                for a, b, sc, n in zip(start, stop, s, size, strict=True)
+            )
+            for s, size in zip(self.scales, self.sizes, strict=True)
+        )
+        return start, windows
+
+    def free_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The widest output box ``[lo', hi')`` around ``[lo, hi)`` (clipped to the output)
+        whose :meth:`window` is the same: pixels there are evaluated at no extra cost."""
+        lo, hi = np.asarray(lo), np.asarray(hi)
+        start, windows = self.window(lo, hi)
+
+        def same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            s, w = self.window(a, b)
+            return (s == start) & np.all(
+                [
+                    [x == y for x, y in zip(u, v, strict=True)]
+                    for u, v in zip(w, windows, strict=True)
+                ],
+                axis=0,
+            )
+
+        new_lo, new_hi = lo.copy(), hi.copy()
+        for k in range(1, int(np.max(np.asarray(self.out_shape))) + 1):
+            down = same(np.maximum(lo - k, 0), hi) & (lo - k >= 0)
+            up = same(lo, np.minimum(hi + k, self.out_shape)) & (
+                hi + k <= np.asarray(self.out_shape)
+            )
+            new_lo = np.where(down, lo - k, new_lo)
+            new_hi = np.where(up, hi + k, new_hi)
+            if not (down.any() or up.any()):
+                break
+        return new_lo, new_hi
+
+
+def _crop(f: torch.Tensor, window: Window) -> torch.Tensor:
+    return f[(slice(None), slice(None)) + window]
+
+
+def measure_margins(
+    head: nn.Module, features: Features, out_shape: tuple[int, ...]
+) -> FeatureGrid | None:
+    """The grid of ``head`` over ``features`` (its output ``out_shape``), margins measured.
+
+    Back-propagates from one aligned block of output pixels near the centre (one pixel per
+    phase of every scale) through a crop of the features and reads, per feature, the pixels
+    with a non-zero gradient. The crop starts with 8 of the coarsest feature's pixels around
+    the block and doubles while the gradient reaches its edge. None when the scales are not
+    whole (:func:`grid_scales`), when the gradient reaches the border of the whole image (a
+    global operation, e.g. instance or group normalisation, or a receptive field as large as
+    the image), or when the head fails on a crop.
+    """
+    scales = grid_scales(features, out_shape)
+    if scales is None:
+        return None
+    sizes = tuple(tuple(int(s) for s in f.shape[2:]) for f in features)
+    flat = FeatureGrid(out_shape, sizes, scales, tuple((0,) * len(out_shape) for _ in features))
+    step = np.asarray(flat.step)
+    centre = np.asarray(out_shape) // 2 // step * step
+    reach = 8 * np.max(np.asarray(scales), axis=0)
+    while True:
+        half = -(-reach // step) * step
+        start, windows = FeatureGrid(
+            out_shape, sizes, scales, tuple((0,) * len(out_shape) for _ in features)
+        ).window(centre - half, centre + step + half)
+        crops = [
+            _crop(f, w).detach().clone().requires_grad_(True)
+            for f, w in zip(features, windows, strict=True)
+        ]
+        try:
+            out = head(*crops)
+        except RuntimeError:
+            return None
+        block = (0, slice(None)) + tuple(
+            slice(int(c - s0), int(c - s0 + st))
+            for c, s0, st in zip(centre, start, step, strict=True)
+        )
+        grads = torch.autograd.grad(out[block].sum(), crops, allow_unused=True)
+        margins, grow = [], False
+        for g, w, s, size in zip(grads, windows, scales, sizes, strict=True):
+            if g is None or not bool(g.abs().sum() > 0):
+                margins.append((0,) * len(out_shape))
+                continue
+            hit = np.argwhere(g.abs().sum(dim=(0, 1)).numpy() > 0)
+            lo = hit.min(0) + [x.start for x in w]
+            hi = hit.max(0) + [x.start for x in w]
+            begin = np.asarray([x.start for x in w])
+            end = np.asarray([x.stop for x in w]) - 1
+            if np.any((lo == 0) & (begin == 0)) or np.any(
+                (hi == np.asarray(size) - 1) & (end == np.asarray(size) - 1)
+            ):
+                return None  # reaches the image's border: not bounded here
+            if np.any(lo == begin) or np.any(hi == end):
+                grow = True
+            sc = np.asarray(s)
+            first, last = centre // sc, (centre + step) // sc - 1
+            margins.append(tuple(int(v) + 1 for v in np.maximum(first - lo, hi - last)))
+        if not grow:
+            return FeatureGrid(out_shape, sizes, scales, tuple(margins))
+        reach = 2 * reach
