@@ -7,11 +7,18 @@ simulated user's per-class scribbles for ``--interactions`` steps. Reported: ``s
 refine, and the same refines run by the naive loop (the head over the whole image at every
 iteration, the same arithmetic up to float rounding), with the share of pixels on which the two
 loops' masks agree.
+
+A second table runs the stroke workload (:mod:`medrefine.benchmarks.strokes`: ``--strokes``
+short strokes inside the network's wrong regions of a 512x512 stained nuclei crop, classes
+alternating, a refine after each) with its ratio to the simulated user's 2D refines of the same
+run, and a third says whether each latency target (2D 512^2 refine p50 <= 100 ms, 3D 128^3 <=
+300 ms) is met, with the load average the figures were taken under.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy import ndimage
 
+from medrefine.benchmarks.strokes import measure_strokes, stained_512
 from medrefine.data import Case
 from medrefine.engine.config import RefineConfig
 from medrefine.eval.harness import simulate
@@ -116,6 +124,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--naive", type=int, default=5, help="refines repeated by the naive loop")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument(
+        "--strokes", type=int, default=12, help="strokes of the error workload (0: skip it)"
+    )
+    p.add_argument(
         "--config",
         default="",
         help="RefineConfig overrides, comma-separated, e.g. gate.widest=48,loop.lr=0.02",
@@ -144,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
         "mask agreement",
     ):
         table.add_column(col, justify="right")
+    p50: dict[str, float] = {}
     for case, model in ((case_2d(), "nuclei-unet2d"), (case_3d(), "hippocampus-unet3d")):
         f = measure(case, model, args.interactions, args.naive, config)
+        p50[model] = _p(f.refine_ms, 50)
         fast_same = f.refine_ms[: len(f.naive_ms)]
         ratio = statistics.median(f.naive_ms) / statistics.median(fast_same) if fast_same else 0
         table.add_row(
@@ -160,4 +173,35 @@ def run(args: argparse.Namespace) -> int:
             f"{100 * f.agreement:.2f}%",
         )
     console.print(table)
+    checks = [
+        ("2D 512^2 refine p50 (simulated user)", p50["nuclei-unet2d"], 100.0),
+        ("3D 128^3 refine p50 (simulated user)", p50["hippocampus-unet3d"], 300.0),
+    ]
+    if args.strokes > 0:
+        s = measure_strokes(stained_512(), load_model("nuclei-unet2d"), config, args.strokes)
+        strokes = Table(title=f"stroke workload: {len(s.refine_ms)} strokes, a refine after each")
+        for col in ("case", "refine p50 ms", "refine p95 ms", "iterations p50", "ratio to 2D"):
+            strokes.add_column(col, justify="right")
+        ratio = _p(s.refine_ms, 50) / p50["nuclei-unet2d"]
+        strokes.add_row(
+            s.case,
+            f"{_p(s.refine_ms, 50):.0f}",
+            f"{_p(s.refine_ms, 95):.0f}",
+            f"{statistics.median(s.iterations):.0f}",
+            f"{ratio:.2f}x",
+        )
+        console.print(strokes)
+        checks.insert(1, ("2D 512^2 refine p50 (stroke workload)", _p(s.refine_ms, 50), 100.0))
+    console.print(_targets(checks))
     return 0
+
+
+def _targets(checks: list[tuple[str, float, float]]) -> Table:
+    """One row per latency target: the figure, the bound and whether it is met."""
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    table = Table(title=f"latency targets (load average 1 / 5 / 15 min: {load})")
+    for col in ("target", "measured ms", "bound ms", "met"):
+        table.add_column(col, justify="right")
+    for name, value, bound in checks:
+        table.add_row(name, f"{value:.0f}", f"{bound:.0f}", "yes" if value <= bound else "no")
+    return table
