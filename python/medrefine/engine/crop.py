@@ -73,13 +73,10 @@ class FeatureGrid:
         """Per axis, the least common multiple of the scales: crops start on multiples of it."""
         return tuple(math.lcm(*axis) for axis in zip(*self.scales, strict=True))
 
-    def window(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, tuple[Window, ...]]:
-        """Feature crops whose head output covers output pixels ``[lo, hi)`` (per axis) exactly.
-
-        Returns the output pixel where the crops' output starts (per axis) and one window of
-        spatial slices per feature. Each crop spans the needed feature pixels plus the margin,
-        widened to start and end on multiples of :attr:`step`, clipped to the feature.
-        """
+    def extent(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output pixels ``[start, stop)`` the crops for output boxes ``[lo, hi)`` produce
+        (``lo``, ``hi``: ``(..., ndim)``; ``stop`` clipped to the output): the needed feature
+        pixels plus every feature's margin, widened to multiples of :attr:`step`."""
         step = np.asarray(self.step)
         first = np.min(
             [
@@ -96,7 +93,18 @@ class FeatureGrid:
             axis=0,
         )
         start = np.maximum(first // step * step, 0)
-        stop = -(-last // step) * step
+        stop = np.minimum(-(-last // step) * step, self.out_shape)
+        return start, stop
+
+    def window(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, tuple[Window, ...]]:
+        """Feature crops whose head output covers output pixels ``[lo, hi)`` (per axis) exactly.
+
+        Returns the output pixel where the crops' output starts (per axis) and one window of
+        spatial slices per feature (:meth:`extent`, clipped to each feature).
+        """
+        start, stop = self.extent(np.asarray(lo), np.asarray(hi))
+        step = np.asarray(self.step)
+        stop = -(-stop // step) * step  # the feature's end, where the output was clipped
         windows = tuple(
             tuple(
                 slice(int(a // sc), int(min(b // sc, n)))
@@ -133,6 +141,63 @@ class FeatureGrid:
             if not (down.any() or up.any()):
                 break
         return new_lo, new_hi
+
+    @property
+    def tile(self) -> np.ndarray:
+        """Per axis, the side (output pixels) of the tiles :meth:`groups` starts from: a
+        multiple of :attr:`step`, at least 8 pixels and the widest margin."""
+        step = np.asarray(self.step)
+        reach = np.max(
+            [np.asarray(m) * s for s, m in zip(self.scales, self.margins, strict=True)], axis=0
+        )
+        return step * -(-np.maximum(8, reach) // step)
+
+    def groups(self, coords: np.ndarray, overhead: int = 2048) -> list[np.ndarray]:
+        """Pixels ``coords`` (``(N, ndim)`` output coordinates) in clusters that each get one
+        crop, so marks far apart do not make one crop of everything between them.
+
+        Pixels start in clusters by :attr:`tile`; two clusters are merged, the
+        most profitable pair first, while one crop of both costs no more than two crops (cost:
+        the output pixels of the crop, :meth:`extent`, plus ``overhead`` per crop for the calls
+        it takes). A pixel inside a cluster's :meth:`free_box` always joins it. Each cluster is
+        an int64 array of row numbers of ``coords``.
+        """
+        if coords.shape[0] == 0:
+            return []
+        keys = coords // self.tile
+        _, first, of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        of = of.reshape(-1)
+        lo = np.zeros((first.size, coords.shape[1]), np.int64)
+        hi = np.zeros_like(lo)
+        lo[:] = np.iinfo(np.int64).max
+        np.minimum.at(lo, of, coords)
+        np.maximum.at(hi, of, coords + 1)
+        owner = np.arange(first.size)
+        alive = list(range(first.size))
+
+        def cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            start, stop = self.extent(a, b)
+            return np.prod(np.maximum(stop - start, 0), axis=-1) + overhead
+
+        while len(alive) > 1:
+            idx = np.asarray(alive)
+            blo, bhi = lo[idx], hi[idx]
+            ul = np.minimum(blo[:, None], blo[None])
+            uh = np.maximum(bhi[:, None], bhi[None])
+            own = cost(blo, bhi)
+            gain = own[:, None] + own[None] - cost(ul, uh)
+            np.fill_diagonal(gain, -1)
+            i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
+            if gain[i, j] < 0:
+                break
+            a, b = int(idx[i]), int(idx[j])
+            lo[a], hi[a] = np.minimum(lo[a], lo[b]), np.maximum(hi[a], hi[b])
+            owner[owner == b] = a
+            alive.remove(b)
+        final = owner[of]
+        order = np.argsort(final, kind="stable")
+        cuts = np.flatnonzero(np.diff(final[order])) + 1
+        return [g.astype(np.int64) for g in np.split(order, cuts)]
 
 
 def _crop(f: torch.Tensor, window: Window) -> torch.Tensor:

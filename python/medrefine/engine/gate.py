@@ -9,7 +9,10 @@ marks, the required pixels whose class the pre-trained network gets wrong:
 - ``"feature"``: ``g = exp(-d_f^2 / tau)``, ``d_f^2`` the mean squared difference of the
   channel-standardised features of a pixel and of the nearest prototype of the contradicted
   marks (k-means centres, per class), so a correction spreads to look-alikes anywhere in the
-  image and nowhere else.
+  image and nowhere else. Features coarser than the image (a head that upsamples) are read at
+  each image pixel from the feature pixel nearest to it on that feature's own grid
+  (:class:`FeatureGate`, :class:`medrefine.engine.head.PixelMap`), several resolutions
+  included: the gate keeps the features' resolution and costs no upsampled copy of them.
 - ``"adaptive"``: the spatial gate with a width set by how far the network mask is from the
   contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
   when the network misses whole structures. While it is narrower than ``gate.local_width`` the
@@ -44,6 +47,7 @@ import torch
 from medrefine.engine.config import RefineConfig
 from medrefine.engine.constraints import Constraints
 from medrefine.engine.distance import Spacing, euclidean_to, geodesic_to
+from medrefine.engine.head import HeadRunner, PixelMap
 
 Rows = tuple[torch.Tensor, ...]
 
@@ -77,6 +81,27 @@ class GatePlan:
         if self.weights is None:
             return adapted
         return self.base + self.weights * (adapted - self.base)
+
+    def refined(self, runner: HeadRunner) -> torch.Tensor:
+        """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's whole-image
+        logits; a runner in the ``crop`` mode evaluates the head only over the box where the gate
+        is open (the network's logits are the answer everywhere else)."""
+        if self.weights is None or runner.mode != "crop":
+            return self.apply(runner.predict())
+        g = self.weights[0]
+        out = self.base.clone()
+        axes = []
+        for axis in range(g.ndim):
+            other = tuple(a for a in range(g.ndim) if a != axis)
+            open_ = torch.nonzero(g.amax(dim=other) > 0 if other else g > 0).reshape(-1)
+            if open_.numel() == 0:
+                return out
+            axes.append((int(open_[0]), int(open_[-1]) + 1))
+        lo, hi = np.asarray([a for a, _ in axes]), np.asarray([b for _, b in axes])
+        box = (slice(None),) + tuple(slice(a, b) for a, b in axes)
+        base = self.base[box]
+        out[box] = base + g[box[1:]] * (runner.predict_box(lo, hi) - base)
+        return out
 
 
 def plan_gate(
@@ -269,20 +294,36 @@ def kmeans(x: torch.Tensor, k: int, iterations: int = 8, seed: int = 0) -> torch
 class FeatureGate:
     """Similarity to prototypes in channel-standardised feature space.
 
-    ``rows``: the cached features as ``(P, C_i)`` row views (P pixels in C order).
+    ``rows``: the cached features as ``(P_i, C_i)`` row views (C order). When a feature is
+    coarser than the image (``pixel_map`` given, :meth:`HeadRunner.pixel_map`), an image pixel
+    reads the row of the feature pixel nearest to it on that feature's grid: the gate is then
+    piecewise constant over each feature pixel, at the features' own resolution (no upsampled
+    copy is kept; several resolutions are concatenated per pixel as at one). Without it, row
+    ``i`` of every feature is image pixel ``i``.
     """
 
-    def __init__(self, rows: Rows) -> None:
-        self.rows = rows
-        # Per-channel spread from a fixed sample of pixels (cheap, deterministic).
-        n = rows[0].shape[0]
-        sample = torch.linspace(0, n - 1, min(n, 20000)).long()
-        self.inv_var = tuple(1.0 / r[sample].float().var(0).clamp_min(1e-6) for r in rows)
+    def __init__(self, rows: Rows, pixel_map: PixelMap | None = None) -> None:
+        self.rows, self.pixel_map = rows, pixel_map
+        self.pixels = rows[0].shape[0] if pixel_map is None else pixel_map.pixels
+        # Per-channel spread from a fixed sample of each feature's pixels (cheap, deterministic).
+        self.inv_var = tuple(
+            1.0
+            / r[torch.linspace(0, r.shape[0] - 1, min(r.shape[0], 20000)).long()]
+            .float()
+            .var(0)
+            .clamp_min(1e-6)
+            for r in rows
+        )
         self.channels = sum(r.shape[1] for r in rows)
 
     def _scaled(self, index: torch.Tensor) -> torch.Tensor:
+        pm = self.pixel_map
         return torch.cat(
-            [r[index].float() * iv.sqrt() for r, iv in zip(self.rows, self.inv_var, strict=True)], 1
+            [
+                r[index if pm is None else pm.rows_of(i, index)].float() * iv.sqrt()
+                for i, (r, iv) in enumerate(zip(self.rows, self.inv_var, strict=True))
+            ],
+            1,
         )
 
     def prototypes(
@@ -316,7 +357,7 @@ class FeatureGate:
     ) -> torch.Tensor:
         """Gate ``(P,)`` for the contradicted marks at flat ``index`` (grouped by ``labels``)."""
         protos = self.prototypes(index, prototypes, seed, labels)
-        n, chunk = self.rows[0].shape[0], 1 << 16
+        n, chunk = self.pixels, 1 << 16
         return torch.cat(
             [
                 self.similarity(np.arange(a, min(a + chunk, n)), protos, tau)

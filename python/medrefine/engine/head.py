@@ -24,6 +24,7 @@ and :meth:`HeadRunner.predict` returns the image's region only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,6 +62,36 @@ def _probe_boxes(shape: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(inner, inner + side), (np.zeros_like(size), side), (size - side, size)]
 
 
+@dataclass(frozen=True)
+class PixelMap:
+    """Image pixels to the rows of features on coarser grids: the feature pixel whose centre is
+    nearest, through the grid the head maps onto its output (``(p + 0.5) * n / out``, per
+    axis; ``p // scale`` for a whole scale). The image is the output's leading region.
+
+    Attributes:
+        shape: the image's spatial shape; out_shape: the head output's; sizes: each feature's.
+    """
+
+    shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    sizes: tuple[tuple[int, ...], ...]
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of the image."""
+        return int(np.prod(self.shape))
+
+    def rows_of(self, feature: int, index: torch.Tensor) -> torch.Tensor:
+        """Flat row numbers (int64) in feature ``feature`` of the flat image pixels ``index``."""
+        size = self.sizes[feature]
+        coords = np.unravel_index(index.numpy(), self.shape)
+        near = tuple(
+            np.minimum((2 * c + 1) * n // (2 * o), n - 1)
+            for c, n, o in zip(coords, size, self.out_shape, strict=True)
+        )
+        return torch.from_numpy(np.ravel_multi_index(near, size).astype(np.int64))
+
+
 def _param_versions(head: nn.Module) -> tuple[tuple[int, int], ...]:
     return tuple((id(t), t._version) for t in (*head.parameters(), *head.buffers()))
 
@@ -83,6 +114,9 @@ class HeadRunner:
             if self._rows is not None:
                 self.mode = "pointwise"
                 return
+        # Features cached in float16 (a large volume's) are read as float32 rows in the
+        # pointwise mode; the other modes take the whole tensors, so they get float32 copies.
+        self.features = features = tuple(f.float() for f in features)
         with torch.no_grad():
             whole = self.head(*features)
         self.out_shape = tuple(int(s) for s in whole.shape[2:])
@@ -92,6 +126,15 @@ class HeadRunner:
         grid = measure_margins(head, features, self.out_shape)
         if grid is not None and self._crops_agree(grid, whole):
             self.grid, self.mode = grid, "crop"
+
+    def pixel_map(self) -> PixelMap | None:
+        """How image pixels find their feature rows (:class:`PixelMap`); None when every
+        feature has the image's shape (row ``i`` is pixel ``i``)."""
+        if all(tuple(f.shape[2:]) == self.shape for f in self.features):
+            return None
+        sizes = tuple(tuple(int(v) for v in f.shape[2:]) for f in self.features)
+        out = self.out_shape if self._covers_image() else self.shape
+        return PixelMap(self.shape, out, sizes)
 
     def _covers_image(self) -> bool:
         out = self.out_shape
@@ -104,7 +147,7 @@ class HeadRunner:
         if row_head is None:
             return None
         window = (slice(None), slice(None)) + _probe_window(self.shape)
-        crops = tuple(f[window] for f in self.features)
+        crops = tuple(f[window].float() for f in self.features)
         with torch.no_grad():
             want = self.head(*crops)
             got = row_head(*(rows(channels_last(c)) for c in crops))
@@ -153,17 +196,24 @@ class HeadRunner:
         return torch.from_numpy(np.ravel_multi_index(coords, self.out_shape))
 
     def anchor_region(self, index: np.ndarray) -> np.ndarray | None:
-        """Flat image pixels the crop path evaluates anyway for flat ``index`` (int64): the box
-        of ``index`` widened as far as its feature crops reach. None outside the ``crop`` mode
-        (any pixel costs the same there)."""
+        """Flat image pixels the crop path evaluates anyway for flat ``index`` (int64): around
+        each cluster of ``index`` (:meth:`FeatureGrid.groups`), the box its feature crops cover
+        (:meth:`FeatureGrid.free_box`). None outside the ``crop`` mode (any pixel costs the
+        same there)."""
         if self.grid is None or index.size == 0:
             return None
         coords = np.stack(np.unravel_index(index, self.shape), 1)
-        start, stop = self.grid.free_box(coords.min(0), coords.max(0) + 1)
-        stop = np.minimum(stop, self.shape)
-        axes = [np.arange(int(a), int(b)) for a, b in zip(start, stop, strict=True)]
-        grid = np.meshgrid(*axes, indexing="ij")
-        return np.ravel_multi_index(tuple(g.reshape(-1) for g in grid), self.shape)
+        boxes = []
+        for rows_of in self.grid.groups(coords):
+            part = coords[rows_of]
+            lo, hi = self.grid.free_box(part.min(0), part.max(0) + 1)
+            axes = [
+                np.arange(int(a), int(b))
+                for a, b in zip(lo, np.minimum(hi, self.shape), strict=True)
+            ]
+            mesh = np.meshgrid(*axes, indexing="ij")
+            boxes.append(np.ravel_multi_index(tuple(g.reshape(-1) for g in mesh), self.shape))
+        return np.unique(np.concatenate(boxes))
 
     def evaluator(self, index: torch.Tensor) -> Callable[[], torch.Tensor]:
         """A function returning logits ``(N, K)`` at flat image pixel ``index`` (int64),
@@ -171,30 +221,10 @@ class HeadRunner:
         once, here."""
         if self._rows is not None:
             row_head = self._rows
-            gathered = tuple(rows(f)[index] for f in self.features)
+            gathered = tuple(rows(f)[index].float() for f in self.features)
             return lambda: row_head(*gathered)
-        if self.grid is not None:
-            grid = self.grid
-            coords = np.stack(np.unravel_index(index.numpy(), self.shape), 1)
-            lo, hi = coords.min(0), coords.max(0) + 1
-            start, windows = grid.window(lo, hi)
-            crops = tuple(
-                f[(slice(None), slice(None)) + w]
-                for f, w in zip(self.features, windows, strict=True)
-            )
-            local: list[torch.Tensor] = []
-
-            def in_crop() -> torch.Tensor:
-                out = self.head(*crops)
-                if not local:
-                    local.append(
-                        torch.from_numpy(
-                            np.ravel_multi_index(tuple((coords - start).T), out.shape[2:])
-                        )
-                    )
-                return out.reshape(out.shape[1], -1)[:, local[0]].T
-
-            return in_crop
+        if self.grid is not None and index.numel():
+            return self._crop_evaluator(self.grid, index)
         flat = self._out_index(index)
 
         def whole() -> torch.Tensor:
@@ -202,6 +232,44 @@ class HeadRunner:
             return out.reshape(out.shape[1], -1)[:, flat].T
 
         return whole
+
+    def _crop_evaluator(self, grid: FeatureGrid, index: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """The ``crop`` mode's evaluator: one crop per cluster of ``index``."""
+        coords = np.stack(np.unravel_index(index.numpy(), self.shape), 1)
+        groups = grid.groups(coords)
+        parts = []
+        for rows_of in groups:
+            part = coords[rows_of]
+            start, windows = grid.window(part.min(0), part.max(0) + 1)
+            crops = tuple(
+                f[(slice(None), slice(None)) + w]
+                for f, w in zip(self.features, windows, strict=True)
+            )
+            parts.append((crops, part - start))
+        back = torch.from_numpy(np.argsort(np.concatenate(groups)))
+        local: list[torch.Tensor] = []
+
+        def in_crops() -> torch.Tensor:
+            outs = []
+            for i, (crops, at) in enumerate(parts):
+                out = self.head(*crops)
+                if len(local) == i:
+                    local.append(torch.from_numpy(np.ravel_multi_index(tuple(at.T), out.shape[2:])))
+                outs.append(out.reshape(out.shape[1], -1)[:, local[i]].T)
+            return torch.cat(outs)[back]
+
+        return in_crops
+
+    @torch.no_grad()
+    def predict_box(self, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+        """Logits ``(K, *(hi - lo))`` of the image box ``[lo, hi)`` (per axis, pixels): on its
+        feature crops in the ``crop`` mode, else cut from :meth:`predict`."""
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        if self.grid is None:
+            return self.predict()[(slice(None), *box)].contiguous()
+        out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
+        inside = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start, strict=True))
+        return out[0][(slice(None), *inside)].contiguous()
 
     @torch.no_grad()
     def predict(self) -> torch.Tensor:
@@ -220,7 +288,7 @@ class HeadRunner:
         n = all_rows[0].shape[0]
         out = torch.cat(
             [
-                self._rows(*(r[a : a + _ROWS_PER_CHUNK] for r in all_rows))
+                self._rows(*(r[a : a + _ROWS_PER_CHUNK].float() for r in all_rows))
                 for a in range(0, n, _ROWS_PER_CHUNK)
             ]
         )

@@ -99,13 +99,17 @@ class Refiner:
             obj.alpha, obj.anchor_weight, obj.negative_weight, obj.class_balanced
         )
 
-    def _anchor_pixels(self, cons: Constraints) -> np.ndarray:
+    def _anchor_pixels(self, cons: Constraints, region: np.ndarray | None = None) -> np.ndarray:
+        """Sampled unmarked pixels (flat index) for the anchor term: anywhere in the image, or
+        among the flat ``region`` pixels (a cropped head's crop, where they cost nothing)."""
         if self.config.objective.anchor_weight == 0:
             return np.zeros(0, dtype=np.int64)
-        size = int(np.prod(cons.shape))
+        size = int(np.prod(cons.shape)) if region is None else region.size
         rng = np.random.default_rng(self.config.loop.seed)
         count = min(self.config.objective.anchor_samples, size)
         sample = np.unique(rng.integers(0, size, count))
+        if region is not None:
+            sample = np.unique(region[sample])
         return sample[~np.isin(sample, cons.index)]
 
     def run(
@@ -128,7 +132,8 @@ class Refiner:
         params = trainable_parameters(head, self.config.loop.trainable_layers)
         names = {id(p): n for n, p in head.named_parameters()}
         anchors0 = [params0[names[id(p)]] for p in params]
-        anchor_idx = self._anchor_pixels(cons)
+        marked = np.concatenate([cons.index, cons.neg_index])
+        anchor_idx = self._anchor_pixels(cons, runner.anchor_region(marked))
         index = torch.from_numpy(np.concatenate([cons.index, cons.neg_index, anchor_idx]))
         evaluate = runner.evaluator(index)
         ref = torch.zeros(0)

@@ -27,6 +27,7 @@ from medrefine.engine.distance import relative_spacing
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
 from medrefine.engine.head import (
     HeadRunner,
+    PixelMap,
     argmax_and_max,
     channels_last,
     last_layer,
@@ -68,11 +69,12 @@ class _LazyGate:
     features) and kept for the image's lifetime."""
 
     features: tuple[torch.Tensor, ...]
+    pixel_map: PixelMap | None = None
     built: FeatureGate | None = field(default=None, repr=False)
 
     def __call__(self) -> FeatureGate:
         if self.built is None:
-            self.built = FeatureGate(tuple(rows(f) for f in self.features))
+            self.built = FeatureGate(tuple(rows(f) for f in self.features), self.pixel_map)
         return self.built
 
 
@@ -201,7 +203,7 @@ def load_image(
         runner,
         logits,
         _frozen(mask.copy()),
-        _LazyGate(runner.features),
+        _LazyGate(runner.features, runner.pixel_map()),
         History(initial, limits.history_depth),
         None if spacing is None else tuple(float(v) for v in spacing),
     )
@@ -336,7 +338,7 @@ def refine_step(
         outcome = Refiner(cfg).run(img.runner, cons, state.params0, hold, progress)
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
             raise NumericalError(_diverged(cfg, "head weights"))
-        logits = plan.apply(img.runner.predict())
+        logits = plan.refined(img.runner)
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
