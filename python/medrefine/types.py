@@ -181,6 +181,11 @@ class RefineResult:
         seconds: wall time of the call.
         loss_trace: objective value at every iteration.
         mode: how the head was evaluated in the loop: ``"pointwise"``, ``"crop"`` or ``"full"``.
+        honoured_before: share of drawn pixels the network predicted as their class before
+            this refine (1.0 if none); compare :attr:`honoured_fraction`, the share after.
+        note: "" or why the refine is not what it seems, e.g. that it did not move the
+            network's prediction at any mark (the mask then honours them only by writing them
+            in).
     """
 
     mask: np.ndarray = field(compare=False)
@@ -192,6 +197,8 @@ class RefineResult:
     seconds: float
     loss_trace: tuple[float, ...]
     mode: str
+    honoured_before: float = 1.0
+    note: str = ""
 
     @property
     def honoured_fraction(self) -> float:

@@ -122,7 +122,7 @@ def test_monai_unet_as_module_and_as_onnx(tmp_path: Path) -> None:
         torch.testing.assert_close(from_onnx(x), net(x), rtol=1e-4, atol=1e-4)
     for model in (from_torch, from_onnx):
         result = _refine_monai(model)
-        assert result.mode == "full" and result.satisfied
+        assert result.mode in ("crop", "full") and result.satisfied  # not pointwise
 
 
 def test_a_head_cut_earlier_takes_several_features(tmp_path: Path) -> None:

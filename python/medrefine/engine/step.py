@@ -37,7 +37,13 @@ from medrefine.engine.head import (
 from medrefine.engine.history import History, Interaction, PackedMask, SessionState
 from medrefine.engine.limits import SessionLimits
 from medrefine.engine.refine import RefineConfig, Refiner
-from medrefine.errors import InputError, NumericalError, ResourceError, StateError
+from medrefine.errors import (
+    InputError,
+    NumericalError,
+    ResourceError,
+    StateError,
+    UnsupportedModelError,
+)
 from medrefine.models.split import SplitModel
 from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble
 
@@ -211,8 +217,10 @@ def load_image(
 
 
 def _crop(f: torch.Tensor, padded: torch.Size, shape: tuple[int, ...]) -> torch.Tensor:
-    """Drop the padding from features computed at the padded input size."""
-    if tuple(f.shape[2:]) != tuple(padded):
+    """Drop the padding from features computed at the padded input size. A size carrier (no
+    channels: the padded size a head resizes to, see ``models.split.size_carrier``) keeps it:
+    the head's output is then cut to the image."""
+    if tuple(f.shape[2:]) != tuple(padded) or f.shape[1] == 0:
         return f
     return f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
 
@@ -292,12 +300,46 @@ def load_head(img: ImageState, state: SessionState) -> None:
 
 
 def output_rows(head: torch.nn.Module) -> int:
-    """Classes ``head`` predicts now: the output rows of its last weighted layer."""
+    """Classes ``head`` predicts now: the output rows of its last weighted layer (a transposed
+    convolution's weight is ``(in, out / groups, *kernel)``)."""
     for module in reversed(list(head.modules())):
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.Tensor) and weight.ndim >= 2:
+            if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
+                return int(weight.shape[1]) * module.groups
             return int(weight.shape[0])
     raise InputError("the head has no weighted layer")
+
+
+def extendable_layer(head: torch.nn.Module, k: int) -> torch.nn.Module:
+    """The layer ``add_class`` gives one more output: the head's last weighted layer, which
+    must be a convolution or linear layer with ``k`` outputs.
+
+    Raises:
+        UnsupportedModelError: naming why the head cannot take another class.
+    """
+    weighted = [m for m in head.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)]
+    last = next((m for m in reversed(weighted) if getattr(m, "weight").ndim >= 2), None)  # noqa: B009
+    kind = type(last).__name__
+    why = ""
+    if last is None:
+        why = "it has no weighted layer"
+    elif isinstance(last, torch.nn.modules.conv._ConvTransposeNd):
+        why = f"its output layer is a transposed convolution ({kind}), not extended yet"
+    elif not isinstance(last, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)):
+        why = f"its last weighted layer is a {kind}, not a convolution or linear layer"
+    elif int(last.weight.shape[0]) != k:
+        why = (
+            f"its last weighted layer ({kind}) has {int(last.weight.shape[0])} outputs, not one "
+            f"per class ({k}): layers after it mix the classes"
+        )
+    if why:
+        raise UnsupportedModelError(
+            f"add_class cannot extend this head: {why}; cut the network so that the head ends "
+            "in a convolution with one output per class, or mark only the existing classes"
+        )
+    assert last is not None
+    return last
 
 
 def refine_step(
@@ -335,6 +377,7 @@ def refine_step(
     try:
         if not cfg.loop.warm_start:
             head.load_state_dict(state.params0, strict=False)
+        before = honoured_count(img.runner, cons)
         outcome = Refiner(cfg).run(img.runner, cons, state.params0, hold, progress)
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
             raise NumericalError(_diverged(cfg, "head weights"))
@@ -362,6 +405,8 @@ def refine_step(
             seconds=time.perf_counter() - start,
             loss_trace=outcome.loss_trace,
             mode=img.runner.mode,
+            honoured_before=1.0 if not req.any() else before / int(req.sum()),
+            note=_stuck_note(before, int(req.sum()) - int(wrong.size), outcome.iterations),
         )
         entry = Interaction("refine", pending, result, packed=packed)
         new = SessionState(
@@ -380,6 +425,30 @@ def refine_step(
     return result, new
 
 
+def honoured_count(runner: HeadRunner, cons: constraints.Constraints) -> int:
+    """Drawn pixels (``cons.required``) the head predicts as their class now (argmax of its
+    logits at those pixels, before any gate or written mark)."""
+    req = cons.required
+    if not req.any():
+        return 0
+    with torch.no_grad():
+        logits = runner.evaluator(torch.from_numpy(cons.index[req]))()
+    return int((logits.argmax(1).numpy() == cons.label[req]).sum())
+
+
+def _stuck_note(before: int, after: int, iterations: int) -> str:
+    """Why a refine that took steps did not move the network's prediction at the marks ("" if
+    it did, or took none)."""
+    if iterations == 0 or after > before:
+        return ""
+    return (
+        f"the refinement did not move the network's prediction at the marks: {before} drawn "
+        f"pixels predicted as their class before, {after} after {iterations} steps; the mask "
+        "shows the marks only where they are written into it. Check that the head returns "
+        "logits (SplitModel.output_kind) and that it can reach the marks (cut earlier)"
+    )
+
+
 def _diverged(cfg: RefineConfig, what: str) -> str:
     return (
         f"the refinement diverged: the adapted {what} are not finite (optimizer "
@@ -396,8 +465,20 @@ def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionSt
     k = len(state.class_names)
     floor = state.top_floor - NEW_CLASS_MARGIN
     try:
-        layer = last_layer(head, k)
+        layer = extendable_layer(head, k)
         resize_outputs(layer, k + 1)
+        try:  # one pixel: the head must now give k + 1 logits
+            with torch.no_grad():
+                got = str(img.runner.evaluator(torch.zeros(1, dtype=torch.int64))().shape[-1])
+        except RuntimeError as exc:  # e.g. a residual sum over the old class count
+            got = f"fails ({str(exc).splitlines()[0][:120]})"
+        if got != str(k + 1):
+            raise UnsupportedModelError(
+                f"add_class cannot extend this head: with {k + 1} outputs in its last layer it "
+                f"{'still returns ' + got + ' classes' if got.isdigit() else got}; an operation "
+                "after that layer fixes the class count (e.g. a residual sum): cut the network "
+                "so that the head ends in its output convolution"
+            )
         bias = getattr(layer, "bias", None)
         if isinstance(bias, torch.Tensor):
             with torch.no_grad():

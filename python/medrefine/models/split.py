@@ -10,6 +10,8 @@ and returns logits ``(1, K, *spatial)``.
 from __future__ import annotations
 
 import hashlib
+import logging
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,10 @@ from torch import fx, nn
 
 from medrefine.backends.base import FeatureExtractor
 from medrefine.errors import UnsupportedModelError
+from medrefine.models.activation import LogProbabilities, looks_like_probabilities, strip_activation
 from medrefine.models.preprocess import Preprocessing
+
+_log = logging.getLogger(__name__)
 
 
 def _in_head(node: fx.Node, prefixes: Sequence[str]) -> bool:
@@ -28,6 +33,28 @@ def _in_head(node: fx.Node, prefixes: Sequence[str]) -> bool:
         return False
     target = str(node.target)
     return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def _is_size(node: fx.Node) -> bool:
+    """Whether ``node`` is a tensor's shape or part of it (``x.shape``, ``x.shape[-2:]``,
+    ``x.size()``), which the backbone cannot return as a feature tensor."""
+    if node.op == "call_function" and node.target is operator.getitem:
+        source = node.args[0]
+        return isinstance(source, fx.Node) and _is_size(source)
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] == "shape"
+    return node.op == "call_method" and node.target == "size" and len(node.args) == 1
+
+
+def size_carrier(size: Sequence[int]) -> torch.Tensor:
+    """An empty tensor ``(1, 0, *size)`` that carries spatial ``size`` as a feature: cached,
+    cropped and padded like the others, it costs no memory."""
+    return torch.zeros((1, 0, *size))
+
+
+def carried_size(carrier: torch.Tensor) -> torch.Size:
+    """The spatial size a :func:`size_carrier` tensor carries."""
+    return carrier.shape[2:]
 
 
 def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.Graph, int]:
@@ -59,12 +86,20 @@ def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.
     for n in nodes:
         if n not in in_head and n.op != "output":
             env_b[n] = back.node_copy(n, lambda a: env_b[a])
-    back.output(tuple(env_b[f] for f in features))
+    back.output(
+        tuple(
+            back.call_function(size_carrier, (env_b[f],)) if _is_size(f) else env_b[f]
+            for f in features
+        )
+    )
 
     hd: fx.Graph = fx.Graph()
     env_h: dict[fx.Node, fx.Node] = {
         f: hd.placeholder(f"feature_{i}") for i, f in enumerate(features)
     }
+    for f in features:  # a shape the head reads (e.g. the input's size, to upsample to)
+        if _is_size(f):
+            env_h[f] = hd.call_function(carried_size, (env_h[f],))
     for n in nodes:
         if n in in_head or n.op == "output":
             env_h[n] = hd.node_copy(n, lambda a: env_h[a])
@@ -102,9 +137,34 @@ def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tenso
         ) from exc
     finally:
         net.train(was_training)
+    if not isinstance(want, torch.Tensor):
+        keys = list(want) if isinstance(want, dict) else f"a {type(want).__name__}"
+        raise UnsupportedModelError(
+            f"the network returns {keys}, not one logits tensor; split a module that returns "
+            "it, e.g. one whose forward returns net(x)['out'] (torchvision's segmentation models)"
+        )
     if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-4):
         raise UnsupportedModelError("backbone + head do not reproduce the network's output")
     return int(want.shape[1])
+
+
+def logits_head(head: fx.GraphModule, features: Sequence[torch.Tensor]) -> tuple[nn.Module, str]:
+    """``head`` made to return logits, and what was done (one of ``OutputKinds``).
+
+    A final softmax (over the class axis) or sigmoid in the graph is cut off; else, if the
+    head's output on ``features`` (one probe) is per-pixel probabilities, the head is wrapped
+    to return their log. The argmax, hence the network's mask, is unchanged either way.
+    """
+    kind = strip_activation(head)
+    if kind != "logits":
+        _log.info("the network ends in a %s; the head returns the logits before it", kind[:-4])
+        return head, kind
+    with torch.no_grad():
+        out = head(*features)
+    if looks_like_probabilities(out):
+        _log.info("the network outputs probabilities; the head returns their log")
+        return LogProbabilities(head), "log-probabilities"
+    return head, kind
 
 
 def check_classes(num_classes: int, channels: int) -> None:
@@ -158,6 +218,10 @@ class SplitModel:
         backbone_digest: the backbone's identity in the feature cache when its weights are not
             a ``state_dict`` (an ONNX network: the hash of the frozen graph); None: hashed from
             ``backbone.state_dict()``.
+        output_kind: what ``head`` returns (:data:`~medrefine.models.activation.OutputKinds`):
+            ``"logits"``; ``"softmax cut"`` / ``"sigmoid cut"`` when the network's final
+            softmax or sigmoid was cut off the head (refinement needs logits); or
+            ``"log-probabilities"`` when its output was found to be probabilities.
     """
 
     backbone: nn.Module
@@ -169,6 +233,7 @@ class SplitModel:
     name: str = "model"
     extractor: FeatureExtractor | None = None
     backbone_digest: str | None = None
+    output_kind: str = "logits"
     _digest: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -221,7 +286,10 @@ class SplitModel:
         prep = preprocessing or as_given(spatial_dims)
         probe = example if example is not None else _probe(net, spatial_dims, prep.multiple)
         check_classes(num_classes, _verify(net, backbone, head_gm, probe))
-        return cls(backbone, head_gm, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
+        backbone.eval(), head_gm.eval()  # as the session runs them
+        with torch.no_grad():
+            head_out, kind = logits_head(head_gm, backbone(probe))
+        return cls(backbone, head_out, num_classes, spatial_dims, prep, output_kind=kind, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_modules(
@@ -285,9 +353,12 @@ class SplitModel:
         prep = preprocessing or as_given(spatial_dims)
         parts = split_onnx(path, cut, spatial_dims, example, providers, prep.multiple)
         check_classes(num_classes, parts.channels)
+        probe = example if example is not None else parts.probe
+        with torch.no_grad():
+            head, kind = logits_head(parts.head, parts.backbone(probe))
         return cls(
             parts.backbone,
-            parts.head,
+            head,
             num_classes,
             spatial_dims,
             prep,
@@ -295,6 +366,7 @@ class SplitModel:
             name if name is not None else Path(path).stem,
             extractor=parts.extractor,
             backbone_digest=parts.digest,
+            output_kind=kind,
         )
 
     def digest(self) -> str:

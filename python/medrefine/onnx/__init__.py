@@ -1,6 +1,7 @@
 """ONNX networks in medrefine: cut a graph, convert its head to PyTorch, export zoo models.
 
-- :mod:`~medrefine.onnx.cut`: frozen graph + head nodes (:func:`cut_graph`, :func:`scope_nodes`).
+- :mod:`~medrefine.onnx.cut`: frozen graph + head nodes (:func:`cut_graph`, :func:`scope_nodes`,
+  :func:`module_nodes`).
 - :mod:`~medrefine.onnx.builder`, :mod:`~medrefine.onnx.ops` (one converter per operator) and
   :mod:`~medrefine.onnx.convert`: head nodes -> trainable ``torch.fx`` module.
 - :mod:`~medrefine.onnx.split`: both, checked numerically (behind ``SplitModel.from_onnx``).
@@ -8,7 +9,7 @@
 """
 
 from medrefine.onnx.convert import convert_head
-from medrefine.onnx.cut import Cut, cut_graph, scope_nodes
+from medrefine.onnx.cut import Cut, cut_graph, module_nodes, scope_nodes
 from medrefine.onnx.ops import CONVERTERS
 from medrefine.onnx.split import OnnxSplit, split_onnx
 
@@ -20,6 +21,7 @@ __all__ = [
     "OnnxSplit",
     "convert_head",
     "cut_graph",
+    "module_nodes",
     "scope_nodes",
     "split_onnx",
 ]

@@ -215,7 +215,45 @@ def scope_nodes(source: OnnxSource, scope: str) -> list[str]:
     ``"model/model.2"``. The result is a valid ``cut`` for :func:`cut_graph`.
     """
     prefix = "/" + scope.strip("/") + "/"
-    names = [n.name for n in load(source).graph.node if n.name.startswith(prefix)]
+    graph = load(source).graph
+    names = [n.name for n in graph.node if n.name.startswith(prefix)]
     if not names:
-        raise UnsupportedModelError(f"no node of the ONNX graph is under scope {scope!r}")
+        scoped = any(n.name.count("/") > 1 for n in graph.node)
+        why = (
+            ""
+            if scoped
+            else (
+                " (its node names carry no module scopes, as after a TorchScript module was "
+                "exported a second time by torch.onnx.export directly)"
+            )
+        )
+        raise UnsupportedModelError(
+            f"no node of the ONNX graph is under scope {scope!r}{why}; cut by the module's "
+            "parameter names instead: module_nodes(path, 'dotted.module.name')"
+        )
+    return names
+
+
+def module_nodes(source: OnnxSource, module: str) -> list[str]:
+    """Names of the nodes that read a parameter of PyTorch submodule ``module`` (dotted, as
+    ``SplitModel.from_module``'s ``head``, e.g. ``"model.2"``), in graph order: a valid ``cut``.
+
+    PyTorch's exporter names each weight initializer by its ``state_dict`` key
+    (``model.2.conv.weight``) whether the network was an ``nn.Module``, a traced or scripted
+    module or one loaded with ``torch.jit.load``, whereas node scopes
+    (:func:`scope_nodes`) exist only for an ``nn.Module`` or a module traced in the same process
+    and exported once. The head's first operation must own a parameter (a convolution, a norm
+    with affine weights); a head starting with an interpolation needs :func:`scope_nodes` or a
+    tensor name.
+    """
+    prefix = module.strip(".") + "."
+    graph = load(source).graph
+    params = {i.name for i in graph.initializer if i.name.startswith(prefix)}
+    names = [n.name for n in graph.node if any(i in params for i in n.input)]
+    if not names:
+        found = sorted({i.name.rsplit(".", 1)[0] for i in graph.initializer})[:20]
+        raise UnsupportedModelError(
+            f"no node of the ONNX graph reads a parameter of module {module!r}; modules with "
+            f"parameters include {found}"
+        )
     return names

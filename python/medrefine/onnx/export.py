@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -84,10 +85,28 @@ def _swap_norms(module: nn.Module) -> None:
             _swap_norms(child)
 
 
+def _fresh_script(net: torch.jit.ScriptModule) -> nn.Module:
+    """An independent copy of a TorchScript module (saved and loaded in memory).
+
+    PyTorch's ONNX exporter rewrites a TorchScript module's graph in place (inlining its
+    calls), and ``copy.deepcopy`` shares that graph: exported a second time, the module came
+    out without module scopes in its node names, so ``scope_nodes`` found nothing. A reloaded
+    copy has a graph of its own and keeps the scopes the module has.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # TorchScript is deprecated, and still how networks ship
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        torch.jit.save(net, buffer)
+        buffer.seek(0)
+        copy_: nn.Module = torch.jit.load(buffer)
+    return copy_.eval()
+
+
 def traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` in eval mode that traces without warnings (TorchScript: as is)."""
+    """A copy of ``net`` in eval mode that traces without warnings (TorchScript: an
+    independent copy, :func:`_fresh_script`)."""
     if isinstance(net, torch.jit.ScriptModule):
-        return net
+        return _fresh_script(net)
     out = copy.deepcopy(net).eval()
     _swap_norms(out)
     return out
@@ -137,15 +156,31 @@ def _legacy_exporter_warnings() -> Iterator[None]:
         yield
 
 
-def parity(
+@dataclass(frozen=True)
+class Parity:
+    """ONNX Runtime against PyTorch over every checked input and output.
+
+    Attributes:
+        max_abs_diff: largest absolute difference (``inf`` when a shape or the number of
+            outputs differs).
+        scale: largest absolute PyTorch value (what the difference is relative to).
+        argmax_agreement: share of pixels whose channel argmax agrees, over outputs of at
+            least two channels (1.0 when there are none).
+    """
+
+    max_abs_diff: float
+    scale: float
+    argmax_agreement: float
+
+
+def compare(
     path: Path,
     reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]],
     inputs: Sequence[torch.Tensor],
-) -> float:
-    """Largest absolute difference between ONNX Runtime (CPU) on ``path`` and ``reference`` over
-    every output (``inf`` when a shape or the number of outputs differs)."""
+) -> Parity:
+    """Run ONNX Runtime (CPU) on ``path`` and ``reference`` on every input; compare outputs."""
     runtime = OnnxRuntimeBackend(path, ["CPUExecutionProvider"])
-    worst = 0.0
+    worst, scale, same, total = 0.0, 0.0, 0, 0
     for x in inputs:
         with torch.no_grad():
             want = reference(x)
@@ -154,10 +189,38 @@ def parity(
         if len(gots) != len(wants) or any(
             g.shape != w.shape for g, w in zip(gots, wants, strict=True)
         ):
-            return float("inf")
+            return Parity(float("inf"), 0.0, 0.0)
         for got, w in zip(gots, wants, strict=True):
             worst = max(worst, float((got - w).abs().max()))
-    return worst
+            scale = max(scale, float(w.abs().max()))
+            if w.ndim > 2 and w.shape[1] > 1:
+                same += int((got.argmax(1) == w.argmax(1)).sum())
+                total += w[:, 0].numel()
+    return Parity(worst, scale, same / total if total else 1.0)
+
+
+def parity(
+    path: Path,
+    reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]],
+    inputs: Sequence[torch.Tensor],
+) -> float:
+    """Largest absolute difference between ONNX Runtime (CPU) on ``path`` and ``reference`` over
+    every output (``inf`` when a shape or the number of outputs differs)."""
+    return compare(path, reference, inputs).max_abs_diff
+
+
+def _refusal(p: Parity, tolerance: float) -> str:
+    if not np.isfinite(p.max_abs_diff):
+        return "ONNX Runtime's outputs differ from PyTorch's in number or shape; not exported"
+    suggest = float(f"{p.max_abs_diff * 1.5:.2g}")
+    return (
+        f"ONNX Runtime differs from PyTorch by {p.max_abs_diff:.3g} (> tolerance "
+        f"{tolerance:g}; largest output value {p.scale:.3g}, relative "
+        f"{p.max_abs_diff / max(p.scale, 1e-12):.2g}); the outputs' argmax agree on "
+        f"{100 * p.argmax_agreement:.4f} % of pixels; not exported. Float rounding in a deep "
+        "network reaches a few 1e-3 on real images: if that agreement is enough, pass "
+        f"tolerance={suggest:g}; a large difference points at an operator exported wrongly"
+    )
 
 
 def export_module(
@@ -180,11 +243,20 @@ def export_module(
         opset: ONNX operator set, 17 or later.
         checks: further inputs for the parity check (other spatial sizes).
         reference: what the export must reproduce (default: ``net`` itself).
-        tolerance: largest absolute difference to PyTorch accepted.
+        tolerance: largest absolute difference to PyTorch accepted (the refusal states the
+            difference, the output's scale and the argmax agreement, and suggests a value).
+
+    ``net`` is exported from a copy, so exporting it again gives the same node names (module
+    scopes, :func:`~medrefine.onnx.scope_nodes`). A TorchScript module has the scopes it was
+    traced with (``/model/2/conv/ConvTranspose`` where the ``nn.Module`` gives
+    ``/model/model.2/conv/...``) or none; :func:`~medrefine.onnx.module_nodes` cuts any export
+    by parameter names.
 
     Raises:
-        UnsupportedModelError: PyTorch cannot export ``net``, or ONNX Runtime differs from
-            PyTorch by more than ``tolerance`` (no file is left at ``path``).
+        UnsupportedModelError: PyTorch cannot export ``net`` (no file is left at ``path``);
+            ONNX Runtime differs from PyTorch by more than ``tolerance`` (no file is left);
+            ONNX Runtime cannot run the export (its error is in the message and the file is
+            kept beside ``path`` as ``*.rejected.onnx``).
     """
     if opset < 17:
         raise InputError(f"opset must be 17 or later, got {opset}")
@@ -212,13 +284,20 @@ def export_module(
         raise UnsupportedModelError(
             f"PyTorch cannot export {type(net).__name__}: {detail}"
         ) from exc
-    diff = parity(path, reference or net.eval(), [example, *checks])
-    if not np.isfinite(diff) or diff > tolerance:
-        path.unlink()
+    try:
+        checked = compare(path, reference or net.eval(), [example, *checks])
+    except Exception as exc:  # ONNX Runtime cannot load or run the exported graph
+        kept = path.with_suffix(".rejected.onnx")
+        path.replace(kept)
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
         raise UnsupportedModelError(
-            f"ONNX Runtime differs from PyTorch by {diff:.3g} (> {tolerance:g}); not exported"
-        )
-    return ExportResult(path, ", ".join(outputs), diff)
+            f"ONNX Runtime cannot run the exported {type(net).__name__}: {detail}; the graph is "
+            f"kept at {kept} to inspect (e.g. onnxruntime.InferenceSession on it)"
+        ) from exc
+    if not np.isfinite(checked.max_abs_diff) or checked.max_abs_diff > tolerance:
+        path.unlink()
+        raise UnsupportedModelError(_refusal(checked, tolerance))
+    return ExportResult(path, ", ".join(outputs), checked.max_abs_diff)
 
 
 def zoo_example_size(net: UNet) -> int:

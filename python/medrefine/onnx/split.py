@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import onnx
 import torch
@@ -31,6 +31,7 @@ class OnnxSplit:
         extractor: ONNX Runtime session of the frozen graph.
         digest: hash of the frozen graph (the feature-cache key of the model).
         channels: the network's output channels (one per class), measured on the probe.
+        probe: the input ``(1, C, *spatial)`` float32 the split was checked on.
     """
 
     backbone: OnnxBackbone
@@ -38,6 +39,7 @@ class OnnxSplit:
     extractor: OnnxRuntimeBackend
     digest: str
     channels: int = 0
+    probe: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
@@ -103,4 +105,4 @@ def split_onnx(
     split = OnnxSplit(OnnxBackbone(extractor), head, extractor, extractor.digest)
     x = example if example is not None else probe_input(model, spatial_dims, multiple)
     whole = OnnxRuntimeBackend(model_bytes(model), ["CPUExecutionProvider"])
-    return replace(split, channels=_verify(whole, split, x))
+    return replace(split, channels=_verify(whole, split, x), probe=x)
