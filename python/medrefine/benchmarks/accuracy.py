@@ -42,6 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--mode", default="scribble", choices=("scribble", "click", "box"))
     p.add_argument("--single", action="store_true", help="one stroke per interaction (R6)")
+    p.add_argument(
+        "--first-rounds",
+        type=int,
+        default=1,
+        help="rounds of strokes drawn at the first interaction, refined at once (a person's "
+        "several strokes per class before the first refine)",
+    )
     p.add_argument("--cases", type=int, default=0, help="first N test cases (0 = all)")
     p.add_argument("--skip", type=int, default=0, help="pass over the first N test cases")
     p.add_argument("--interactions", type=int, default=5)
@@ -98,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         model=args.model,
         methods=parse_methods(args.methods),
-        robot=RobotConfig(mode=args.mode, per_class=not args.single),
+        robot=RobotConfig(
+            mode=args.mode, per_class=not args.single, first_rounds=args.first_rounds
+        ),
         cases=args.cases,
         skip=args.skip,
         interactions=args.interactions,
@@ -182,6 +191,7 @@ def write_accuracy(
         "methods": list(exp.methods),
         "mode": exp.robot.mode,
         "per_class": exp.robot.per_class,
+        "first_rounds": exp.robot.first_rounds,
         "cases": len(exp.case_ids()),
         "interactions": exp.interactions,
         "groups": ",".join(exp.groups or ()),

@@ -15,6 +15,9 @@ BASELINES_2D = ("grabcut", "graphcut", "geodesic", "random_walker", "watershed")
 BASELINES_3D = ("graphcut", "geodesic", "watershed")
 OURS = ("medrefine", "medrefine:paper", "marks-only")
 FLUO_TEST_SHIFT = ("256x320_color_light", "1024x1024_gray_light")
+FIRST_ROUNDS = 4  # rounds of strokes in the one-refine experiments' single interaction
+ONE_REFINE = ("medrefine", "marks-only") + BASELINES_2D
+ONE_REFINE_NEW = ("medrefine", "medrefine+newclass", "marks-only") + BASELINES_2D
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def specs(quick: bool = False) -> list[Spec]:
             "brightfield images",
             nuclei,
             "nuclei-fluo-unet2d",
-            OURS + ("medrefine:shifted", "graphcut", "grabcut"),
+            OURS + ("medrefine:shifted",) + BASELINES_2D,
             12,
             groups=FLUO_TEST_SHIFT,
         ),
@@ -85,7 +88,7 @@ def specs(quick: bool = False) -> list[Spec]:
             "5. A structure the network never learned: the nuclei network on fetal-head images",
             fetal,
             "nuclei-unet2d",
-            ("medrefine", "medrefine:shifted", "medrefine+newclass", "marks-only", "graphcut"),
+            ("medrefine", "medrefine:shifted", "medrefine+newclass", "marks-only") + BASELINES_2D,
             6,
         ),
         Spec(
@@ -177,9 +180,44 @@ def specs(quick: bool = False) -> list[Spec]:
             skip=10,
         ),
     ]
+    # A person's first interaction: several strokes per class, then one refine (issue 14 #4).
+    first = RobotConfig(first_rounds=FIRST_ROUNDS)
+    one = f"one refine after {FIRST_ROUNDS} rounds of strokes; D1 is the figure"
+    out += [
+        Spec(f"one-refine-{key}", f"9{n}. {title} ({one})", data, model, methods, cases, 1, first)
+        for n, key, title, data, model, methods, cases in (
+            ("", "nuclei", "Nuclei", nuclei, "nuclei-unet2d", ONE_REFINE, 8),
+            ("b", "fetalhead", "Fetal head", fetal, "fetalhead-unet2d", ONE_REFINE, 8),
+            ("c", "new-structure", "New structure", fetal, "nuclei-unet2d", ONE_REFINE_NEW, 6),
+        )
+    ]
+    out.append(
+        Spec(
+            "one-refine-shift",
+            f"9d. Distribution shift ({one})",
+            nuclei,
+            "nuclei-fluo-unet2d",
+            ONE_REFINE + ("medrefine:shifted",),
+            12,
+            1,
+            first,
+            groups=FLUO_TEST_SHIFT,
+        )
+    )
     if quick:
         return [
-            Spec(s.key, s.title, s.dataset, s.model, s.methods[:2], 2, 2, s.robot, s.groups, s.skip)
+            Spec(
+                s.key,
+                s.title,
+                s.dataset,
+                s.model,
+                s.methods[:2],
+                2,
+                min(s.interactions, 2),
+                s.robot,
+                s.groups,
+                s.skip,
+            )
             for s in out
         ]
     return out

@@ -60,6 +60,8 @@ def simulate(
     """Run one session; yields ``(record, prediction, strokes)`` for k = 0..interactions.
 
     ``robot.mode == "box"`` is the protocol's box(+click) session: a box at k = 1, then clicks.
+    With ``robot.first_rounds`` > 1 the first interaction holds that many rounds of strokes,
+    refined at once (:meth:`Robot.first_interaction`).
     """
     gt = case.label
     first, later = (
@@ -78,7 +80,12 @@ def simulate(
     for k in range(1, interactions + 1):
         done = pred is not None and not has_error(gt, pred, seeds, a_min)
         bot = first if k == 1 else later  # box(+click): a box first, then clicks
-        strokes = [] if done else bot.interact(gt, pred, seeds)
+        if done:
+            strokes = []
+        elif k == 1:  # several rounds at once when robot.first_rounds > 1
+            strokes = bot.first_interaction(gt, pred, seeds)
+        else:
+            strokes = bot.interact(gt, pred, seeds)
         if not strokes:  # R4: nothing left to correct; carry the last metrics forward
             rec = Record(**{**asdict(rec), "interaction": k, "carried": True})
             yield rec, pred, []

@@ -28,6 +28,7 @@ def _stroke(label: int, pixels: list[list[int]], kind: Mode = "scribble") -> Str
         {"box_jitter": -1},
         {"click_radius": -2},
         {"click_rule": "sam"},
+        {"first_rounds": 0},
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
@@ -129,3 +130,48 @@ def test_strokes_only_paint_true_labels_on_unseeded_error_pixels(
     for mode in MODES[1:]:
         for s in Robot(RobotConfig(mode=mode)).interact(gt, pred, seeds):
             assert np.all(gt[tuple(s.pixels.T)] == s.seed_label)
+
+
+def _three_missed_objects() -> tuple[np.ndarray, np.ndarray]:
+    gt = np.zeros((60, 90), dtype=np.int64)
+    gt[5:25, 5:35] = 1  # three objects the prediction misses, largest first
+    gt[35:50, 10:30] = 1
+    gt[30:40, 60:70] = 1
+    pred = np.zeros_like(gt)
+    pred[50:58, 50:85] = 1  # and one it invents
+    return gt, pred
+
+
+def test_first_interaction_draws_one_stroke_per_untouched_region() -> None:
+    gt, pred = _three_missed_objects()
+    seeds = np.zeros(gt.shape, np.int32)
+    one = Robot().first_interaction(gt, pred, seeds)
+    assert [s.label for s in one] == [s.label for s in Robot().interact(gt, pred, seeds)]
+    strokes = Robot(RobotConfig(first_rounds=4)).first_interaction(gt, pred, seeds)
+    assert sorted(s.label for s in strokes) == [0, 1, 1, 1]  # one invented, three missed
+    painted = paint(seeds, strokes)
+    for box in (np.s_[5:25, 5:35], np.s_[35:50, 10:30], np.s_[30:40, 60:70]):
+        assert np.any(painted[box] == 2)  # every missed object got its own stroke
+    assert np.any(painted[50:58, 50:85] == 1)  # the invented object is marked background
+    for s in strokes:
+        assert np.all(gt[tuple(s.pixels.T)] == s.seed_label)
+
+
+def test_first_interaction_without_a_start_result_seeds_several_objects() -> None:
+    gt, _ = _three_missed_objects()
+    strokes = Robot(RobotConfig(first_rounds=3)).first_interaction(
+        gt, None, np.zeros(gt.shape, np.int32)
+    )
+    assert sum(s.label == 1 for s in strokes) == 3  # one per object
+    assert sum(s.label == 0 for s in strokes) == 3  # three places of the one background
+
+
+def test_first_interaction_draws_several_strokes_in_one_large_region() -> None:
+    gt = np.zeros((200, 200), dtype=np.int64)
+    gt[20:180, 20:180] = 1
+    strokes = Robot(RobotConfig(first_rounds=3)).first_interaction(
+        gt, np.zeros_like(gt), np.zeros(gt.shape, np.int32)
+    )
+    assert [s.label for s in strokes] == [1, 1, 1]
+    centres = [s.centerline.mean(0) for s in strokes]
+    assert min(np.hypot(*(a - b)) for i, a in enumerate(centres) for b in centres[i + 1 :]) > 20

@@ -44,6 +44,10 @@ class RobotConfig:
             2D and both gt and pred only hold labels 0 and 1, else R13b).
         click_radius: rendering radius of a click (R13b): 0 = one pixel, 2 for seed-based
             baselines; a disk in 2D, a ball in 3D, always cut to the click's error region.
+        first_rounds: rounds of strokes drawn at the first interaction, all refined at once
+            (a person's first interaction: several strokes per class): each round draws the
+            usual strokes in the error regions the earlier rounds left untouched
+            (:meth:`~medrefine.eval.robot.user.Robot.first_interaction`); 1 = the protocol's.
     """
 
     mode: Mode = "scribble"
@@ -55,6 +59,7 @@ class RobotConfig:
     seed: int = 0
     click_rule: ClickRule = "auto"
     click_radius: int = 0
+    first_rounds: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("scribble", "click", "box"):
@@ -69,6 +74,8 @@ class RobotConfig:
             raise InputError(f"axis must be 0, 1 or 2, got {self.axis}")
         if self.box_jitter < 0 or self.click_radius < 0:
             raise InputError("box_jitter and click_radius must be >= 0")
+        if self.first_rounds < 1:
+            raise InputError(f"first_rounds must be >= 1, got {self.first_rounds}")
 
     def resolved_a_min(self, ndim: int) -> int:
         """R4: a_min for an array of `ndim` spatial dimensions."""

@@ -26,13 +26,14 @@ Choices where the protocol leaves room (each closest to the cited reference's in
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from medrefine.errors import InputError
 from medrefine.eval.robot.box import box_strokes
 from medrefine.eval.robot.click import click_strokes
-from medrefine.eval.robot.regions import IntArray
+from medrefine.eval.robot.regions import IntArray, error_sets
 from medrefine.eval.robot.scribble import scribble_strokes
-from medrefine.eval.robot.types import RobotConfig, Stroke
+from medrefine.eval.robot.types import RobotConfig, Stroke, paint
 
 
 def _check_array(name: str, arr: np.ndarray, shape: tuple[int, ...] | None) -> None:
@@ -87,3 +88,38 @@ class Robot:
         if mode == "click":
             return click_strokes(gt, pred, seeds, self.config)
         return box_strokes(gt, seeds, self.config)
+
+    def first_interaction(
+        self, gt: np.ndarray, pred: np.ndarray | None, seeds: np.ndarray
+    ) -> list[Stroke]:
+        """The strokes of a first interaction of ``config.first_rounds`` rounds, to be refined
+        at once. Each round is :meth:`interact` on a prediction in which what the earlier
+        rounds' strokes reach counts as corrected (the pixels of the error regions they touch,
+        within ``config.max_length / 2`` pixels of them), so every round draws where nothing is
+        marked yet: another object, or another part of a large one (a person's several strokes
+        per class before pressing refine). Stops early when nothing is left. Arguments as
+        :meth:`interact`; ``pred`` None = no start result."""
+        reach = self.config.max_length / 2
+        full = np.ones((3,) * gt.ndim, dtype=bool)
+        strokes: list[Stroke] = []
+        seen = np.array(seeds, copy=True)
+        # An impossible label stands for "no start result": every pixel is an error (R5).
+        current = np.full(gt.shape, int(gt.max()) + 1, dtype=np.int64) if pred is None else pred
+        current = np.array(current, dtype=np.int64, copy=True)
+        for _ in range(self.config.first_rounds):
+            new = self.interact(gt, current, seen)
+            if not new:
+                break
+            strokes += new
+            errors = error_sets(gt, current, seen)
+            for stroke in new:
+                if not len(stroke.pixels) or stroke.seed_label not in errors:
+                    continue
+                where = tuple(stroke.pixels.T)
+                labels, _ = ndi.label(errors[stroke.seed_label], structure=full)
+                touched = np.isin(labels, np.unique(labels[where][labels[where] > 0]))
+                far = np.ones(gt.shape, dtype=bool)
+                far[where] = False
+                current[touched & (ndi.distance_transform_edt(far) <= reach)] = stroke.seed_label
+            seen = paint(seen, new)
+        return strokes
