@@ -16,6 +16,7 @@ from medrefine.benchmarks.latency import latency_markdown
 from medrefine.eval.bench import Experiment
 from medrefine.eval.experiments import Spec, specs
 from medrefine.eval.report import machine
+from medrefine.eval.targets import targets_markdown
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         latency.write_text(latency_markdown(args.data_root, cases=4, interactions=5))
     if latency.exists():
         sections.append("### 8. Latency of every zoo model\n\n" + latency.read_text())
-    (out / "results.md").write_text(header + "\n".join(sections))
+    goals = "" if args.quick else targets_markdown(out)
+    (out / "results.md").write_text(header + goals + "\n".join(sections))
     print(f"wrote {out / 'results.md'} ({minutes:.1f} min)")
     return 0

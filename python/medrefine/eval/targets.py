@@ -1,0 +1,158 @@
+"""Issue 14's accuracy targets, each met or not, read from the report's experiment folders.
+
+Each target names an experiment (a folder of ``medrefine bench report`` holding
+``results.json``), a method and a rule; :func:`targets_markdown` prints one table per target
+with the figures the verdict rests on. An experiment not run yet reads "not run".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medrefine.eval.harness import Record
+from medrefine.eval.report import MethodSummary, summarize
+
+SEED_BASELINES = ("graphcut", "random_walker", "geodesic", "grabcut", "watershed")
+Verdict = tuple[bool, list[tuple[str, str]]]  # met, (what, figure) rows
+
+
+def load_summaries(folder: Path) -> dict[str, MethodSummary] | None:
+    """The per-method summaries of one experiment folder, None if it has no results."""
+    path = folder / "results.json"
+    if not path.exists():
+        return None
+    rows = json.loads(path.read_text())["records"]
+    records = []
+    for r in rows:
+        per = {int(k): float(v) for k, v in r.pop("dice_per_class").items()}
+        records.append(Record(dice_per_class=per, **r))
+    return {s.method: s for s in summarize(records)}
+
+
+def at_least(method: str, k: int, bound: float) -> Callable[[dict[str, MethodSummary]], Verdict]:
+    """``method``'s mean Dice after ``k`` interactions is at least ``bound``."""
+
+    def rule(s: dict[str, MethodSummary]) -> Verdict:
+        value = s[method].dice[k]
+        return value >= bound, [(f"`{method}` D{k} >= {bound:.3f}", f"{value:.3f}")]
+
+    return rule
+
+
+def no_loss(method: str, bound: float = -0.05) -> Callable[[dict[str, MethodSummary]], Verdict]:
+    """No case of ``method`` loses more than ``-bound`` Dice in one interaction."""
+
+    def rule(s: dict[str, MethodSummary]) -> Verdict:
+        value = s[method].worst_drop
+        return value >= bound, [
+            (f"`{method}` worst one-step change >= {bound:+.2f}", f"{value:+.3f}")
+        ]
+
+    return rule
+
+
+def ahead(
+    method: str, others: Sequence[str], ks: Sequence[int]
+) -> Callable[[dict[str, MethodSummary]], Verdict]:
+    """``method``'s mean Dice is at least every one of ``others``' (those in the experiment)
+    after each of the ``ks`` interactions."""
+
+    def rule(s: dict[str, MethodSummary]) -> Verdict:
+        rows, met = [], True
+        for other in (o for o in others if o in s):
+            for k in ks:
+                if k >= len(s[method].dice) or k >= len(s[other].dice):
+                    continue
+                ours, theirs = s[method].dice[k], s[other].dice[k]
+                met &= ours >= theirs
+                rows.append((f"`{method}` >= `{other}` at D{k}", f"{ours:.3f} vs {theirs:.3f}"))
+        return met, rows
+
+    return rule
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: ``rules`` over the summaries of experiment ``key``."""
+
+    title: str
+    key: str
+    rules: tuple[Callable[[dict[str, MethodSummary]], Verdict], ...]
+
+
+def targets() -> list[Target]:
+    """Issue 14's targets 1-4 on the report's experiments (the default is ``medrefine``)."""
+    me, later = "medrefine", (1, 2, 3, 4, 5)
+    in_distribution = [
+        ("nuclei", 0.915),
+        ("hippocampus", 0.905),
+        ("fetalhead", 0.978),
+    ]
+    out = [
+        Target(
+            "1. Shift: D5 >= 0.80 and >= every baseline at 5",
+            "shift",
+            (at_least(me, 5, 0.80), ahead(me, SEED_BASELINES, (5,))),
+        ),
+        Target(
+            "2. New structure (reused channel): D5 >= 0.80, ahead of every seed baseline at each k",
+            "new-structure",
+            (at_least(me, 5, 0.80), ahead(me, SEED_BASELINES, later)),
+        ),
+        Target(
+            "2b. New structure (add_class): D5 >= 0.80, ahead of every seed baseline at each k",
+            "new-structure",
+            (
+                at_least("medrefine+newclass", 5, 0.80),
+                ahead("medrefine+newclass", SEED_BASELINES, later),
+            ),
+        ),
+    ]
+    out += [
+        Target(
+            f"3. In distribution, {key}: D5 >= {bound}, no case loses > 0.05",
+            key,
+            (at_least(me, 5, bound), no_loss(me)),
+        )
+        for key, bound in in_distribution
+    ]
+    out += [
+        Target(f"3. Held out, {key}: no case loses > 0.05", f"held-out-{key}", (no_loss(me),))
+        for key in ("nuclei", "hippocampus", "fetalhead")
+    ]
+    out += [
+        Target(
+            f"4. One refine after several strokes per class, {key}: D1 >= every baseline's D1",
+            f"one-refine-{key}",
+            (ahead(me, SEED_BASELINES, (1,)),),
+        )
+        for key in ("nuclei", "fetalhead", "new-structure", "shift")
+    ]
+    return out
+
+
+def targets_markdown(out: Path) -> str:
+    """One table per target under the report folder ``out``: each figure and the verdict."""
+    parts = ["### Targets of issue 14 (met or not, from the tables below)\n"]
+    for t in targets():
+        summaries = load_summaries(out / t.key)
+        if summaries is None:
+            parts.append(f"**{t.title}**: not run (`{t.key}`)\n")
+            continue
+        rows: list[tuple[str, str]] = []
+        met = True
+        for rule in t.rules:
+            ok, found = rule(summaries)
+            met &= ok
+            rows += found
+        lines = [
+            f"**{t.title}**: {'met' if met else 'not met'}\n",
+            "| check | figure |",
+            "|---|---|",
+        ]
+        lines += [f"| {what} | {fig} |" for what, fig in rows]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts) + "\n"
