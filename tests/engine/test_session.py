@@ -306,3 +306,23 @@ def test_refine_without_new_marks_returns_the_mask_unchanged(model2d, case2d) ->
     # after an undo there are no marks again: refine says so
     with pytest.raises(StateError, match="no marks"):
         session.refine()
+
+
+def test_weight_anchor_pulls_the_head_towards_the_pretrained_one(model2d, case2d) -> None:
+    image, _ = case2d
+
+    def moved(alpha: float) -> float:
+        config = mr.RefineConfig().with_overrides(
+            f"objective.alpha={alpha},objective.anchor_weight=0,gate.kind=none"
+        )
+        session = mr.Session(model2d, config)
+        session.set_image(image)
+        before = _head_state(session)
+        session.add(mr.Scribble(2, [(3, 3), (3, 30)], radius=1))
+        session.add(mr.Scribble(0, [(20, 20), (20, 40)], radius=1))
+        assert session.refine().iterations > 0
+        after = _head_state(session)
+        return float(sum(((after[k] - before[k]) ** 2).sum() for k in before) ** 0.5)
+
+    free, held = moved(0.0), moved(100.0)
+    assert held < 0.8 * free  # W0 is detached: the term has a gradient

@@ -188,11 +188,9 @@ def load_image(
     head = copy.deepcopy(model.head).eval()  # W' <- W_h, per image
     runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
     logits = runner.predict()
-    # W0 as the session has always taken it: a clone still attached to the head's parameters,
-    # so the alpha term ||W - W0|| passes no gradient until add_class re-takes W0 detached.
-    # Detaching here changes every accuracy figure (docs/results); left for the objective's
-    # owners to decide, not changed silently.
-    params0 = {k: v.clone() for k, v in head.named_parameters()}
+    # W0, detached: the alpha term ||W - W0|| pulls towards the pre-trained head (a clone
+    # still attached to the parameters passed it no gradient; docs/corrections.md, round 4).
+    params0 = {k: v.detach().clone() for k, v in head.named_parameters()}
     mask, top_floor, _ = labels_and_top(logits)
     initial = SessionState(
         (),
