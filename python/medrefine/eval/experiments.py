@@ -180,6 +180,18 @@ def specs(quick: bool = False) -> list[Spec]:
             skip=10,
         ),
     ]
+    out.append(
+        Spec(
+            "held-out-new-class",
+            "7d. Held-out pairing, never tuned on: the fetal-head network asked for a new class "
+            "(nucleus, `add_class`) on stained nuclei images",
+            nuclei,
+            "fetalhead-unet2d",
+            ("medrefine+newclass",) + BASELINES_2D,
+            6,
+            groups=("256x320_color_light",),
+        )
+    )
     # A person's first interaction: several strokes per class, then one refine (issue 14 #4).
     first = RobotConfig(first_rounds=FIRST_ROUNDS)
     one = f"one refine after {FIRST_ROUNDS} rounds of strokes; D1 is the figure"

@@ -110,6 +110,15 @@ def targets() -> list[Target]:
                 ahead("medrefine+newclass", SEED_BASELINES, later),
             ),
         ),
+        Target(
+            "2c. New class on a pairing never tuned on (fetal-head network, nuclei): D5 >= 0.80, "
+            "ahead of every seed baseline at each k",
+            "held-out-new-class",
+            (
+                at_least("medrefine+newclass", 5, 0.80),
+                ahead("medrefine+newclass", SEED_BASELINES, later),
+            ),
+        ),
     ]
     out += [
         Target(
