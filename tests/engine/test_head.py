@@ -64,7 +64,7 @@ def test_receptive_margin_of_stacked_convs() -> None:
     head = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 1, 5, padding=2))
     grid = measure_margins(head, (torch.randn(1, 2, 41, 41),), (41, 41))
     assert grid is not None
-    assert grid.margins == ((4, 4),)  # radius 3, plus the one pixel of safety
+    assert grid.margins == ((3, 3),)  # radius 1 + 2
     norm = nn.Sequential(nn.InstanceNorm2d(2))
     assert measure_margins(norm, (torch.randn(1, 2, 41, 41),), (41, 41)) is None
 

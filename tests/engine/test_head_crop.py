@@ -199,3 +199,15 @@ def test_grid_scales_are_read_from_the_shapes() -> None:
     start, (window,) = grid.window(np.asarray([20, 0]), np.asarray([23, 3]))
     assert tuple(start) == (16, 0)
     assert window == (slice(4, 7), slice(0, 3))
+
+
+def test_far_marks_get_their_own_crops_and_near_ones_share_one() -> None:
+    grid = FeatureGrid((128, 128), ((32, 32),), ((4, 4),), ((1, 1),))
+    near = np.asarray([[10, 10], [10, 14], [12, 12]])
+    far = np.asarray([[100, 110], [101, 111]])
+    groups = grid.groups(np.concatenate([near, far]))
+    assert sorted(sorted(g.tolist()) for g in groups) == [[0, 1, 2], [3, 4]]
+    lo, hi = grid.free_box(near.min(0), near.max(0) + 1)
+    inside = np.concatenate([near, [lo, hi - 1]])  # the free box's corners join the cluster
+    assert len(grid.groups(np.concatenate([inside, far]))) == 2
+    assert grid.groups(np.zeros((0, 2), np.int64)) == []

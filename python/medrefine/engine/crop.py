@@ -9,7 +9,8 @@ neighbourhood of every feature, wherever those features sit on their own (often 
   without ``output_padding`` gives ``2n - 1``, padding to a multiple gives ``scale * n``);
 - its *margin*: feature pixels, in that feature's own grid, from which a feature still reaches
   an aligned block of output pixels (:func:`measure_margins`, back-propagation from the block,
-  plus one pixel for pixels the measurement could not see, e.g. through a dead ReLU).
+  once through the image's features and once through random ones, the union of both: a pixel
+  a dead ReLU hides from one is seen through the other).
 
 A feature crop starting at feature pixel ``a`` yields an output crop starting at output pixel
 ``scale * a`` (convolutions, transposed convolutions and ``scale_factor`` interpolation with
@@ -173,27 +174,32 @@ class FeatureGrid:
         np.minimum.at(lo, of, coords)
         np.maximum.at(hi, of, coords + 1)
         owner = np.arange(first.size)
-        alive = list(range(first.size))
+        alive = np.ones(first.size, dtype=bool)
 
         def cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             start, stop = self.extent(a, b)
             return np.prod(np.maximum(stop - start, 0), axis=-1) + overhead
 
-        while len(alive) > 1:
-            idx = np.asarray(alive)
-            blo, bhi = lo[idx], hi[idx]
-            ul = np.minimum(blo[:, None], blo[None])
-            uh = np.maximum(bhi[:, None], bhi[None])
-            own = cost(blo, bhi)
-            gain = own[:, None] + own[None] - cost(ul, uh)
-            np.fill_diagonal(gain, -1)
+        own = cost(lo, hi)
+        gain = (
+            own[:, None]
+            + own[None]
+            - cost(np.minimum(lo[:, None], lo[None]), np.maximum(hi[:, None], hi[None]))
+        )
+        np.fill_diagonal(gain, -1)
+        while gain.size:
             i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
             if gain[i, j] < 0:
                 break
-            a, b = int(idx[i]), int(idx[j])
-            lo[a], hi[a] = np.minimum(lo[a], lo[b]), np.maximum(hi[a], hi[b])
-            owner[owner == b] = a
-            alive.remove(b)
+            lo[i], hi[i] = np.minimum(lo[i], lo[j]), np.maximum(hi[i], hi[j])
+            owner[owner == j] = i
+            own[i] = cost(lo[i], hi[i])
+            alive[j] = False
+            row = own[i] + own - cost(np.minimum(lo[i], lo), np.maximum(hi[i], hi))
+            row[~alive] = -1
+            row[i] = -1
+            gain[i], gain[:, i] = row, row
+            gain[j], gain[:, j] = -1, -1
         final = owner[of]
         order = np.argsort(final, kind="stable")
         cuts = np.flatnonzero(np.diff(final[order])) + 1
@@ -204,14 +210,27 @@ def _crop(f: torch.Tensor, window: Window) -> torch.Tensor:
     return f[(slice(None), slice(None)) + window]
 
 
+def _reached(
+    head: nn.Module, block: tuple[slice | int, ...], crops: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Per crop, the spatial pixels (bool) whose gradient from output ``block`` is non-zero."""
+    leaves = [c.clone().requires_grad_(True) for c in crops]
+    out = head(*leaves)
+    grads = torch.autograd.grad(out[block].sum(), leaves, allow_unused=True)
+    return [
+        torch.zeros(c.shape[2:], dtype=torch.bool) if g is None else g.abs().sum(dim=(0, 1)) > 0
+        for g, c in zip(grads, crops, strict=True)
+    ]
+
+
 def measure_margins(
     head: nn.Module, features: Features, out_shape: tuple[int, ...]
 ) -> FeatureGrid | None:
     """The grid of ``head`` over ``features`` (its output ``out_shape``), margins measured.
 
     Back-propagates from one aligned block of output pixels near the centre (one pixel per
-    phase of every scale) through a crop of the features and reads, per feature, the pixels
-    with a non-zero gradient. The crop starts with 8 of the coarsest feature's pixels around
+    phase of every scale) through a crop of the features, and of random features of the same
+    shapes, and reads, per feature, the pixels with a non-zero gradient in either. The crop starts with 8 of the coarsest feature's pixels around
     the block and doubles while the gradient reaches its edge. None when the scales are not
     whole (:func:`grid_scales`), when the gradient reaches the border of the whole image (a
     global operation, e.g. instance or group normalisation, or a receptive field as large as
@@ -230,25 +249,24 @@ def measure_margins(
         start, windows = FeatureGrid(
             out_shape, sizes, scales, tuple((0,) * len(out_shape) for _ in features)
         ).window(centre - half, centre + step + half)
-        crops = [
-            _crop(f, w).detach().clone().requires_grad_(True)
-            for f, w in zip(features, windows, strict=True)
-        ]
-        try:
-            out = head(*crops)
-        except RuntimeError:
-            return None
         block = (0, slice(None)) + tuple(
             slice(int(c - s0), int(c - s0 + st))
             for c, s0, st in zip(centre, start, step, strict=True)
         )
-        grads = torch.autograd.grad(out[block].sum(), crops, allow_unused=True)
+        real = [_crop(f, w).detach() for f, w in zip(features, windows, strict=True)]
+        gen = torch.Generator().manual_seed(0)
+        noise = [torch.randn(c.shape, generator=gen, dtype=c.dtype) for c in real]
+        try:
+            seen = [_reached(head, block, real), _reached(head, block, noise)]
+        except RuntimeError:
+            return None
         margins, grow = [], False
-        for g, w, s, size in zip(grads, windows, scales, sizes, strict=True):
-            if g is None or not bool(g.abs().sum() > 0):
+        for a, b, w, s, size in zip(*seen, windows, scales, sizes, strict=True):
+            where = a | b
+            if not bool(where.any()):
                 margins.append((0,) * len(out_shape))
                 continue
-            hit = np.argwhere(g.abs().sum(dim=(0, 1)).numpy() > 0)
+            hit = np.argwhere(where.numpy())
             lo = hit.min(0) + [x.start for x in w]
             hi = hit.max(0) + [x.start for x in w]
             begin = np.asarray([x.start for x in w])
@@ -261,7 +279,7 @@ def measure_margins(
                 grow = True
             sc = np.asarray(s)
             first, last = centre // sc, (centre + step) // sc - 1
-            margins.append(tuple(int(v) + 1 for v in np.maximum(first - lo, hi - last)))
+            margins.append(tuple(int(v) for v in np.maximum(first - lo, hi - last)))
         if not grow:
             return FeatureGrid(out_shape, sizes, scales, tuple(margins))
         reach = 2 * reach

@@ -32,6 +32,7 @@ from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, measure_margins
 from medrefine.engine.pointwise import RowHead, as_row_head
+from medrefine.engine.threads import single_threaded
 
 Features = tuple[torch.Tensor, ...]
 _ROWS_PER_CHUNK = 1 << 16
@@ -252,7 +253,8 @@ class HeadRunner:
         def in_crops() -> torch.Tensor:
             outs = []
             for i, (crops, at) in enumerate(parts):
-                out = self.head(*crops)
+                with single_threaded():  # small crops: thread hand-offs cost more than they save
+                    out = self.head(*crops)
                 if len(local) == i:
                     local.append(torch.from_numpy(np.ravel_multi_index(tuple(at.T), out.shape[2:])))
                 outs.append(out.reshape(out.shape[1], -1)[:, local[i]].T)
@@ -267,7 +269,11 @@ class HeadRunner:
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         if self.grid is None:
             return self.predict()[(slice(None), *box)].contiguous()
-        out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
+        if np.prod(np.asarray(hi) - np.asarray(lo)) <= _ROWS_PER_CHUNK:
+            with single_threaded():
+                out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
+        else:
+            out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
         inside = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start, strict=True))
         return out[0][(slice(None), *inside)].contiguous()
 
