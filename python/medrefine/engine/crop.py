@@ -230,8 +230,9 @@ def measure_margins(
 
     Back-propagates from one aligned block of output pixels near the centre (one pixel per
     phase of every scale) through a crop of the features, and of random features of the same
-    shapes, and reads, per feature, the pixels with a non-zero gradient in either. The crop starts with 8 of the coarsest feature's pixels around
-    the block and doubles while the gradient reaches its edge. None when the scales are not
+    shapes, and reads, per feature, the pixels with a non-zero gradient in either. The crop
+    starts with 8 of the coarsest feature's pixels around the block and doubles while the
+    gradient reaches its edge. None when the scales are not
     whole (:func:`grid_scales`), when the gradient reaches the border of the whole image (a
     global operation, e.g. instance or group normalisation, or a receptive field as large as
     the image), or when the head fails on a crop.
