@@ -11,6 +11,14 @@ Scenarios (``hippocampus-unet3d``, a smooth synthetic volume, no feature cache):
   one click each (labels cycle through the classes, positions drawn from a seeded generator).
 - ``set_image``: ``set_image`` alone on ``(256, 256, 128)``.
 
+Both run with the default :class:`~medrefine.SessionLimits`: a volume this large runs the
+backbone slab by slab (``slab_voxels``) and caches its features in float16
+(``float16_feature_bytes``). The child runs with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at
+1 MiB (``--malloc default`` leaves glibc's adaptive threshold): otherwise freed temporaries of
+a few to 32 MiB stay in the heap and the resident set grows by hundreds of MiB over the
+refines without any live tensor behind it (measured: 2577 MiB peak against 1989 MiB). A server
+for large volumes should run with the same setting (docs/deploy.md).
+
 Run it as ``medrefine bench memory`` or ``python -m medrefine.benchmarks.memory``.
 """
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -83,11 +92,23 @@ def _child(scenario: str, interactions: int, seed: int) -> None:
             _report(f"refine {i + 1}")
 
 
-def measure(scenario: str, interactions: int = 50, seed: int = 0) -> list[dict[str, Any]]:
+#: glibc setting the child runs with unless ``--malloc default``: allocations over 1 MiB are
+#: mapped and unmapped on their own, so freed ones leave the resident set.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+
+
+def measure(
+    scenario: str, interactions: int = 50, seed: int = 0, malloc: str = "mmap-1mib"
+) -> list[dict[str, Any]]:
     """Run ``scenario`` in a child process; its checkpoints, then the child's ru_maxrss."""
     cmd = [sys.executable, "-m", "medrefine.benchmarks.memory", "--child", scenario]
     cmd += ["--interactions", str(interactions), "--seed", str(seed)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    for key in MALLOC_ENV:
+        env.pop(key, None)
+    if malloc != "default":
+        env.update(MALLOC_ENV)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     rows: list[dict[str, Any]] = [json.loads(line) for line in out.splitlines() if line]
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB -> MiB
     rows.append({"at": "ru_maxrss (all children so far)", "peak_mib": round(maxrss, 1)})
@@ -108,6 +129,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--interactions", type=int, default=50, help="refines in 'session'")
     parser.add_argument("--seed", type=int, default=0, help="volume and click seed")
+    parser.add_argument(
+        "--malloc",
+        choices=("mmap-1mib", "default"),
+        default="mmap-1mib",
+        help="glibc allocator setting of the child (see the module docstring)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     names = ("session", "set_image") if args.scenario == "both" else (args.scenario,)
     for name in names:
         shape = SESSION_SHAPE if name == "session" else SET_IMAGE_SHAPE
-        print(f"{name} on {shape} (z, y, x):")
-        for row in measure(name, args.interactions, args.seed):
+        print(f"{name} on {shape} (z, y, x), malloc {args.malloc}:")
+        for row in measure(name, args.interactions, args.seed, args.malloc):
             rss = row.get("rss_mib")
             rss_text = f"rss {rss:8.1f} MiB  " if rss is not None else " " * 19
             print(f"  {row['at']:<34} {rss_text}peak {row['peak_mib']:8.1f} MiB")

@@ -38,6 +38,14 @@ class SessionLimits:
             (:mod:`medrefine.backends.tiling`), bounding the peak memory of ``set_image``; a
             backbone that cannot be tiled exactly (instance normalisation) raises
             ``UnsupportedModelError``.
+        slab_voxels: a padded image over this many pixels/voxels runs a PyTorch backbone on
+            the CPU slab by slab along its first spatial axis (:mod:`medrefine.backends.slabs`:
+            equal to the whole pass, instance norms included, with a fraction of its peak
+            memory) when the backbone's traced graph allows; None: always whole.
+        float16_feature_bytes: features that would take more than this many bytes in float32
+            are cached in float16 (half the memory; the head reads them as float32); None:
+            always float32. The default keeps every image up to 2^24 voxels of 64 channels
+            in float32.
     """
 
     history_depth: int = 32
@@ -48,6 +56,8 @@ class SessionLimits:
     max_marks: int = 10_000
     max_points: int = 100_000
     max_tile_voxels: int | None = None
+    slab_voxels: int | None = 1 << 22
+    float16_feature_bytes: int | None = 1 << 30
 
     def __post_init__(self) -> None:
         for name in (
@@ -64,11 +74,13 @@ class SessionLimits:
                 raise InputError(f"SessionLimits.{name} must be an integer >= 0, got {value!r}")
         if self.max_classes < 2 or self.max_voxels < 1:
             raise InputError("SessionLimits needs max_classes >= 2 and max_voxels >= 1")
-        tile = self.max_tile_voxels
-        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-            raise InputError(
-                f"SessionLimits.max_tile_voxels must be None or an integer >= 1, got {tile!r}"
-            )
+        for name in ("max_tile_voxels", "slab_voxels", "float16_feature_bytes"):
+            value = getattr(self, name)
+            bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
+            if value is not None and bad:
+                raise InputError(
+                    f"SessionLimits.{name} must be None or an integer >= 1, got {value!r}"
+                )
 
     def check_image(self, shape: tuple[int, ...]) -> None:
         """Raise if an image of spatial ``shape`` is too small to segment or too large."""

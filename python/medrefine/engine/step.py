@@ -20,16 +20,15 @@ import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor
-from medrefine.backends.tiling import tiled_features
 from medrefine.engine import constraints
 from medrefine.engine.cache import FeatureCache, image_digest
 from medrefine.engine.distance import relative_spacing
+from medrefine.engine.features import compute_features
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
 from medrefine.engine.head import (
     HeadRunner,
     PixelMap,
     argmax_and_max,
-    channels_last,
     last_layer,
     resize_outputs,
     rows,
@@ -40,7 +39,6 @@ from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import (
     InputError,
     NumericalError,
-    ResourceError,
     StateError,
     UnsupportedModelError,
 )
@@ -121,26 +119,6 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return np.asarray((x - mean) / np.maximum(std, 1e-6), dtype=np.float32)
 
 
-def _backbone(backend: FeatureExtractor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``backend.features(x)`` with its failures typed: memory -> ResourceError, else (an image
-    the network cannot take, e.g. too small for its downsampling) -> InputError."""
-    try:
-        return tuple(backend.features(x))
-    except MemoryError as exc:
-        raise ResourceError(
-            f"not enough memory for the backbone on input {tuple(x.shape)}"
-        ) from exc
-    except (RuntimeError, ValueError) as exc:
-        if "alloc" in str(exc).lower():
-            raise ResourceError(
-                f"not enough memory for the backbone on input {tuple(x.shape)}: {exc}"
-            ) from exc
-        raise InputError(
-            f"the network cannot process an input of shape {tuple(x.shape)} "
-            f"(batch, channels, *spatial): {exc}"
-        ) from exc
-
-
 def load_image(
     array: np.ndarray,
     model: SplitModel,
@@ -175,13 +153,7 @@ def load_image(
     x = prep(array)
     inside = (slice(None),) + tuple(slice(0, s) for s in shape)
     if features is None:
-        padded = x.shape[2:]
-        tile = limits.max_tile_voxels
-        if tile is not None and math.prod(padded) > tile:
-            run = functools.partial(_backbone, backend)
-            features = tiled_features(run, x, shape, prep.multiple, tile)
-        else:
-            features = tuple(channels_last(_crop(f, padded, shape)) for f in _backbone(backend, x))
+        features = compute_features(backend, x, shape, prep.multiple, limits)
         cache.put(key, features)
     image = x[0][inside].numpy()
     image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
@@ -212,15 +184,6 @@ def load_image(
         None if spacing is None else tuple(float(v) for v in spacing),
     )
     return state, mask
-
-
-def _crop(f: torch.Tensor, padded: torch.Size, shape: tuple[int, ...]) -> torch.Tensor:
-    """Drop the padding from features computed at the padded input size. A size carrier (no
-    channels: the padded size a head resizes to, see ``models.split.size_carrier``) keeps it:
-    the head's output is then cut to the image."""
-    if tuple(f.shape[2:]) != tuple(padded) or f.shape[1] == 0:
-        return f
-    return f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
 
 
 def _snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
