@@ -14,8 +14,12 @@ class TorchBackend:
         self.backbone = backbone.to(self.device).eval()
         self.name = f"torch-{self.device.type}"
 
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Feature tuple for input ``(1, C, *spatial)``, left on ``device`` (a session whose
+        features live there takes them without a round trip through the host)."""
+        with torch.no_grad():  # not inference_mode: the head later takes these in autograd
+            return tuple(self.backbone(x.to(self.device)))
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Feature tuple for input ``(1, C, *spatial)``, returned on the CPU."""
-        with torch.no_grad():  # not inference_mode: the head later takes these in autograd
-            out = self.backbone(x.to(self.device))
-        return tuple(t.to("cpu") for t in out)
+        return tuple(t.to("cpu") for t in self.run(x))

@@ -23,6 +23,7 @@ from medrefine.backends import FeatureExtractor
 from medrefine.backends.named import resolve_backend
 from medrefine.engine import step
 from medrefine.engine.cache import FeatureCache
+from medrefine.engine.features import resolve_device
 from medrefine.engine.history import Interaction, SessionState
 from medrefine.engine.limits import SessionLimits
 from medrefine.engine.locking import locked
@@ -54,6 +55,9 @@ class Session:
             own extractor, else PyTorch on the CPU). ``session.backend.name`` says what runs.
         limits: bounds on image size, marks, classes and undo depth
             (:class:`~medrefine.engine.limits.SessionLimits`; its defaults if None).
+        device: where the cached features and the adapted head live (``"cpu"``, the default,
+            or ``"cuda"``/``"cuda:N"``); a device PyTorch cannot use raises ResourceError
+            naming why. The CUDA path has not run on a GPU yet (docs/deploy.md).
 
     Example (a stroke of nucleus, class 1, across a shipped sample; points are ``(y, x)``):
 
@@ -74,6 +78,7 @@ class Session:
         cache: FeatureCache | None = None,
         backend: FeatureExtractor | str | None = None,
         limits: SessionLimits | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         if not isinstance(model, SplitModel):
             raise InputError(f"model must be a SplitModel, got {type(model).__name__}")
@@ -87,6 +92,7 @@ class Session:
         self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
         step.warm_up()
+        self.device = resolve_device(device)
         self.backend = resolve_backend(model, backend)
         self._lock = threading.RLock()
         self._img: step.ImageState | None = None
@@ -112,7 +118,14 @@ class Session:
         array = image.array if isinstance(image, Volume) else image
         spacing = image.spacing if isinstance(image, Volume) else None
         img, mask = step.load_image(
-            array, self.model, self.backend, self.cache, self.config, self.limits, spacing
+            array,
+            self.model,
+            self.backend,
+            self.cache,
+            self.config,
+            self.limits,
+            spacing,
+            self.device,
         )
         self._img, self._pending = img, ()
         return mask

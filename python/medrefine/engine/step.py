@@ -127,11 +127,14 @@ def load_image(
     config: RefineConfig,
     limits: SessionLimits,
     spacing: tuple[float, ...] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[ImageState, np.ndarray]:
     """A new image state for ``array`` (features from ``cache`` or ``backend``) and the
     network's own mask (a new writable array). Nothing outside the returned state changes.
     ``spacing`` (voxel size per spatial axis, a Volume's) makes gate distances and region
-    growing physical."""
+    growing physical. ``device`` holds the features and the session's head (the CPU if None;
+    not yet run on a GPU, docs/deploy.md)."""
+    device = torch.device("cpu") if device is None else device
     if not isinstance(array, np.ndarray):
         raise InputError(f"image must be a numpy array or Volume, got {type(array).__name__}")
     if array.dtype.kind not in "uif" or array.size == 0:
@@ -148,18 +151,19 @@ def load_image(
     relative_spacing(spacing, len(shape))  # checked here: a bad spacing fails set_image
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("image contains NaN or infinite values")
-    key = (image_digest(array), model.digest(), prep.digest())
+    where = "" if device.type == "cpu" else f"@{device}"  # features live on one device
+    key = (image_digest(array), model.digest(), prep.digest() + where)
     features = cache.get(key)
     x = prep(array)
     inside = (slice(None),) + tuple(slice(0, s) for s in shape)
     if features is None:
-        features = compute_features(backend, x, shape, prep.multiple, limits)
+        features = compute_features(backend, x, shape, prep.multiple, limits, device)
         cache.put(key, features)
     image = x[0][inside].numpy()
     image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
-    head = copy.deepcopy(model.head).eval()  # W' <- W_h, per image
+    head = copy.deepcopy(model.head).to(device).eval()  # W' <- W_h, per image
     runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
-    logits = runner.predict()
+    logits = runner.predict().cpu()
     # W0, detached: the alpha term ||W - W0|| pulls towards the pre-trained head (a clone
     # still attached to the parameters passed it no gradient; docs/corrections.md, round 4).
     params0 = {k: v.detach().clone() for k, v in head.named_parameters()}
