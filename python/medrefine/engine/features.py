@@ -78,9 +78,11 @@ def backbone(
 ) -> Features:
     """``backend.features(x)`` with its failures typed: memory -> ResourceError, else (an image
     the network cannot take, e.g. too small for its downsampling) -> InputError. A PyTorch
-    backend already on ``device`` leaves its features there (no copy through the host)."""
+    backend already on ``device`` (not the CPU) leaves its features there (no copy through
+    the host)."""
     try:
-        if isinstance(backend, TorchBackend) and device is not None and backend.device == device:
+        on_device = device is not None and device.type != "cpu"
+        if on_device and isinstance(backend, TorchBackend) and backend.device == device:
             return backend.run(x)
         return tuple(backend.features(x))
     except MemoryError as exc:
