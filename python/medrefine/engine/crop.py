@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 Features = tuple[torch.Tensor, ...]
@@ -157,17 +158,21 @@ class FeatureGrid:
         """Pixels ``coords`` (``(N, ndim)`` output coordinates) in clusters that each get one
         crop, so marks far apart do not make one crop of everything between them.
 
-        Pixels start in clusters by :attr:`tile`; two clusters are merged, the
-        most profitable pair first, while one crop of both costs no more than two crops (cost:
-        the output pixels of the crop, :meth:`extent`, plus ``overhead`` per crop for the calls
-        it takes). A pixel inside a cluster's :meth:`free_box` always joins it. Each cluster is
-        an int64 array of row numbers of ``coords``.
+        Pixels start in clusters of touching :attr:`tile` tiles (diagonals included); two
+        clusters are then merged, the most profitable pair first, while one crop of both costs
+        no more than two crops (cost: the output pixels of the crop, :meth:`extent`, plus
+        ``overhead`` per crop for the calls it takes). A pixel inside a cluster's
+        :meth:`free_box` joins it. Each cluster is an int64 array of row numbers of
+        ``coords``.
         """
         if coords.shape[0] == 0:
             return []
         keys = coords // self.tile
-        _, first, of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        of = of.reshape(-1)
+        occupied = np.zeros(tuple(-(-np.asarray(self.out_shape) // self.tile)), dtype=bool)
+        occupied[tuple(keys.T)] = True
+        labels, count = ndimage.label(occupied, structure=np.ones((3,) * coords.shape[1]))
+        of = labels[tuple(keys.T)] - 1
+        first = np.arange(count)
         lo = np.zeros((first.size, coords.shape[1]), np.int64)
         hi = np.zeros_like(lo)
         lo[:] = np.iinfo(np.int64).max
