@@ -11,8 +11,13 @@ absolute difference exceeds ``--tolerance``; the figure is printed.
 ``--module FILE`` is a Python file defining ``build_model()`` returning a
 :class:`medrefine.SplitModel` (or a module-level ``model``).
 
-``medrefine export tensorrt`` needs TensorRT and a CUDA GPU; without them it fails with an error
-naming what is missing. Building TensorRT engines is not implemented yet.
+    medrefine export tensorrt --onnx DIR --precision fp16|fp32 --min S --opt S --max S
+
+builds ``DIR/<name>.backbone.<key>.engine`` from that export with one optimisation profile
+(shapes as ``1x1x32x32x32``) through TensorRT's Python API, or reuses the engine already there
+when its recorded key (ONNX hash, shapes, precision, TensorRT version, GPU name) and digest match
+(:mod:`medrefine.backends.tensorrt_engine`). It needs TensorRT and a CUDA GPU; without them it
+fails with an error naming what is missing. Not yet run on hardware.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from medrefine.errors import InputError, ResourceError, UnsupportedModelError
+from medrefine.errors import InputError, ResourceError
 
 
 def _module_model(path: Path) -> Any:
@@ -61,21 +66,18 @@ def _onnx(args: argparse.Namespace) -> int:
 
 
 def _tensorrt(args: argparse.Namespace) -> int:
-    import torch
+    from medrefine.backends.tensorrt_engine import engine_for, missing_tensorrt, parse_shape
 
-    missing = []
-    if importlib.util.find_spec("tensorrt") is None:
-        missing.append(
-            "TensorRT (the Python package 'tensorrt', installed from NVIDIA's package index)"
-        )
-    if not torch.cuda.is_available():
-        missing.append("a CUDA GPU")
-    if missing:
-        raise ResourceError(f"export tensorrt needs {' and '.join(missing)}: not found here")
-    raise UnsupportedModelError(
-        "building TensorRT engines is not implemented yet; run the ONNX export "
-        "(medrefine export onnx) with ONNX Runtime's TensorRT provider instead"
-    )
+    why = missing_tensorrt()  # first: without TensorRT nothing else can be checked
+    if why is not None:
+        raise ResourceError(f"export tensorrt needs {why}: not found here")
+    bounds = [getattr(args, b) for b in ("min", "opt", "max")]
+    if any(b is None for b in bounds):
+        raise InputError("export tensorrt needs --min, --opt and --max, e.g. 1x1x32x32x32")
+    low, opt, high = (parse_shape(b) for b in bounds)
+    engine, built = engine_for(args.onnx, args.precision, low, opt, high)
+    print(f"{'built' if built else 'up to date'}: {engine} ({args.precision}, {low}..{high})")
+    return 0
 
 
 def add_parser(sub: Any) -> None:
