@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,9 @@ _POOLS: dict[object, Callable[..., torch.Tensor]] = {
     F.avg_pool3d: F.avg_pool3d,
 }
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | None] = weakref.WeakKeyDictionary()
+
+
+_CHECKED_LOCK = threading.Lock()
 
 
 class _UnsupportedError(Exception):
@@ -400,8 +404,15 @@ def slab_plan(
     every level of the network); any unsupported node, or a
     difference over ``1e-4`` of the largest feature, means None (logged at INFO).
     """
-    if backbone in _CHECKED:
+    with _CHECKED_LOCK:  # sessions on server threads share a model: one probe per backbone
+        if backbone not in _CHECKED:
+            _CHECKED[backbone] = _check(backbone, channels, spatial_dims, multiple)
         return _CHECKED[backbone]
+
+
+def _check(
+    backbone: nn.Module, channels: int, spatial_dims: int, multiple: int
+) -> fx.GraphModule | None:
     gm = _graph(backbone)
     verdict: fx.GraphModule | None = None
     if gm is None:
@@ -413,7 +424,8 @@ def slab_plan(
         x = torch.randn((1, channels) + (size,) * spatial_dims, generator=generator)
         try:
             with torch.no_grad():
-                whole = tuple(backbone(x))
+                out = backbone(x)
+                whole = tuple(out) if isinstance(out, (tuple, list)) else (out,)
                 # slabs of about 4 planes of 16 channels: many slab borders, at every level
                 slab = 4 * 16 * 4 * size ** (spatial_dims - 1)
                 got = write(run_slabs(gm, x, slab), (size,) * spatial_dims, torch.float32, slab)
@@ -429,7 +441,6 @@ def slab_plan(
                 )
         except (_UnsupportedError, RuntimeError, TypeError, ValueError, KeyError) as exc:
             logger.info("slab backbone: %s is not supported; it runs whole", exc)
-    _CHECKED[backbone] = verdict
     return verdict
 
 
