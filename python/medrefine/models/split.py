@@ -250,7 +250,7 @@ class SplitModel:
                 f"{len(self.class_names)} class names for {self.num_classes} classes"
             )
         self.backbone.eval().requires_grad_(False)
-        self.head.eval()
+        self.head.eval().requires_grad_(True)  # refined, even if the network came frozen
 
     @classmethod
     def from_module(

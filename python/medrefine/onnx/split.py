@@ -16,7 +16,7 @@ import torch
 from torch import fx
 
 from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend, model_bytes
-from medrefine.errors import UnsupportedModelError
+from medrefine.errors import InputError, UnsupportedModelError
 from medrefine.onnx.convert import convert_head
 from medrefine.onnx.cut import cut_graph, load
 
@@ -40,6 +40,29 @@ class OnnxSplit:
     digest: str
     channels: int = 0
     probe: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+
+class CheckedBackend(OnnxRuntimeBackend):
+    """The frozen graph in ONNX Runtime, whose failures on an input are :class:`InputError`
+    naming the shape and the usual remedy (ONNX Runtime raises its own exception types, e.g.
+    a Concat of skip connections whose sizes differ on an odd-sized image)."""
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Feature tuple for input ``(1, C, *spatial)`` float32 (see the base class)."""
+        try:
+            return super().features(x)
+        except Exception as exc:  # onnxruntime's Fail, InvalidArgument, RuntimeException
+            if isinstance(exc, MemoryError) or type(exc).__module__.split(".")[0] != (
+                "onnxruntime"
+            ):
+                raise
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise InputError(
+                f"ONNX Runtime cannot run the network on {tuple(x.shape)} (batch, channels, "
+                f"*spatial): {detail}. If its sizes must be a multiple of the network's "
+                "downsampling, pad them: from_onnx(..., preprocessing=Preprocessing("
+                "spatial_dims, multiple=M))"
+            ) from exc
 
 
 def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
@@ -101,7 +124,7 @@ def split_onnx(
     model = load(source)
     parts = cut_graph(model, list(cut))
     head = convert_head(parts, spatial_dims)
-    extractor = OnnxRuntimeBackend(parts.frozen, providers)
+    extractor = CheckedBackend(parts.frozen, providers)
     split = OnnxSplit(OnnxBackbone(extractor), head, extractor, extractor.digest)
     x = example if example is not None else probe_input(model, spatial_dims, multiple)
     whole = OnnxRuntimeBackend(model_bytes(model), ["CPUExecutionProvider"])
