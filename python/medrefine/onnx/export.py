@@ -98,7 +98,7 @@ def _fresh_script(net: torch.jit.ScriptModule) -> nn.Module:
         warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
         torch.jit.save(net, buffer)
         buffer.seek(0)
-        copy_: nn.Module = torch.jit.load(buffer)
+        copy_: nn.Module = torch.jit.load(buffer)  # type: ignore[no-untyped-call]
     return copy_.eval()
 
 
