@@ -140,6 +140,7 @@ class HeadFigures:
     full_ms: tuple[float, ...]
     rss: tuple[tuple[int, float], ...]
     agreement: float
+    steps: tuple[int, ...] = ()
 
 
 def _model(net: nn.Module, dims: int, seed: int) -> mr.SplitModel:
@@ -169,7 +170,7 @@ def measure(
     mask = session.set_image(image)
     marks: list[mr.Scribble] = []
     masks: list[np.ndarray] = []
-    crop_ms, mode, rss = [], "", []
+    crop_ms, mode, rss, steps = [], "", [], []
     for i in range(1, refines + 1):
         marks.append(scribble_in_error(mask, truth, rng))
         session.add(marks[-1])
@@ -177,6 +178,7 @@ def measure(
         result = session.refine()
         crop_ms.append(1000 * (time.perf_counter() - t))
         mask, mode = result.mask, result.mode
+        steps.append(result.iterations)
         if i <= full:
             masks.append(mask)
         if i in _RSS_AT:
@@ -203,6 +205,7 @@ def measure(
         tuple(full_ms),
         tuple(rss),
         min(agree, default=float("nan")),
+        tuple(steps),
     )
 
 
@@ -233,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
         title=f"spatial heads over coarse features ({args.threads} torch threads, "
         f"{args.refines} refines per case, load average {os.getloadavg()[0]:.2f})"
     )
-    cols = ["case", "mode", "refine p50 ms", "refine p95 ms", f"full p50 ms (first {args.full})"]
+    cols = ["case", "mode", "refine p50 ms", "refine p95 ms", "steps p50"]
+    cols += [f"crop / full p50 ms (first {args.full})"]
     cols += ["ratio full/crop", "mask agreement"]
     cols += ["RSS MiB after refines " + "/".join(map(str, _RSS_AT))]
     for col in cols:
@@ -251,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
                 f.mode,
                 f"{_p(f.crop_ms, 50):.0f}",
                 f"{_p(f.crop_ms, 95):.0f}",
-                f"{_p(f.full_ms, 50):.0f}",
+                f"{_p(tuple(float(v) for v in f.steps), 50):.0f}",
+                f"{_p(tuple(same), 50):.0f} / {_p(f.full_ms, 50):.0f}",
                 f"{ratio:.1f}x",
                 f"{100 * f.agreement:.2f}%",
                 " / ".join(f"{v:.0f}" for _, v in f.rss) or "-",

@@ -204,17 +204,12 @@ class HeadRunner:
         if self.grid is None or index.size == 0:
             return None
         coords = np.stack(np.unravel_index(index, self.shape), 1)
-        boxes = []
+        inside = np.zeros(self.shape, dtype=bool)
         for rows_of in self.grid.groups(coords):
             part = coords[rows_of]
             lo, hi = self.grid.free_box(part.min(0), part.max(0) + 1)
-            axes = [
-                np.arange(int(a), int(b))
-                for a, b in zip(lo, np.minimum(hi, self.shape), strict=True)
-            ]
-            mesh = np.meshgrid(*axes, indexing="ij")
-            boxes.append(np.ravel_multi_index(tuple(g.reshape(-1) for g in mesh), self.shape))
-        return np.unique(np.concatenate(boxes))
+            inside[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))] = True
+        return np.flatnonzero(inside)
 
     def evaluator(self, index: torch.Tensor) -> Callable[[], torch.Tensor]:
         """A function returning logits ``(N, K)`` at flat image pixel ``index`` (int64),
