@@ -19,6 +19,10 @@ a few to 32 MiB stay in the heap and the resident set grows by hundreds of MiB o
 refines without any live tensor behind it (measured: 2577 MiB peak against 1989 MiB). A server
 for large volumes should run with the same setting (docs/deploy.md).
 
+``--parity`` runs the ``session`` scenario twice in one process instead, with the default
+limits and with ``slab_voxels=None, float16_feature_bytes=None`` (the backbone whole, features
+in float32), and prints both set_image times and how many voxels of the masks agree.
+
 Run it as ``medrefine bench memory`` or ``python -m medrefine.benchmarks.memory``.
 """
 
@@ -92,6 +96,45 @@ def _child(scenario: str, interactions: int, seed: int) -> None:
             _report(f"refine {i + 1}")
 
 
+def parity(interactions: int, seed: int) -> list[str]:
+    """The ``session`` scenario with the default limits (slabs, float16 features) and with the
+    backbone whole and features in float32, in this process: set_image seconds of each, and
+    the share of voxels whose mask agrees after set_image and after each refine."""
+    import time
+
+    import medrefine as mr
+
+    model = mr.load_model("hippocampus-unet3d")
+    image = _volume(SESSION_SHAPE, seed)
+    configs = {
+        "slabs + float16 (default)": mr.SessionLimits(),
+        "whole + float32": mr.SessionLimits(slab_voxels=None, float16_feature_bytes=None),
+    }
+    masks: dict[str, list[np.ndarray]] = {}
+    lines = []
+    for name, limits in configs.items():
+        session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0), limits=limits)
+        start = time.perf_counter()
+        out = [session.set_image(image)]
+        lines.append(f"  set_image {name}: {time.perf_counter() - start:.1f} s")
+        rng = np.random.default_rng(seed)
+        for i in range(interactions):
+            point = tuple(int(rng.integers(4, s - 4)) for s in SESSION_SHAPE)
+            session.add(mr.Click(label=i % session.num_classes, point=point, radius=2))
+            out.append(session.refine().mask)
+        masks[name] = out
+        del session
+    a, b = masks.values()
+    shares = [float((x == y).mean()) for x, y in zip(a, b, strict=True)]
+    lines.append(f"  network mask agreement {shares[0]:.6%}")
+    if len(shares) > 1:
+        lines.append(
+            f"  after refines 1..{len(shares) - 1}: lowest {min(shares[1:]):.6%}, "
+            f"last {shares[-1]:.6%}"
+        )
+    return lines
+
+
 #: glibc setting the child runs with unless ``--malloc default``: allocations over 1 MiB are
 #: mapped and unmapped on their own, so freed ones leave the resident set.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
@@ -130,6 +173,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", type=int, default=50, help="refines in 'session'")
     parser.add_argument("--seed", type=int, default=0, help="volume and click seed")
     parser.add_argument(
+        "--parity",
+        action="store_true",
+        help="instead: masks of the session scenario, default limits against whole + float32",
+    )
+    parser.add_argument(
         "--malloc",
         choices=("mmap-1mib", "default"),
         default="mmap-1mib",
@@ -139,6 +187,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen scenarios and print each checkpoint (MiB)."""
+    if args.parity:
+        print(f"parity on {SESSION_SHAPE} (z, y, x), {args.interactions} refines:")
+        print("\n".join(parity(args.interactions, args.seed)))
+        return 0
     names = ("session", "set_image") if args.scenario == "both" else (args.scenario,)
     for name in names:
         shape = SESSION_SHAPE if name == "session" else SET_IMAGE_SHAPE
