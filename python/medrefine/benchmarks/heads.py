@@ -14,6 +14,9 @@ the same sequence on every run) and refines. The first ``--full`` of those scrib
 replayed, in the same order, by a session whose head runs over the whole image at every step
 (``loop.head_eval=full``): the table reports refine p50/p95 of both paths, their ratio on the
 same refines, the runner's mode and the resident memory (``VmRSS``) after refines 10, 30 and 50.
+The run takes place in a child process with glibc's ``MALLOC_MMAP_THRESHOLD_`` at 1 MiB, as
+docs/deploy.md advises for servers (``--malloc default`` keeps glibc's adaptive threshold, under
+which freed temporaries stay in the heap and the resident set grows with no live data).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +38,7 @@ from rich.table import Table
 from torch import nn
 
 import medrefine as mr
+from medrefine.benchmarks.memory import MALLOC_ENV
 from medrefine.engine.config import RefineConfig
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
@@ -225,16 +231,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--dims", default="2,3", help="which of 2D 512^2 and 3D 128^3, e.g. 3")
     p.add_argument("--config", default="", help="RefineConfig overrides, comma-separated")
+    p.add_argument(
+        "--malloc",
+        choices=("mmap-1mib", "default"),
+        default="mmap-1mib",
+        help="glibc's allocation setting for the run (default: the one docs/deploy.md advises)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the figures as a table."""
+    """Print the figures as a table (in a child process with ``MALLOC_ENV`` set unless
+    ``--malloc default``: glibc's adaptive threshold keeps freed refine temporaries of a few to
+    32 MiB in the heap, and the resident set then grows with no live data behind it)."""
+    wanted = {} if args.malloc == "default" else MALLOC_ENV
+    if any(os.environ.get(k) != v for k, v in wanted.items()):
+        cmd = [sys.executable, "-m", "medrefine.cli", "bench", "heads"]
+        cmd += ["--refines", str(args.refines), "--full", str(args.full)]
+        cmd += ["--threads", str(args.threads), "--dims", args.dims, "--config", args.config]
+        cmd += ["--malloc", args.malloc]
+        return subprocess.run(cmd, check=False, env={**os.environ, **wanted}).returncode
     torch.set_num_threads(args.threads)
     config = RefineConfig().with_overrides(args.config)
     table = Table(
         title=f"spatial heads over coarse features ({args.threads} torch threads, "
-        f"{args.refines} refines per case, load average {os.getloadavg()[0]:.2f})"
+        f"{args.refines} refines per case, malloc {args.malloc}, "
+        f"load average {os.getloadavg()[0]:.2f})"
     )
     cols = ["case", "mode", "refine p50 ms", "refine p95 ms", "steps p50"]
     cols += [f"crop / full p50 ms (first {args.full})"]
