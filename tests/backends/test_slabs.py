@@ -141,3 +141,16 @@ def test_a_multichannel_probe_uses_the_preprocessing_channels() -> None:
         net, head=["head"], num_classes=2, spatial_dims=2, preprocessing=prep
     )
     assert slab_plan(model.backbone, 3, 2, prep.multiple) is not None
+
+
+def test_only_float32_features_change_dtype() -> None:
+    """Integer or float64 features (indices, sizes a head reads) keep their dtype and values."""
+    from medrefine.engine.features import stored
+
+    index = torch.arange(2 * 3 * 4).reshape(1, 2, 3, 4)
+    wide = index.double() / 7
+    for f in (index, wide):
+        kept = stored(f, (3, 4), (3, 4), torch.float16)
+        assert kept.dtype == f.dtype and torch.equal(kept, f)
+    half = stored(wide.float(), (3, 4), (2, 3), torch.float16)
+    assert half.dtype == torch.float16 and half.shape == (1, 2, 2, 3)

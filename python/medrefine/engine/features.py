@@ -119,6 +119,7 @@ def stored(
     if tuple(f.shape[2:]) == padded and f.shape[1] > 0:
         f = f[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape)]
     fmt, where = _layout(f.ndim), f.device if device is None else device
+    dtype = dtype if f.dtype == torch.float32 else f.dtype  # only float32 features shrink
     if f.dtype == dtype and f.device == where and f.is_contiguous(memory_format=fmt):
         return f
     out = torch.empty(f.shape, dtype=dtype, device=where, memory_format=fmt)
