@@ -35,6 +35,7 @@ from medrefine.engine.head import (
 )
 from medrefine.engine.history import History, Interaction, PackedMask, SessionState
 from medrefine.engine.limits import SessionLimits
+from medrefine.engine.pointwise import as_row_head
 from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import (
     InputError,
@@ -157,7 +158,11 @@ def load_image(
     x = prep(array)
     inside = (slice(None),) + tuple(slice(0, s) for s in shape)
     if features is None:
-        features = compute_features(backend, x, shape, prep.multiple, limits, device)
+        # A head that is not per-pixel (a 3x3 convolution) reads features past the image's
+        # edge: keep them as the network computed them on the padded input, not cut to the
+        # image (which zero-pads them); the head's output is cut to the image instead.
+        keep = shape if as_row_head(model.head) is not None else tuple(x.shape[2:])
+        features = compute_features(backend, x, keep, prep.multiple, limits, device)
         cache.put(key, features)
     image = x[0][inside].numpy()
     image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
