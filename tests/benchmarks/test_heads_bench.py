@@ -33,9 +33,7 @@ def test_both_networks_split_into_a_crop_head_over_coarse_features() -> None:
 
 def test_measure_reports_both_paths_and_memory() -> None:
     torch.manual_seed(0)
-    f = heads.measure(
-        "decoder", heads.decoder_net(2, width=8), 2, (64, 64), 10, 2, RefineConfig()
-    )
+    f = heads.measure("decoder", heads.decoder_net(2, width=8), 2, (64, 64), 10, 2, RefineConfig())
     assert f.mode == "crop"
     assert len(f.crop_ms) == 10 and len(f.full_ms) == 2
     assert [at for at, _ in f.rss] == [10] and f.rss[0][1] > 0
