@@ -194,3 +194,28 @@ def test_the_report_runs_each_experiment_as_specified(monkeypatch, tmp_path) -> 
             spec.groups,
         )
     assert any("," in m for spec in specs() for m in spec.methods)  # the case that once broke
+
+
+def test_accuracy_cli_takes_a_split_and_first_rounds() -> None:
+    from medrefine.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "bench",
+            "accuracy",
+            "--data",
+            "d",
+            "--model",
+            "m",
+            "--out",
+            "o",
+            "--split",
+            "train",
+            "--first-rounds",
+            "3",
+        ]
+    )
+    assert (args.split, args.first_rounds) == ("train", 3)
+    assert build_parser().parse_args(
+        ["bench", "accuracy", "--data", "d", "--model", "m", "--out", "o"]
+    ).split == ("test")

@@ -51,6 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--cases", type=int, default=0, help="first N test cases (0 = all)")
     p.add_argument("--skip", type=int, default=0, help="pass over the first N test cases")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "train"),
+        help="cases.csv split; train holds a dev split for experiments whose network never saw "
+        "those images (the shift's stained and brightfield groups, fetal heads for the nuclei "
+        "network)",
+    )
     p.add_argument("--interactions", type=int, default=5)
     p.add_argument("--groups", default="", help="comma-separated acquisition groups (DSB)")
     p.add_argument("--overlays", type=int, default=3, help="cases drawn as overlays")
@@ -112,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         skip=args.skip,
         interactions=args.interactions,
         groups=tuple(g for g in args.groups.split(",") if g) or None,
+        split=args.split,
     )
     chosen = parse_methods(args.overlay_methods)
     write_accuracy(exp, args.out, overlays=args.overlays, overlay_methods=chosen, title=args.title)
@@ -195,6 +204,7 @@ def write_accuracy(
         "cases": len(exp.case_ids()),
         "interactions": exp.interactions,
         "groups": ",".join(exp.groups or ()),
+        "split": exp.split,
         "machine": machine(),
     }
     save_records(records, out / "results.json", meta)
