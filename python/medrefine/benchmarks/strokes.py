@@ -39,8 +39,8 @@ def stained_512() -> Case:
 
 def _stroke(region: np.ndarray, label: int) -> Scribble:
     """A short straight stroke inside ``region`` (``(H, W)`` bool, one connected component):
-    through its deepest pixel (nearest the centroid) along its long axis, radius 1 (0 where the region is thinner),
-    shortened until every painted pixel lies inside."""
+    through its deepest pixel (nearest the centroid) along its long axis, radius 1 (0 where
+    the region is thinner), shortened until every painted pixel lies inside."""
     depth = ndimage.distance_transform_edt(region)
     coords = np.argwhere(region).astype(np.float64)
     mean = coords.mean(axis=0)
