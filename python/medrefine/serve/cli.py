@@ -34,6 +34,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--client-ca", type=Path, help="PEM CA for client certificates (mutual TLS)")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     p.add_argument("--journal-dir", type=Path, help="journal every interaction here (SQLite)")
+    p.add_argument(
+        "--mmap-threshold-kb",
+        type=int,
+        default=1024,
+        help="fix glibc's mmap threshold (KiB; 0 keeps its adaptive one): bounds memory growth",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run)
 
@@ -72,4 +78,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
+    if args.mmap_threshold_kb:
+        from medrefine.serve.allocator import fix_mmap_threshold
+
+        outcome = fix_mmap_threshold(args.mmap_threshold_kb << 10)
+        logging.getLogger(__name__).info("glibc mmap threshold %s", outcome)
     return serve(args.host, args.port, config, args.port_file)
