@@ -41,6 +41,7 @@ from torch import nn
 
 import medrefine as mr
 from medrefine.benchmarks.architectures import ARCHITECTURES, Architecture, missing
+from medrefine.benchmarks.torchvision_ops import ensure_importable
 from medrefine.errors import UnsupportedModelError
 from medrefine.samples import load_sample
 
@@ -260,6 +261,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """Print one markdown row per architecture and route."""
+    ensure_importable()  # torchvision's models beside a CPU-only PyTorch (torchvision_ops)
     chosen = [a for a in ARCHITECTURES if not args.only or a.name in args.only.split(",")]
     routes = args.routes.split(",")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

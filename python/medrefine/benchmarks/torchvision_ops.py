@@ -70,7 +70,7 @@ def _extension_loads() -> bool:
     if lib is None:
         return False
     try:
-        torch.ops.load_library(str(lib))
+        torch.ops.load_library(str(lib))  # type: ignore[no-untyped-call]
     except OSError:
         return False
     return True
@@ -83,8 +83,8 @@ def ensure_importable() -> bool:
         return False
     if _LIBRARY or hasattr(torch.ops.torchvision, "nms") or _extension_loads():
         return True
-    lib = torch.library.Library("torchvision", "DEF")
+    lib = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]
     for schema in SCHEMAS:
-        lib.define(schema)
+        lib.define(schema)  # type: ignore[no-untyped-call]
     _LIBRARY.append(lib)
     return True
