@@ -326,3 +326,18 @@ def test_weight_anchor_pulls_the_head_towards_the_pretrained_one(model2d, case2d
 
     free, held = moved(0.0), moved(100.0)
     assert held < 0.8 * free  # W0 is detached: the term has a gradient
+
+
+def test_honoured_before_is_the_networks_own_prediction_at_the_drawn_pixels(
+    model2d, case2d
+) -> None:
+    image, _ = case2d
+    s = mr.Session(model2d)
+    mask = s.set_image(image)
+    agree = (5, 7)  # clicked with the network's own label there
+    disagree = (20, 30)  # clicked with another label
+    s.add(mr.Click(label=int(mask[agree]), point=agree, radius=0))
+    s.add(mr.Click(label=(int(mask[disagree]) + 1) % s.num_classes, point=disagree, radius=0))
+    result = s.refine()
+    assert result.marked_pixels == 2
+    assert result.honoured_before == 0.5

@@ -43,10 +43,12 @@ def trainable_parameters(head: nn.Module, last_k: int | None) -> list[nn.Paramet
 
 @dataclass(frozen=True)
 class LoopOutcome:
-    """What the loop did: gradient steps and the objective at each."""
+    """What the loop did: gradient steps, the objective at each, and how many required drawn
+    pixels the head predicted as their class before the first step."""
 
     iterations: int
     loss_trace: tuple[float, ...]
+    honoured_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,16 @@ class _Targets:
     n_neg: int
     anchor_hold: torch.Tensor
 
+    def honoured(self, logits: torch.Tensor) -> int:
+        """Required positive pixels the logits predict as their class."""
+        req = self.required
+        return int((logits[: self.n_pos][req].argmax(1) == self.label[req]).sum())
+
     def wrong(self, logits: torch.Tensor) -> int:
         """Constraints the logits break: required positive pixels predicted as another class
         plus negative pixels predicted as the class they exclude (0 = satisfied)."""
-        pos, neg = logits[: self.n_pos], logits[self.n_pos : self.n_pos + self.n_neg]
-        req = self.required
-        missed = int((pos[req].argmax(1) != self.label[req]).sum())
+        missed = int(self.required.sum()) - self.honoured(logits)
+        neg = logits[self.n_pos : self.n_pos + self.n_neg]
         return missed + int((neg.argmax(1) == self.neg_label).sum())
 
     def inputs(
@@ -178,12 +184,15 @@ class Refiner:
             else torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
         )
         trace: list[float] = []
+        before = 0
         for step in range(cfg.max_iterations + 1):
             logits = evaluate()
             with torch.no_grad():
                 wrong = targets.wrong(logits)
+                if step == 0:
+                    before = targets.honoured(logits)
             if wrong == 0 or step == cfg.max_iterations or not params:
-                return LoopOutcome(step, tuple(trace))
+                return LoopOutcome(step, tuple(trace), before)
             if progress is not None:
                 last = trace[-1] if trace else math.nan
                 progress(RefineProgress(step, cfg.max_iterations, last, wrong))
@@ -192,4 +201,4 @@ class Refiner:
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             trace.append(float(loss.detach()))
-        return LoopOutcome(cfg.max_iterations, tuple(trace))
+        return LoopOutcome(cfg.max_iterations, tuple(trace), before)

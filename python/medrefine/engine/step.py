@@ -347,8 +347,8 @@ def refine_step(
     try:
         if not cfg.loop.warm_start:
             head.load_state_dict(state.params0, strict=False)
-        before = honoured_count(img.runner, cons)
         outcome = Refiner(cfg).run(img.runner, cons, state.params0, hold, progress)
+        before = outcome.honoured_before
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
             raise NumericalError(_diverged(cfg, "head weights"))
         logits = plan.refined(img.runner)
@@ -393,17 +393,6 @@ def refine_step(
         head.load_state_dict(state.head)  # a failed refine changes nothing
         raise
     return result, new
-
-
-def honoured_count(runner: HeadRunner, cons: constraints.Constraints) -> int:
-    """Drawn pixels (``cons.required``) the head predicts as their class now (argmax of its
-    logits at those pixels, before any gate or written mark)."""
-    req = cons.required
-    if not req.any():
-        return 0
-    with torch.no_grad():
-        logits = runner.evaluator(torch.from_numpy(cons.index[req]))()
-    return int((logits.argmax(1).numpy() == cons.label[req]).sum())
 
 
 def _stuck_note(before: int, after: int, iterations: int) -> str:
