@@ -204,29 +204,21 @@ def _two_d() -> tuple[Architecture, ...]:
     tv = {"weights": None, "weights_backbone": None, "num_classes": 2, "aux_loss": False}
     enc = {"encoder_weights": None, "in_channels": 3, "classes": 2}
     p = functools.partial
-    return (
+    torchvision = tuple(
         Architecture(
-            "torchvision-deeplabv3-resnet50",
+            f"torchvision-{name.replace('_', '-')}",
             "torchvision",
             2,
             3,
             2,
             ("net.classifier.4",),
             8,
-            p(_make, seg, "deeplabv3_resnet50", **tv),
+            p(_make, seg, name, **tv),
             output="out",
-        ),
-        Architecture(
-            "torchvision-fcn-resnet50",
-            "torchvision",
-            2,
-            3,
-            2,
-            ("net.classifier.4",),
-            8,
-            p(_make, seg, "fcn_resnet50", **tv),
-            output="out",
-        ),
+        )
+        for name in ("deeplabv3_resnet50", "fcn_resnet50")
+    )
+    return torchvision + (
         Architecture(
             "smp-unet-resnet18",
             smp,
