@@ -20,7 +20,8 @@ import torch.nn.functional as F  # noqa: N812
 
 @dataclass
 class LossInputs:
-    """What the terms see in one iteration (N positive, M negative, A anchor pixels; K classes).
+    """What the terms see in one iteration (N positive, M negative, A anchor pixels; K classes),
+    every tensor on one device (the session's).
 
     Attributes:
         pos_logits: ``(N, K)`` logits at positively constrained pixels.
@@ -75,7 +76,7 @@ def negative_loss(x: LossInputs) -> torch.Tensor:
 def weight_anchor(x: LossInputs) -> torch.Tensor:
     """||W - W0||_2 over all trainable parameters (the paper's regulariser)."""
     sq = sum(((p - p0) ** 2).sum() for p, p0 in zip(x.params, x.params0, strict=True))
-    return torch.sqrt(torch.as_tensor(sq) + 1e-12)
+    return torch.sqrt(torch.as_tensor(sq, device=x.pos_logits.device) + 1e-12)
 
 
 def prediction_anchor(x: LossInputs) -> torch.Tensor:
@@ -95,7 +96,8 @@ class Objective:
     terms: tuple[tuple[str, float, Term], ...]
 
     def __call__(self, x: LossInputs) -> torch.Tensor:
-        return sum((w * t(x) for _, w, t in self.terms), torch.zeros(()))
+        start = torch.zeros((), device=x.pos_logits.device)
+        return sum((w * t(x) for _, w, t in self.terms), start)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -129,7 +129,9 @@ class Refiner:
         """Adapt ``runner.head`` in place; ``params0`` are the pre-trained head parameters.
 
         ``anchor_hold`` maps the anchor pixels (flat index, ``(A,)``) to how firmly each is held
-        at the network's prediction (``(A,)`` float32 in [0, 1]); None holds them all fully.
+        at the network's prediction (``(A,)`` float32 in [0, 1], on any device: it is moved to
+        the features'); None holds them all fully. Targets, anchors and the loss live on the
+        features' device (``runner.features[0].device``); pixel indices stay on the host.
         ``progress`` is called before every gradient step; an exception it raises (e.g.
         :class:`~medrefine.errors.CancelledError`) stops the loop and propagates, leaving the
         head part-way: the caller restores it.
@@ -140,23 +142,26 @@ class Refiner:
         anchors0 = [params0[names[id(p)]] for p in params]
         marked = np.concatenate([cons.index, cons.neg_index])
         anchor_idx = self._anchor_pixels(cons, runner.anchor_region(marked))
+        # pixel indices stay on the host (the runner gathers or crops with them); every
+        # tensor the loss meets lives where the features and the head do
+        device = runner.features[0].device
         index = torch.from_numpy(np.concatenate([cons.index, cons.neg_index, anchor_idx]))
         evaluate = runner.evaluator(index)
-        ref = torch.zeros(0)
+        ref = torch.zeros(0, device=device)
         if anchor_idx.size:  # the pre-trained head's probabilities at the anchor pixels
             with torch.no_grad():
                 current = {n: p.detach().clone() for n, p in head.named_parameters()}
                 head.load_state_dict(params0, strict=False)
                 ref = evaluate()[cons.index.size + cons.neg_index.size :].softmax(1)
                 head.load_state_dict(current, strict=False)
-        hold = torch.zeros(0)
+        hold = torch.zeros(0, device=device)
         if anchor_hold is not None and anchor_idx.size:
-            hold = anchor_hold(anchor_idx)
+            hold = anchor_hold(anchor_idx).to(device)
         targets = _Targets(
-            torch.from_numpy(cons.label),
-            torch.from_numpy(cons.weight),
-            torch.from_numpy(cons.required),
-            torch.from_numpy(cons.neg_label),
+            torch.from_numpy(cons.label).to(device),
+            torch.from_numpy(cons.weight).to(device),
+            torch.from_numpy(cons.required).to(device),
+            torch.from_numpy(cons.neg_label).to(device),
             ref,
             cons.index.size,
             cons.neg_index.size,
