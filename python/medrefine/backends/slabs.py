@@ -13,7 +13,11 @@ slab, so features equal the whole-image pass's to float32 rounding, unlike tiles
 (:mod:`medrefine.backends.tiling`), which cannot reproduce a whole-image statistic.
 
 The graph outputs are written slab by slab, cropped to the image, into preallocated
-channels-last buffers of the requested dtype (float16 halves the cached features).
+channels-last buffers of the requested dtype (float16 halves the cached features). A stored
+convolution output is kept in per-slab chunks that its last reader (the next convolution, or
+the writing of the outputs) frees as it passes them (:mod:`medrefine.backends.slab_store`), and
+a pooling reads its input in pieces of at most ``slab_bytes``: at 256x256x128 the peak of
+``set_image`` drops from about 1940 to about 1510 MiB with the same features.
 
 What it runs: ``Conv{1,2,3}d`` with stride 1, dilation 1, zero padding of half an odd kernel;
 ``InstanceNorm`` without running statistics; ``BatchNorm`` in eval mode; elementwise
@@ -37,6 +41,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
+
+from medrefine.backends.slab_store import ChunkStore, Release, last_readers
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +103,12 @@ class _UnsupportedError(Exception):
 class Slabs:
     """A ``(1, C, *spatial)`` float32 tensor that may never exist whole: ``take(a, b)`` returns
     its slab ``[a, b)`` along the first spatial axis (axis 2); ``fresh``: each slab is a new
-    tensor that the caller may overwrite (else it may be a view of a stored one)."""
+    tensor that the caller may overwrite (else it may be a view of a stored one). ``release``
+    (a graph output's): what :func:`write` frees as it goes, when this output reads last."""
 
     def __init__(self, shape: tuple[int, ...], take: Take, fresh: bool = True) -> None:
         self.shape, self.take, self.fresh = shape, take, fresh
+        self.release: Release | None = None
 
     @classmethod
     def stored(cls, t: torch.Tensor) -> Slabs:
@@ -125,6 +133,21 @@ class _Runner:
     def __init__(self, gm: fx.GraphModule, slab_bytes: int) -> None:
         self.gm, self.slab_bytes = gm, slab_bytes
         self.modules = dict(gm.named_modules())
+        self.last_reader = last_readers(gm, self._stores_output)
+        # weak: a stored output lives only while a recipe still reads it
+        self.stores: weakref.WeakValueDictionary[fx.Node, ChunkStore] = (
+            weakref.WeakValueDictionary()
+        )
+        self.node: fx.Node | None = None  # the node being evaluated
+
+    def _stores_output(self, node: fx.Node) -> bool:
+        """Whether ``node`` is a spatial convolution (its output is stored, not a recipe)."""
+        m = self.modules.get(str(node.target)) if node.op == "call_module" else None
+        return isinstance(m, _CONVS) and any(k != 1 for k in m.kernel_size)
+
+    def _release_for(self, reader: fx.Node) -> Release:
+        """The stores ``reader`` reads last (freed as it passes them)."""
+        return Release(s for n, s in list(self.stores.items()) if self.last_reader.get(n) is reader)
 
     def run(self, x: torch.Tensor) -> list[Slabs]:
         env: dict[fx.Node, Any] = {}
@@ -144,9 +167,12 @@ class _Runner:
                 if not all(isinstance(v, Slabs) for v in values):
                     raise _UnsupportedError("an output that is not a feature tensor")
                 outputs = list(values)
+                if outputs and all(outputs[-1] is not v for v in outputs[:-1]):
+                    outputs[-1].release = self._release_for(node)  # written last
             else:
                 args = fx.node.map_arg(node.args, lambda n: env[n])
                 kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+                self.node = node
                 env[node] = self._node(node, args, kwargs)
             for arg in node.all_input_nodes:
                 if last.get(arg) is node:
@@ -206,15 +232,21 @@ class _Runner:
             return Slabs(shape, lambda a, b: m(src.take(a, b)))
         conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
         half, depth = kernel[0] // 2, src.depth
-        out = torch.empty(shape, dtype=torch.float32, device=m.weight.device)
+        out = ChunkStore(shape)
+        if self.node is not None:
+            self.stores[self.node] = out
+        release = self._release_for(self.node) if self.node is not None else Release(())
+        release.begin()
         plane = math.prod(src.shape[3:])
         for a, b in _steps(depth, max(m.in_channels, m.out_channels), plane, self.slab_bytes):
             lo, hi = max(a - half, 0), min(b + half, depth)
             piece = src.take(lo, hi)
             if a - lo < half or hi - b < half:  # zeros where the slab meets the volume's ends
                 piece = F.pad(piece, (0, 0) * (dims - 1) + (half - (a - lo), half - (hi - b)))
-            out[:, :, a:b] = conv(piece, m.weight, m.bias, 1, (0,) + pad[1:], 1, m.groups)
-        return Slabs.stored(out)
+            out.append(a, b, conv(piece, m.weight, m.bias, 1, (0,) + pad[1:], 1, m.groups))
+            del piece
+            release.step_done()  # stores read last here: free the planes passed
+        return Slabs(shape, out.take, False)
 
     def _instance_norm(self, m: nn.modules.instancenorm._InstanceNorm, src: Slabs) -> Slabs:
         channels = src.shape[1]
@@ -295,7 +327,18 @@ class _Runner:
         k0 = kernel[0]
         shape = src.shape[:2] + tuple(s // k for s, k in zip(src.shape[2:], kernel, strict=True))
         keep = {k: v for k, v in given.items() if k in ("count_include_pad", "divisor_override")}
-        return Slabs(shape, lambda a, b: fn(src.take(a * k0, b * k0), kernel, kernel, **keep))
+        # a slab of the output reads k0 times as many planes, each larger: pool the input in
+        # pieces of at most slab_bytes (every output plane depends on its own k0 input planes)
+        per = max(1, self.slab_bytes // max(4 * src.shape[1] * k0 * math.prod(src.shape[3:]), 1))
+
+        def take(a: int, b: int) -> torch.Tensor:
+            parts = [
+                fn(src.take(p * k0, min(p + per, b) * k0), kernel, kernel, **keep)
+                for p in range(a, b, per)
+            ]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+        return Slabs(shape, take)
 
     def _interpolate(self, args: Any, kwargs: dict[str, Any]) -> Slabs:
         names = ("input", "size", "scale_factor", "mode", "align_corners")
@@ -388,8 +431,11 @@ def write(
         buf = torch.empty(size, dtype=dtype, device=device, memory_format=fmt[len(shape)])
         rest = tuple(slice(0, s) for s in shape[1:])
         plane = math.prod(out.shape[3:])
+        release = out.release or Release(())
+        release.begin()
         for a, b in _steps(shape[0], out.shape[1], plane, slab_bytes):
             buf[:, :, a:b] = out.take(a, b)[(slice(None), slice(None), slice(None)) + rest]
+            release.step_done()  # the stores only this output still reads: free what it passed
         result.append(buf)
     return tuple(result)
 
