@@ -359,10 +359,19 @@ def _marks_2d() -> list[list[mr.Mark]]:
     ]
 
 
-@pytest.mark.parametrize("gate", ["adaptive", "spatial", "feature", "none"])
-def test_refines_on_the_2d_zoo_model_keep_to_the_session_device(gate: str) -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "gate.kind=adaptive",
+        "gate.kind=spatial",
+        "gate.kind=feature",
+        "gate.kind=none",
+        "loop.head_eval=full",
+    ],
+)
+def test_refines_on_the_2d_zoo_model_keep_to_the_session_device(settings: str) -> None:
     model = mr.load_model("nuclei-unet2d")
-    config = mr.RefineConfig().with_overrides(f"gate.kind={gate},loop.max_iterations=3")
+    config = mr.RefineConfig().with_overrides(f"{settings},loop.max_iterations=3")
     session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")
     session.set_image(mr.load_sample("nuclei-stained").image)
     violations = _unexpected(refine_under_mode(session, _marks_2d()))
