@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, measure_margins
+from medrefine.engine.crop_eval import BatchedCrops, Clusters, batch_agrees
 from medrefine.engine.pointwise import RowHead, as_row_head
 from medrefine.engine.threads import single_threaded
 
@@ -110,6 +111,8 @@ class HeadRunner:
         self.out_shape = shape
         self._rows: RowHead | None = None
         self._first: tuple[torch.Tensor, tuple[tuple[int, int], ...]] | None = None
+        self._clusters: Clusters | None = None  # the last anchor_region's marks
+        self._batch = False  # crops of one shape may share a head call (crop mode)
         if not naive and all(tuple(f.shape[2:]) == shape for f in features):
             self._rows = self._verified_row_head()
             if self._rows is not None:
@@ -127,6 +130,8 @@ class HeadRunner:
         grid = measure_margins(head, features, self.out_shape)
         if grid is not None and self._crops_agree(grid, whole):
             self.grid, self.mode = grid, "crop"
+            inner = _probe_boxes(self.out_shape)[0]
+            self._batch = batch_agrees(head, features, grid, whole, inner)
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -200,16 +205,13 @@ class HeadRunner:
         """Flat image pixels the crop path evaluates anyway for flat ``index`` (int64): around
         each cluster of ``index`` (:meth:`FeatureGrid.groups`), the box its feature crops cover
         (:meth:`FeatureGrid.free_box`). None outside the ``crop`` mode (any pixel costs the
-        same there)."""
+        same there). The clusters are kept: an :meth:`evaluator` whose index starts with
+        ``index`` gives them one crop each and puts the other pixels into the cluster whose
+        box holds them (:meth:`Clusters.assign`)."""
         if self.grid is None or index.size == 0:
             return None
-        coords = np.stack(np.unravel_index(index, self.shape), 1)
-        inside = np.zeros(self.shape, dtype=bool)
-        for rows_of in self.grid.groups(coords):
-            part = coords[rows_of]
-            lo, hi = self.grid.free_box(part.min(0), part.max(0) + 1)
-            inside[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))] = True
-        return np.flatnonzero(inside)
+        self._clusters = Clusters.of(self.grid, index, self.shape)
+        return self._clusters.region(self.shape)
 
     def evaluator(self, index: torch.Tensor) -> Callable[[], torch.Tensor]:
         """A function returning logits ``(N, K)`` at flat image pixel ``index`` (int64),
@@ -230,30 +232,20 @@ class HeadRunner:
         return whole
 
     def _crop_evaluator(self, grid: FeatureGrid, index: torch.Tensor) -> Callable[[], torch.Tensor]:
-        """The ``crop`` mode's evaluator: one crop per cluster of ``index``."""
-        coords = np.stack(np.unravel_index(index.numpy(), self.shape), 1)
-        groups = grid.groups(coords)
-        parts = []
-        for rows_of in groups:
-            part = coords[rows_of]
-            start, windows = grid.window(part.min(0), part.max(0) + 1)
-            crops = tuple(
-                f[(slice(None), slice(None)) + w]
-                for f, w in zip(self.features, windows, strict=True)
-            )
-            parts.append((crops, part - start))
-        back = torch.from_numpy(np.argsort(np.concatenate(groups)))
-        local: list[torch.Tensor] = []
+        """The ``crop`` mode's evaluator: one crop per cluster of ``index``
+        (:meth:`anchor_region`'s clusters where ``index`` starts with its marks), crops of one
+        shape batched (:class:`BatchedCrops`)."""
+        flat = index.numpy()
+        coords = np.stack(np.unravel_index(flat, self.shape), 1)
+        if self._clusters is not None:
+            groups = self._clusters.assign(grid, flat, self.shape)
+        else:
+            groups = grid.groups(coords)
+        crops = BatchedCrops(self.head, self.features, grid, coords, groups, self._batch)
 
         def in_crops() -> torch.Tensor:
-            outs = []
-            for i, (crops, at) in enumerate(parts):
-                with single_threaded():  # small crops: thread hand-offs cost more than they save
-                    out = self.head(*crops)
-                if len(local) == i:
-                    local.append(torch.from_numpy(np.ravel_multi_index(tuple(at.T), out.shape[2:])))
-                outs.append(out.reshape(out.shape[1], -1)[:, local[i]].T)
-            return torch.cat(outs)[back]
+            with single_threaded():  # small crops: thread hand-offs cost more than they save
+                return crops()
 
         return in_crops
 
