@@ -4,7 +4,7 @@ The whole-image activations of a 3D U-Net are what make ``set_image`` on a large
 expensive: at 256x256x128 each 16-channel full-resolution tensor is 512 MiB, and the decoder's
 last level holds four of them at once. This module runs the backbone's traced graph
 (``torch.fx``, as :class:`~medrefine.models.split.SplitModel` makes it) so that only the
-outputs of spatial convolutions exist whole; every other node (normalisations, activations,
+outputs of spatial convolutions are stored; every other node (normalisations, activations,
 poolings, upsamplings, 1x1 convolutions, concatenations, sums) is a recipe that produces any
 slab ``[a, b)`` of its output along the first spatial axis (z in 3D, y in 2D) on demand. A
 convolution is computed slab by slab from its input's slabs widened by its kernel's half-width.
@@ -17,7 +17,7 @@ channels-last buffers of the requested dtype (float16 halves the cached features
 convolution output is kept in per-slab chunks that its last reader (the next convolution, or
 the writing of the outputs) frees as it passes them (:mod:`medrefine.backends.slab_store`), and
 a pooling reads its input in pieces of at most ``slab_bytes``: at 256x256x128 the peak of
-``set_image`` drops from about 1940 to about 1510 MiB with the same features.
+``set_image`` drops from about 1940 to about 1500 MiB with the same features.
 
 What it runs: ``Conv{1,2,3}d`` with stride 1, dilation 1, zero padding of half an odd kernel;
 ``InstanceNorm`` without running statistics; ``BatchNorm`` in eval mode; elementwise
