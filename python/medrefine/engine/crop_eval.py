@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, Window
+from medrefine.engine.crop_stages import Stages, Trims
 
 Features = tuple[torch.Tensor, ...]
 
@@ -89,11 +90,12 @@ def _windows_shape(windows: tuple[Window, ...]) -> tuple[tuple[int, ...], ...]:
 
 
 class BatchedCrops:
-    """Logits ``(N, K)`` at pixels ``coords`` (``(N, ndim)`` image coordinates, array order)
+    """Logits ``(N, K)`` at pixels ``coords`` (``(N, ndim)`` output coordinates, array order)
     from ``head`` over the crops of ``features`` (each ``(1, C, *spatial)``) for ``groups``
     (row numbers of ``coords`` per crop, :meth:`Clusters.assign`). Crops with windows of one
-    shape go through the head as one batch when ``batch`` is True. Calling the object runs the
-    head (differentiable in its parameters); the crops are cut and stacked once, here."""
+    shape (and, with ``stages``, the same trims: :meth:`Stages.trims`) go through the head as
+    one batch when ``batch`` is True. Calling the object runs the head (differentiable in its
+    parameters); the crops are cut and stacked once, here."""
 
     def __init__(
         self,
@@ -103,24 +105,32 @@ class BatchedCrops:
         coords: np.ndarray,
         groups: list[np.ndarray],
         batch: bool = True,
+        stages: Stages | None = None,
     ) -> None:
         self.head = head
         buckets: dict[object, list[tuple[tuple[Window, ...], np.ndarray, np.ndarray]]] = {}
+        trims_of: dict[object, Trims] = {}
         for k, rows_of in enumerate(groups):
             part = coords[rows_of]
-            start, windows = grid.window(part.min(0), part.max(0) + 1)
-            key = _windows_shape(windows) if batch else k
+            lo, hi = part.min(0), part.max(0) + 1
+            start, windows = grid.window(lo, hi)
+            trims: Trims = ()
+            if stages is not None:
+                start, trims = stages.trims(start, lo, hi)
+            key: object = (_windows_shape(windows), trims) if batch else k
             buckets.setdefault(key, []).append((windows, part - start, rows_of))
+            trims_of[key] = trims
         # outputs come bucket by bucket, crop by crop: ``back`` puts them in ``coords`` order
         order = [rows_of for members in buckets.values() for _, _, rows_of in members]
         self._back = torch.from_numpy(np.argsort(np.concatenate(order or [np.zeros(0, int)])))
-        self._batches: list[tuple[tuple[torch.Tensor, ...], list[np.ndarray]]] = []
-        for members in buckets.values():
+        self._batches: list[tuple[tuple[torch.Tensor, ...], list[np.ndarray], Trims]] = []
+        for key, members in buckets.items():
             crops = tuple(
                 torch.cat([f[(slice(None), slice(None)) + w[i]] for w, _, _ in members])
                 for i, f in enumerate(features)
             )
-            self._batches.append((crops, [at for _, at, _ in members]))
+            self._batches.append((crops, [at for _, at, _ in members], trims_of[key]))
+        self._stages = stages
         self._flat: list[torch.Tensor | None] = [None] * len(self._batches)
 
     @property
@@ -130,8 +140,9 @@ class BatchedCrops:
 
     def __call__(self) -> torch.Tensor:
         outs = []
-        for i, (crops, ats) in enumerate(self._batches):
-            out = self.head(*crops)
+        for i, (crops, ats, trims) in enumerate(self._batches):
+            stages = self._stages
+            out = self.head(*crops) if stages is None else stages.run(crops, trims)
             flat = self._flat[i]
             if flat is None:  # the output's shape is known from the first call on
                 size = int(np.prod(out.shape[2:]))
@@ -148,6 +159,29 @@ class BatchedCrops:
         if not outs:
             return torch.zeros(0, 0)
         return torch.cat(outs)[self._back.to(outs[0].device)]
+
+
+def box_agrees(
+    crops: BatchedCrops, pts: np.ndarray, whole: torch.Tensor, out_shape: tuple[int, ...]
+) -> bool:
+    """Whether ``crops`` (over output pixels ``pts``, ``(N, ndim)``) give the whole-image
+    output ``whole`` (``(1, K, *out_shape)``) there; False when the head fails on them."""
+    try:
+        with torch.no_grad():
+            got = crops()
+    except RuntimeError:
+        return False
+    flat = np.ravel_multi_index(tuple(pts.T), out_shape)
+    want = whole.reshape(whole.shape[1], -1)[:, torch.from_numpy(flat).to(whole.device)].T
+    scale = float(whole.detach().abs().max()) if whole.numel() else 0.0
+    return got.shape == want.shape and bool(
+        torch.allclose(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
+    )
+
+
+def box_pixels(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Every pixel of box ``[lo, hi)`` as ``(N, ndim)`` coordinates."""
+    return np.stack(np.unravel_index(np.arange(int(np.prod(hi - lo))), tuple(hi - lo)), 1) + lo
 
 
 def batch_agrees(
@@ -167,21 +201,10 @@ def batch_agrees(
     other = (lo + np.where(room, step, -step), hi + np.where(room, step, -step))
     if np.any(other[0] < 0):
         return False
-    parts = [
-        np.stack(np.unravel_index(np.arange(int(np.prod(b - a))), tuple(b - a)), 1) + a
-        for a, b in (box, other)
-    ]
+    parts = [box_pixels(a, b) for a, b in (box, other)]
     pts = np.concatenate(parts)
     groups = [np.arange(len(parts[0])), len(parts[0]) + np.arange(len(parts[1]))]
     crops = BatchedCrops(head, features, grid, pts, groups)
     if crops.calls != 1:
         return False  # different shapes: nothing to batch here, trust no batch
-    try:
-        with torch.no_grad():
-            got = crops()
-    except RuntimeError:  # a head that fails on a batch of crops is not batched
-        return False
-    flat = np.ravel_multi_index(tuple(pts.T), grid.out_shape)
-    want = whole.reshape(whole.shape[1], -1)[:, torch.from_numpy(flat).to(whole.device)].T
-    scale = float(whole.detach().abs().max()) if whole.numel() else 0.0
-    return bool(torch.allclose(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0)))
+    return box_agrees(crops, pts, whole, grid.out_shape)

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, measure_margins
-from medrefine.engine.crop_eval import BatchedCrops, Clusters, batch_agrees
+from medrefine.engine.crop_eval import (
+    BatchedCrops,
+    Clusters,
+    batch_agrees,
+    box_agrees,
+    box_pixels,
+)
+from medrefine.engine.crop_stages import Stages
 from medrefine.engine.pointwise import RowHead, as_row_head
 from medrefine.engine.threads import single_threaded
 
@@ -113,6 +120,7 @@ class HeadRunner:
         self._first: tuple[torch.Tensor, tuple[tuple[int, int], ...]] | None = None
         self._clusters: Clusters | None = None  # the last anchor_region's marks
         self._batch = False  # crops of one shape may share a head call (crop mode)
+        self._stages: Stages | None = None  # intermediate tensors trimmed (crop mode)
         if not naive and all(tuple(f.shape[2:]) == shape for f in features):
             self._rows = self._verified_row_head()
             if self._rows is not None:
@@ -132,6 +140,7 @@ class HeadRunner:
             self.grid, self.mode = grid, "crop"
             inner = _probe_boxes(self.out_shape)[0]
             self._batch = batch_agrees(head, features, grid, whole, inner)
+            self._stages = self._verified_stages(grid, whole)
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -182,6 +191,22 @@ class HeadRunner:
             if part.shape != want.shape or not torch.allclose(part, want, rtol=1e-4, atol=atol):
                 return False
         return True
+
+    def _verified_stages(self, grid: FeatureGrid, whole: torch.Tensor) -> Stages | None:
+        """The head's :class:`Stages` when crops run through them give the whole-image output
+        on every probe box and on one pixel at each probe box's first corner (the tightest
+        trims); else None."""
+        stages = Stages.measure(self.head, self.features, self.out_shape)
+        if stages is None:
+            return None
+        boxes = _probe_boxes(self.out_shape)
+        for lo, hi in boxes + [(lo, lo + 1) for lo, _ in boxes]:
+            pts = box_pixels(lo, hi)
+            one = [np.arange(len(pts))]
+            crops = BatchedCrops(self.head, self.features, grid, pts, one, False, stages)
+            if not box_agrees(crops, pts, whole, self.out_shape):
+                return None
+        return stages
 
     def _crop_output(
         self, grid: FeatureGrid, lo: np.ndarray, hi: np.ndarray
@@ -241,7 +266,9 @@ class HeadRunner:
             groups = self._clusters.assign(grid, flat, self.shape)
         else:
             groups = grid.groups(coords)
-        crops = BatchedCrops(self.head, self.features, grid, coords, groups, self._batch)
+        crops = BatchedCrops(
+            self.head, self.features, grid, coords, groups, self._batch, self._stages
+        )
 
         def in_crops() -> torch.Tensor:
             with single_threaded():  # small crops: thread hand-offs cost more than they save

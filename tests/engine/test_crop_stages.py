@@ -1,0 +1,175 @@
+"""Trimmed stages of a cropped head: less computed, the same logits and gradients.
+
+The reference is always the head over the whole image (``head(*features)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import fx, nn
+from torch.utils.hooks import RemovableHandle
+
+from medrefine.engine import crop_stages
+from medrefine.engine.crop_eval import BatchedCrops
+from medrefine.engine.crop_stages import Stages
+from medrefine.engine.head import HeadRunner, channels_last
+
+
+class Decoder(nn.Module):
+    """Transposed conv -> 3x3 conv -> transposed conv from features at 1/4 resolution."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        conv, up = (nn.Conv2d, nn.ConvTranspose2d) if dims == 2 else (nn.Conv3d, nn.ConvTranspose3d)
+        self.up1 = up(6, 5, 2, 2)
+        self.conv = conv(5, 5, 3, padding=1)
+        self.up2 = up(5, 3, 2, 2)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.up2(torch.relu(self.conv(torch.relu(self.up1(f)))))
+
+
+class Skip(nn.Module):
+    """Features at 1/2 and full resolution joined by a concatenation, then a 3x3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 2, 2, 2)
+        self.mix = nn.Conv2d(4, 3, 3, padding=1)
+        self.out = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, f2: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.mix(torch.cat([self.up(f2), f1], 1))))
+
+
+def _features(shape: tuple[int, ...], k: int) -> tuple[torch.Tensor, ...]:
+    """One feature of 6 channels at ``1 / k`` of ``shape``."""
+    gen = torch.Generator().manual_seed(0)
+    size = tuple(-(-s // k) for s in shape)
+    return (channels_last(torch.randn((1, 6, *size), generator=gen)),)
+
+
+def _scribble(shape: tuple[int, ...], start: tuple[int, ...], length: int) -> np.ndarray:
+    """Pixels ``(N, ndim)`` of a straight scribble along the last axis."""
+    return np.asarray([(*start[:-1], start[-1] + d) for d in range(length)])
+
+
+def _inputs_seen(module: nn.Module) -> tuple[list[tuple[int, ...]], RemovableHandle]:
+    """Shapes of the first input of each call of ``module``, and the hook's handle."""
+    seen: list[tuple[int, ...]] = []
+
+    def hook(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(tuple(args[0].shape))
+
+    return seen, module.register_forward_pre_hook(hook)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_trimmed_stages_compute_less_and_give_the_whole_image_logits(dims: int) -> None:
+    torch.manual_seed(0)
+    shape = (48, 56, 64)[-dims:]
+    head = fx.symbolic_trace(Decoder(dims).eval())
+    feats = _features(shape, 4)
+    runner = HeadRunner(head, feats, shape)
+    assert runner.mode == "crop" and runner.grid is not None
+    stages = Stages.measure(head, feats, shape)
+    assert stages is not None
+    assert [name for name, _ in stages.cuts][:2] == ["up1", "relu"]
+    pts = _scribble(shape, tuple(s // 2 + 1 for s in shape), 5)  # one pixel thick
+    flat = np.ravel_multi_index(tuple(pts.T), shape)
+    conv = head.get_submodule("conv")
+    logits, sizes = [], []
+    for use in (None, stages):
+        seen, handle = _inputs_seen(conv)
+        crops = BatchedCrops(head, feats, runner.grid, pts, [np.arange(len(pts))], True, use)
+        with torch.no_grad():
+            logits.append(crops())
+        handle.remove()
+        sizes.append(int(np.prod(seen[0][2:])))
+    assert sizes[1] * 2 <= sizes[0]  # the 3x3 convolution sees at most half the pixels
+    with torch.no_grad():
+        whole = head(*feats)
+    want = whole.reshape(whole.shape[1], -1)[:, torch.from_numpy(flat)].T
+    for got in logits:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_trimmed_stages_give_the_whole_image_gradients() -> None:
+    torch.manual_seed(0)
+    shape = (32, 40, 36)
+    head = fx.symbolic_trace(Decoder(3).eval())
+    feats = _features(shape, 4)
+    runner = HeadRunner(head, feats, shape)
+    assert runner.grid is not None and runner._stages is not None
+    pts = np.concatenate([_scribble(shape, (5, 6, 3), 7), _scribble(shape, (25, 30, 20), 9)])
+    flat = np.ravel_multi_index(tuple(pts.T), shape)
+    grads = []
+    for path in ("stages", "whole"):
+        head.zero_grad()
+        if path == "stages":
+            logits = runner.evaluator(torch.from_numpy(flat))()
+        else:
+            out = head(*feats)
+            logits = out.reshape(out.shape[1], -1)[:, torch.from_numpy(flat)].T
+        logits.pow(2).sum().backward()  # type: ignore[no-untyped-call]
+        grads.append([p.grad.clone() for p in head.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) == 6
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_single_sample_3d_convolution_runs_as_a_pair_and_transposed_ones_alone() -> None:
+    torch.manual_seed(0)
+    shape = (32, 32, 32)
+    head = fx.symbolic_trace(Decoder(3).eval())
+    feats = _features(shape, 4)
+    runner = HeadRunner(head, feats, shape)
+    assert runner.grid is not None and runner._stages is not None
+    conv_seen, h1 = _inputs_seen(head.get_submodule("conv"))
+    up_seen, h2 = _inputs_seen(head.get_submodule("up2"))
+    flat = np.ravel_multi_index(tuple(_scribble(shape, (10, 12, 8), 6).T), shape)
+    runner.evaluator(torch.from_numpy(flat))()
+    h1.remove()
+    h2.remove()
+    assert conv_seen[-1][0] == 2 and up_seen[-1][0] == 1
+
+
+def test_only_nodes_that_everything_later_reads_through_are_cuts() -> None:
+    torch.manual_seed(0)
+    shape = (40, 48)
+    head = fx.symbolic_trace(Skip().eval())
+    gen = torch.Generator().manual_seed(0)
+    feats = (
+        channels_last(torch.randn((1, 4, 20, 24), generator=gen)),
+        channels_last(torch.randn((1, 2, 40, 48), generator=gen)),
+    )
+    stages = Stages.measure(head, feats, shape)
+    assert stages is not None
+    names = [name for name, _ in stages.cuts]
+    assert "up" not in names  # the full-resolution feature is still to be read
+    assert names == ["cat", "mix", "relu"]
+    assert Stages.measure(Skip().eval(), feats, shape) is None  # not a torch.fx module
+
+
+def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    shape = (40, 44)
+    head = fx.symbolic_trace(Decoder(2).eval())
+    feats = _features(shape, 4)
+    measured = Stages.measure(head, feats, shape)
+    assert measured is not None
+    wrong = dataclasses.replace(
+        measured,
+        cuts=tuple(
+            (name, dataclasses.replace(grid, margins=((0, 0),))) for name, grid in measured.cuts
+        ),
+    )
+    monkeypatch.setattr(crop_stages.Stages, "measure", classmethod(lambda *_: wrong))
+    runner = HeadRunner(head, feats, shape)
+    assert runner.mode == "crop" and runner._stages is None
+    monkeypatch.setattr(crop_stages.Stages, "measure", classmethod(lambda *_: measured))
+    assert HeadRunner(head, feats, shape)._stages is measured
