@@ -19,9 +19,11 @@ a few to 32 MiB stay in the heap and the resident set grows by hundreds of MiB o
 refines without any live tensor behind it (measured: 2577 MiB peak against 1989 MiB). A server
 for large volumes should run with the same setting (docs/deploy.md).
 
-``--parity`` runs the ``session`` scenario twice in one process instead, with the default
-limits and with ``slab_voxels=None, float16_feature_bytes=None`` (the backbone whole, features
-in float32), and prints both set_image times and how many voxels of the masks agree.
+``--parity`` runs the ``session`` scenario three times in one process instead: the backbone
+whole with float32 features (``slab_voxels=None, float16_feature_bytes=None``, the reference),
+slab by slab with float32 features (``float16_feature_bytes=None``), and with the default limits
+(slabs, float16 features); it prints the set_image times and how many voxels of the masks agree
+with the reference, and between the two slab runs (what float16 alone changes).
 
 Run it as ``medrefine bench memory`` or ``python -m medrefine.benchmarks.memory``.
 """
@@ -97,9 +99,9 @@ def _child(scenario: str, interactions: int, seed: int) -> None:
 
 
 def parity(interactions: int, seed: int) -> list[str]:
-    """The ``session`` scenario with the default limits (slabs, float16 features) and with the
-    backbone whole and features in float32, in this process: set_image seconds of each, and
-    the share of voxels whose mask agrees after set_image and after each refine."""
+    """The ``session`` scenario whole + float32, slabs + float32 and with the default limits
+    (slabs + float16), in this process: set_image seconds of each, and the share of voxels whose
+    mask agrees after set_image and after each refine (see the module docstring)."""
     import time
 
     import medrefine as mr
@@ -107,8 +109,9 @@ def parity(interactions: int, seed: int) -> list[str]:
     model = mr.load_model("hippocampus-unet3d")
     image = _volume(SESSION_SHAPE, seed)
     configs = {
-        "slabs + float16 (default)": mr.SessionLimits(),
         "whole + float32": mr.SessionLimits(slab_voxels=None, float16_feature_bytes=None),
+        "slabs + float32": mr.SessionLimits(float16_feature_bytes=None),
+        "slabs + float16 (default)": mr.SessionLimits(),
     }
     masks: dict[str, list[np.ndarray]] = {}
     lines = []
@@ -124,14 +127,19 @@ def parity(interactions: int, seed: int) -> list[str]:
             out.append(session.refine().mask)
         masks[name] = out
         del session
-    a, b = masks.values()
-    shares = [float((x == y).mean()) for x, y in zip(a, b, strict=True)]
-    lines.append(f"  network mask agreement {shares[0]:.6%}")
-    if len(shares) > 1:
-        lines.append(
-            f"  after refines 1..{len(shares) - 1}: lowest {min(shares[1:]):.6%}, "
-            f"last {shares[-1]:.6%}"
-        )
+    reference, slabs32, default = masks.values()
+    pairs = {
+        "slabs + float32 against whole + float32": (slabs32, reference),
+        "slabs + float16 against whole + float32": (default, reference),
+        "float16 against float32 (both slab by slab)": (default, slabs32),
+    }
+    for name, (a, b) in pairs.items():
+        shares = [float((x == y).mean()) for x, y in zip(a, b, strict=True)]
+        line = f"  {name}: network mask {shares[0]:.6%}"
+        if len(shares) > 1:
+            line += f"; after refines 1..{len(shares) - 1} lowest {min(shares[1:]):.6%}"
+            line += f", last {shares[-1]:.6%}"
+        lines.append(line)
     return lines
 
 
