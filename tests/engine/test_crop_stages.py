@@ -76,9 +76,9 @@ def test_trimmed_stages_compute_less_and_give_the_whole_image_logits(dims: int) 
     feats = _features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     assert runner.mode == "crop" and runner.grid is not None
-    stages = Stages.measure(head, feats, shape)
+    stages = Stages.measure(head, Stages.capture(head, feats)[1], shape)
     assert stages is not None
-    assert [name for name, _ in stages.cuts][:2] == ["up1", "relu"]
+    assert [name for name, _ in stages.cuts] == ["up1", "conv"]  # layers with weights
     pts = _scribble(shape, tuple(s // 2 + 1 for s in shape), 5)  # one pixel thick
     flat = np.ravel_multi_index(tuple(pts.T), shape)
     conv = head.get_submodule("conv")
@@ -147,12 +147,12 @@ def test_only_nodes_that_everything_later_reads_through_are_cuts() -> None:
         channels_last(torch.randn((1, 4, 20, 24), generator=gen)),
         channels_last(torch.randn((1, 2, 40, 48), generator=gen)),
     )
-    stages = Stages.measure(head, feats, shape)
-    assert stages is not None
-    names = [name for name, _ in stages.cuts]
-    assert "up" not in names  # the full-resolution feature is still to be read
-    assert names == ["cat", "mix", "relu"]
-    assert Stages.measure(Skip().eval(), feats, shape) is None  # not a torch.fx module
+    values = Stages.capture(head, feats)[1]
+    assert set(values) == {"mix"}  # "up": the full-resolution feature is still to be read
+    stages = Stages.measure(head, values, shape)
+    assert stages is not None and [name for name, _ in stages.cuts] == ["mix"]
+    assert Stages.capture(Skip().eval(), feats)[1] == {}  # not a torch.fx module
+    assert Stages.measure(Skip().eval(), values, shape) is None
 
 
 def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +160,7 @@ def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch)
     shape = (40, 44)
     head = fx.symbolic_trace(Decoder(2).eval())
     feats = _features(shape, 4)
-    measured = Stages.measure(head, feats, shape)
+    measured = Stages.measure(head, Stages.capture(head, feats)[1], shape)
     assert measured is not None
     wrong = dataclasses.replace(
         measured,

@@ -74,17 +74,34 @@ class _Trimming(fx.Interpreter):
 
 
 class _Capture(fx.Interpreter):
-    """Runs a graph and keeps the values of the named nodes."""
+    """Runs a graph and keeps the values of the named nodes (none past ``_MAX_BYTES``)."""
 
     def __init__(self, module: fx.GraphModule, names: set[str]) -> None:
         super().__init__(module, garbage_collect_values=True)
         self.names, self.values = names, dict[str, torch.Tensor]()
+        self.held = 0
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
         if n.name in self.names and isinstance(out, torch.Tensor):
-            self.values[n.name] = out
+            self.held += out.numel() * out.element_size()
+            if self.held <= _MAX_BYTES:
+                self.values[n.name] = out
         return out
+
+
+def _cuts(head: fx.GraphModule) -> list[str]:
+    """The cut nodes (:func:`_cut_nodes`) that call a module with weights (a convolution, a
+    norm), other than the last node: a chain of parameter-free operations after one (a
+    ReLU) runs on its trimmed value anyway, so their windows would only repeat it."""
+    output = next(n for n in head.graph.nodes if n.op == "output")
+    return [
+        n.name
+        for n in _cut_nodes(head.graph)
+        if n.op == "call_module"
+        and n not in output.all_input_nodes
+        and any(True for _ in head.get_submodule(str(n.target)).parameters(recurse=False))
+    ]
 
 
 def _suffix(head: fx.GraphModule, cut: fx.Node) -> fx.GraphModule:
@@ -106,36 +123,39 @@ class Stages:
     head: fx.GraphModule
     cuts: tuple[tuple[str, FeatureGrid], ...]
 
+    @staticmethod
+    def capture(
+        head: nn.Module, features: Features
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The head's output over ``features`` (no gradient) and, for a ``torch.fx`` head,
+        the values of its cuts (:func:`_cuts`) over the image, at most 256 MiB of them (the
+        rest are left out, so :meth:`measure` returns None)."""
+        with torch.no_grad():
+            if not isinstance(head, fx.GraphModule):
+                return head(*features), {}
+            capture = _Capture(head, set(_cuts(head)))
+            out = capture.run(*features)
+        values = capture.values if capture.held <= _MAX_BYTES else {}
+        return out, values
+
     @classmethod
     def measure(
-        cls, head: nn.Module, features: Features, out_shape: tuple[int, ...]
+        cls, head: nn.Module, values: dict[str, torch.Tensor], out_shape: tuple[int, ...]
     ) -> Stages | None:
-        """The stages of ``head`` over ``features`` (its output ``out_shape``), or None when
-        it is no ``torch.fx.GraphModule``, has no cut with a bounded grid, or its cuts' values
-        over the image would take more than 256 MiB at once."""
+        """The stages of ``head`` from its cuts' ``values`` over the image (:meth:`capture`;
+        the head's output ``out_shape``), or None when it is no ``torch.fx.GraphModule`` or
+        no cut has a bounded grid."""
         if not isinstance(head, fx.GraphModule):
             return None
-        nodes = [n for n in _cut_nodes(head.graph) if n.users and n.op != "output"]
-        output = next(n for n in head.graph.nodes if n.op == "output")
-        nodes = [n for n in nodes if n not in output.all_input_nodes]
-        if not nodes:
-            return None
-        capture = _Capture(head, {n.name for n in nodes})
-        try:
-            with torch.no_grad():
-                capture.run(*features)
-        except RuntimeError:
-            return None
-        if sum(v.numel() * v.element_size() for v in capture.values.values()) > _MAX_BYTES:
-            return None
+        nodes = {n.name: n for n in head.graph.nodes}
         cuts = []
-        for n in nodes:
-            value = capture.values.get(n.name)
+        for name in _cuts(head):
+            value = values.get(name)
             if value is None or value.ndim != len(out_shape) + 2:
                 continue
-            grid = measure_margins(_suffix(head, n), (value,), out_shape)
+            grid = measure_margins(_suffix(head, nodes[name]), (value,), out_shape)
             if grid is not None:
-                cuts.append((n.name, grid))
+                cuts.append((name, grid))
         return cls(head, tuple(cuts)) if cuts else None
 
     def trims(self, start: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, Trims]:

@@ -129,8 +129,8 @@ class HeadRunner:
         # Features cached in float16 (a large volume's) are read as float32 rows in the
         # pointwise mode; the other modes take the whole tensors, so they get float32 copies.
         self.features = features = tuple(f.float() for f in features)
-        with torch.no_grad():
-            whole = self.head(*features)
+        with torch.no_grad():  # with the values the crop mode's stages are measured on
+            whole, values = (head(*features), {}) if naive else Stages.capture(head, features)
         self.out_shape = tuple(int(s) for s in whole.shape[2:])
         self._first = (whole, _param_versions(head))
         if naive or not self._covers_image():
@@ -140,7 +140,7 @@ class HeadRunner:
             self.grid, self.mode = grid, "crop"
             inner = _probe_boxes(self.out_shape)[0]
             self._batch = batch_agrees(head, features, grid, whole, inner)
-            self._stages = self._verified_stages(grid, whole)
+            self._stages = self._verified_stages(grid, whole, values)
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -192,11 +192,13 @@ class HeadRunner:
                 return False
         return True
 
-    def _verified_stages(self, grid: FeatureGrid, whole: torch.Tensor) -> Stages | None:
-        """The head's :class:`Stages` when crops run through them give the whole-image output
-        on every probe box and on one pixel at each probe box's first corner (the tightest
-        trims); else None."""
-        stages = Stages.measure(self.head, self.features, self.out_shape)
+    def _verified_stages(
+        self, grid: FeatureGrid, whole: torch.Tensor, values: dict[str, torch.Tensor]
+    ) -> Stages | None:
+        """The head's :class:`Stages` (from its cuts' ``values``, :meth:`Stages.capture`)
+        when crops run through them give the whole-image output on every probe box and on one
+        pixel at each probe box's first corner (the tightest trims); else None."""
+        stages = Stages.measure(self.head, values, self.out_shape)
         if stages is None:
             return None
         boxes = _probe_boxes(self.out_shape)
