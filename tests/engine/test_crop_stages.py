@@ -173,3 +173,24 @@ def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch)
     assert runner.mode == "crop" and runner._stages is None
     monkeypatch.setattr(crop_stages.Stages, "measure", classmethod(lambda *_: measured))
     assert HeadRunner(head, feats, shape)._stages is measured
+
+
+def test_a_box_is_predicted_through_the_stages() -> None:
+    torch.manual_seed(0)
+    shape = (40, 48, 44)
+    head = fx.symbolic_trace(Decoder(3).eval())
+    feats = _features(shape, 4)
+    runner = HeadRunner(head, feats, shape)
+    assert runner._stages is not None
+    lo, hi = np.asarray([9, 13, 2]), np.asarray([30, 31, 17])
+    seen, handle = _inputs_seen(head.get_submodule("conv"))
+    got = runner.predict_box(lo, hi)
+    handle.remove()
+    with torch.no_grad():
+        whole = head(*feats)[0]
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    torch.testing.assert_close(got, whole[(slice(None), *box)], rtol=1e-5, atol=1e-5)
+    assert runner.grid is not None
+    windows = runner.grid.window(lo, hi)[1]
+    crop = int(np.prod([2 * (w.stop - w.start) for w in windows[0]]))  # conv's untrimmed input
+    assert int(np.prod(seen[0][2:])) < crop

@@ -27,6 +27,7 @@ from medrefine.engine.crop import FeatureGrid, measure_margins
 Features = tuple[torch.Tensor, ...]
 Trims = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # node, [start, stop) per axis
 _MAX_BYTES = 256 << 20  # intermediate tensors held at once while the cuts are measured
+_NATIVE_CONV3D = 20480  # torch's native kernel for one sample up to N * C * D * H of this
 
 
 def _cut_nodes(graph: fx.Graph) -> list[fx.Node]:
@@ -59,16 +60,22 @@ class _Trimming(fx.Interpreter):
         return out if window is None else out[(slice(None), slice(None)) + window]
 
     def call_module(self, target: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        """A 3D convolution of one sample runs on two (the second all zeros, its output
-        dropped): for one sample whose ``N * C * D * H`` is at most 20480 torch picks its
-        native kernel, 10 to 20 times slower than oneDNN's on the crops here (16 channels,
-        3x3x3, 10x12x30 voxels, one thread: 18.7 ms forward and backward against 0.8 ms);
-        a batch of two always takes oneDNN's. Transposed convolutions keep one sample, where
-        the native kernel is the faster. The zero sample's output gets no gradient, so the
-        weights' gradients are unchanged."""
+        """A 3D convolution of one sample whose ``N * C * D * H`` is at most 20480 runs on two
+        (the second all zeros, its output dropped): torch picks its native kernel for those,
+        10 to 20 times slower than oneDNN's on the crops here (16 channels, 3x3x3, 10x12x30
+        voxels, one thread: 18.7 ms forward and backward against 0.8 ms), and oneDNN's for a
+        batch of two. Transposed convolutions keep one sample, where the native kernel is the
+        faster. The zero sample's output gets no gradient: the weights' gradients are
+        unchanged."""
         module = self.fetch_attr(target)
         x = args[0] if args else None
-        if type(module) is nn.Conv3d and isinstance(x, torch.Tensor) and x.shape[0] == 1:
+        if (
+            type(module) is nn.Conv3d
+            and isinstance(x, torch.Tensor)
+            and x.ndim == 5
+            and x.shape[0] == 1
+            and x.shape[1] * x.shape[2] * x.shape[3] <= _NATIVE_CONV3D
+        ):
             return module(torch.cat([x, torch.zeros_like(x)]), *args[1:], **kwargs)[:1]
         return super().call_module(target, args, kwargs)
 

@@ -221,6 +221,20 @@ class HeadRunner:
         )
         return self.head(*crops), start
 
+    def _box_output(
+        self, grid: FeatureGrid, lo: np.ndarray, hi: np.ndarray
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """As :meth:`_crop_output`, through the verified :class:`Stages` where there are any
+        (intermediate tensors trimmed to what the box reads)."""
+        if self._stages is None:
+            return self._crop_output(grid, lo, hi)
+        start, windows = grid.window(lo, hi)
+        crops = tuple(
+            f[(slice(None), slice(None)) + w] for f, w in zip(self.features, windows, strict=True)
+        )
+        origin, trims = self._stages.trims(start, lo, hi)
+        return self._stages.run(crops, trims), origin
+
     def _out_index(self, index: torch.Tensor) -> torch.Tensor:
         """Flat image pixel ``index`` as flat indices into the head's output."""
         if self.out_shape == self.shape:
@@ -287,9 +301,9 @@ class HeadRunner:
             return self.predict()[(slice(None), *box)].contiguous()
         if np.prod(np.asarray(hi) - np.asarray(lo)) <= _ROWS_PER_CHUNK:
             with single_threaded():
-                out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
+                out, start = self._box_output(self.grid, np.asarray(lo), np.asarray(hi))
         else:
-            out, start = self._crop_output(self.grid, np.asarray(lo), np.asarray(hi))
+            out, start = self._box_output(self.grid, np.asarray(lo), np.asarray(hi))
         inside = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start, strict=True))
         return out[0][(slice(None), *inside)].contiguous()
 
