@@ -238,15 +238,19 @@ def _reached(
 
 
 def measure_margins(
-    head: nn.Module, features: Features, out_shape: tuple[int, ...]
+    head: nn.Module,
+    features: Features,
+    out_shape: tuple[int, ...],
+    reach: np.ndarray | None = None,
 ) -> FeatureGrid | None:
     """The grid of ``head`` over ``features`` (its output ``out_shape``), margins measured.
 
     Back-propagates from one aligned block of output pixels near the centre (one pixel per
     phase of every scale) through a crop of the features, and of random features of the same
     shapes, and reads, per feature, the pixels with a non-zero gradient in either. The crop
-    starts with 8 of the coarsest feature's pixels around the block and doubles while the
-    gradient reaches its edge. None when the scales are not
+    starts with ``reach`` output pixels (per axis; default 8 of the coarsest feature's
+    pixels) around the block and doubles while the gradient reaches its edge. None when the
+    scales are not
     whole (:func:`grid_scales`), when the gradient reaches the border of the whole image (a
     global operation, e.g. instance or group normalisation, or a receptive field as large as
     the image), or when the head fails on a crop.
@@ -258,7 +262,8 @@ def measure_margins(
     flat = FeatureGrid(out_shape, sizes, scales, tuple((0,) * len(out_shape) for _ in features))
     step = np.asarray(flat.step)
     centre = np.asarray(out_shape) // 2 // step * step
-    reach = 8 * np.max(np.asarray(scales), axis=0)
+    if reach is None:
+        reach = 8 * np.max(np.asarray(scales), axis=0)
     while True:
         half = -(-reach // step) * step
         start, windows = FeatureGrid(

@@ -162,10 +162,15 @@ class BatchedCrops:
 
 
 def box_agrees(
-    crops: BatchedCrops, pts: np.ndarray, whole: torch.Tensor, out_shape: tuple[int, ...]
+    crops: BatchedCrops,
+    pts: np.ndarray,
+    whole: torch.Tensor,
+    out_shape: tuple[int, ...],
+    atol: float,
 ) -> bool:
     """Whether ``crops`` (over output pixels ``pts``, ``(N, ndim)``) give the whole-image
-    output ``whole`` (``(1, K, *out_shape)``) there; False when the head fails on them."""
+    output ``whole`` (``(1, K, *out_shape)``) there (``rtol`` 1e-4, ``atol`` as given);
+    False when the head fails on them."""
     try:
         with torch.no_grad():
             got = crops()
@@ -173,10 +178,7 @@ def box_agrees(
         return False
     flat = np.ravel_multi_index(tuple(pts.T), out_shape)
     want = whole.reshape(whole.shape[1], -1)[:, torch.from_numpy(flat).to(whole.device)].T
-    scale = float(whole.detach().abs().max()) if whole.numel() else 0.0
-    return got.shape == want.shape and bool(
-        torch.allclose(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
-    )
+    return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-4, atol=atol))
 
 
 def box_pixels(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -190,11 +192,13 @@ def batch_agrees(
     grid: FeatureGrid,
     whole: torch.Tensor,
     box: tuple[np.ndarray, np.ndarray],
+    atol: float,
 ) -> bool:
     """Whether ``head`` gives each sample of a batch of two crops what it gives that crop
     alone: the crops for output ``box`` (``(lo, hi)``) and for that box moved by one
     :attr:`FeatureGrid.step` along every axis (towards the start where the end is near),
-    compared with the whole-image output ``whole`` (``(1, K, *out_shape)``) there."""
+    compared with the whole-image output ``whole`` (``(1, K, *out_shape)``) there
+    (:func:`box_agrees`)."""
     lo, hi = box
     step = np.asarray(grid.step)
     room = np.asarray(grid.out_shape) - hi >= step
@@ -207,4 +211,4 @@ def batch_agrees(
     crops = BatchedCrops(head, features, grid, pts, groups)
     if crops.calls != 1:
         return False  # different shapes: nothing to batch here, trust no batch
-    return box_agrees(crops, pts, whole, grid.out_shape)
+    return box_agrees(crops, pts, whole, grid.out_shape, atol)

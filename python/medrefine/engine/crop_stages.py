@@ -147,11 +147,17 @@ class Stages:
 
     @classmethod
     def measure(
-        cls, head: nn.Module, values: dict[str, torch.Tensor], out_shape: tuple[int, ...]
+        cls,
+        head: nn.Module,
+        values: dict[str, torch.Tensor],
+        out_shape: tuple[int, ...],
+        reach: np.ndarray | None = None,
     ) -> Stages | None:
         """The stages of ``head`` from its cuts' ``values`` over the image (:meth:`capture`;
         the head's output ``out_shape``), or None when it is no ``torch.fx.GraphModule`` or
-        no cut has a bounded grid."""
+        no cut has a bounded grid. ``reach``: the first crop's half side in output pixels for
+        each cut's measurement (:func:`measure_margins`; the rest of a head reaches no further
+        than the whole head, so twice the features' reach is seldom outgrown)."""
         if not isinstance(head, fx.GraphModule):
             return None
         nodes = {n.name: n for n in head.graph.nodes}
@@ -160,7 +166,7 @@ class Stages:
             value = values.get(name)
             if value is None or value.ndim != len(out_shape) + 2:
                 continue
-            grid = measure_margins(_suffix(head, nodes[name]), (value,), out_shape)
+            grid = measure_margins(_suffix(head, nodes[name]), (value,), out_shape, reach)
             if grid is not None:
                 cuts.append((name, grid))
         return cls(head, tuple(cuts)) if cuts else None

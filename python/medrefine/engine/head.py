@@ -136,11 +136,12 @@ class HeadRunner:
         if naive or not self._covers_image():
             return
         grid = measure_margins(head, features, self.out_shape)
-        if grid is not None and self._crops_agree(grid, whole):
+        atol = 1e-5 * max(float(whole.abs().max()) if whole.numel() else 0.0, 1.0)
+        if grid is not None and self._crops_agree(grid, whole, atol):
             self.grid, self.mode = grid, "crop"
             inner = _probe_boxes(self.out_shape)[0]
-            self._batch = batch_agrees(head, features, grid, whole, inner)
-            self._stages = self._verified_stages(grid, whole, values)
+            self._batch = batch_agrees(head, features, grid, whole, inner, atol)
+            self._stages = self._verified_stages(grid, whole, values, atol)
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -171,10 +172,8 @@ class HeadRunner:
             return None
         return row_head
 
-    def _crops_agree(self, grid: FeatureGrid, whole: torch.Tensor) -> bool:
-        """The crop path equals the whole-image output on every probe box."""
-        scale = float(whole.abs().max()) if whole.numel() else 0.0
-        atol = 1e-5 * max(scale, 1.0)
+    def _crops_agree(self, grid: FeatureGrid, whole: torch.Tensor, atol: float) -> bool:
+        """The crop path equals the whole-image output on every probe box (``rtol`` 1e-4)."""
         for lo, hi in _probe_boxes(self.out_shape):
             try:
                 with torch.no_grad():
@@ -193,12 +192,18 @@ class HeadRunner:
         return True
 
     def _verified_stages(
-        self, grid: FeatureGrid, whole: torch.Tensor, values: dict[str, torch.Tensor]
+        self,
+        grid: FeatureGrid,
+        whole: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        atol: float,
     ) -> Stages | None:
         """The head's :class:`Stages` (from its cuts' ``values``, :meth:`Stages.capture`)
         when crops run through them give the whole-image output on every probe box and on one
         pixel at each probe box's first corner (the tightest trims); else None."""
-        stages = Stages.measure(self.head, values, self.out_shape)
+        pairs = zip(grid.scales, grid.margins, strict=True)
+        reach = np.max([np.asarray(m) * s for s, m in pairs], axis=0)
+        stages = Stages.measure(self.head, values, self.out_shape, 2 * reach + grid.step)
         if stages is None:
             return None
         boxes = _probe_boxes(self.out_shape)
@@ -206,7 +211,7 @@ class HeadRunner:
             pts = box_pixels(lo, hi)
             one = [np.arange(len(pts))]
             crops = BatchedCrops(self.head, self.features, grid, pts, one, False, stages)
-            if not box_agrees(crops, pts, whole, self.out_shape):
+            if not box_agrees(crops, pts, whole, self.out_shape, atol):
                 return None
         return stages
 
