@@ -186,6 +186,9 @@ class RefineResult:
         note: "" or why the refine is not what it seems, e.g. that it did not move the
             network's prediction at any mark (the mask then honours them only by writing them
             in).
+        propagation: the length scale (pixels of geodesic distance per nat) at which the
+            marks' image-led propagation was fused into the mask, or None when the network's
+            prediction stands (:mod:`medrefine.engine.propagate`).
     """
 
     mask: np.ndarray = field(compare=False)
@@ -199,6 +202,7 @@ class RefineResult:
     mode: str
     honoured_before: float = 1.0
     note: str = ""
+    propagation: float | None = None
 
     @property
     def honoured_fraction(self) -> float:

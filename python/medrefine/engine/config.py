@@ -35,6 +35,7 @@ Optimizer = Literal["adam", "sgd"]
 HeadEval = Literal["auto", "full"]
 GrowCriterion = Literal["neighbour", "seed_mean"]
 GateKind = Literal["none", "spatial", "feature", "adaptive"]
+PropagateKind = Literal["new_classes", "on", "off"]
 
 #: The most gradient steps one refine may take (a bound on the time one request can hold).
 MAX_STEPS = 1000
@@ -242,11 +243,38 @@ class GateConfig:
         _check(self)
 
 
+@dataclass(frozen=True)
+class PropagateConfig:
+    """Image-led propagation of the marks fused with the network's prediction
+    (:mod:`medrefine.engine.propagate`).
+
+    Attributes:
+        kind: ``"new_classes"`` fuses on refines with marks of a class added by
+            :meth:`medrefine.Session.add_class`; ``"on"`` on every refine; ``"off"`` never.
+        edge_weight: crossing an edge k times the mean gradient costs about ``edge_weight * k``
+            extra pixels of geodesic distance, [0, 1000].
+        scale: pixels of geodesic distance per nat of log-probability, (0, 10^9]: longer, the
+            network leads further from the marks; shorter, the image leads.
+        cap: the most nats of the network's evidence against a class, (0, 1000]: beyond
+            ``cap * scale`` pixels nearer to a class's marks than to any other's, a pixel takes
+            that class whatever the network says.
+    """
+
+    kind: PropagateKind = "new_classes"
+    edge_weight: float = field(default=10.0, metadata=_bound(0.0, 1000.0))
+    scale: float = field(default=4.0, metadata=_bound(0.0, MAX_PIXELS, lo_open=True))
+    cap: float = field(default=10.0, metadata=_bound(0.0, 1000.0, lo_open=True))
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
 _SECTIONS: dict[str, type] = {
     "loop": LoopConfig,
     "objective": ObjectiveConfig,
     "marks": MarksConfig,
     "gate": GateConfig,
+    "propagate": PropagateConfig,
 }
 _SECTION_OF = {cls.__name__: name for name, cls in _SECTIONS.items()}
 
@@ -277,6 +305,7 @@ class RefineConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     marks: MarksConfig = field(default_factory=MarksConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    propagate: PropagateConfig = field(default_factory=PropagateConfig)
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():

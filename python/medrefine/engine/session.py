@@ -21,7 +21,7 @@ import torch
 
 from medrefine.backends import FeatureExtractor
 from medrefine.backends.named import resolve_backend
-from medrefine.engine import step
+from medrefine.engine import classes, step
 from medrefine.engine.cache import FeatureCache
 from medrefine.engine.features import resolve_device
 from medrefine.engine.history import Interaction, SessionState
@@ -224,7 +224,7 @@ class Session:
         if not isinstance(name, str) or not name or name in state.class_names:
             raise InputError(f"class name must be a new, non-empty string, got {name!r}")
         self.limits.check_classes(len(state.class_names) + 1)
-        self._commit(img, step.add_class_step(img, state, name))
+        self._commit(img, classes.add_class_step(img, state, name))
         return len(state.class_names)
 
     # --------------------------------------------------------------- history

@@ -1,10 +1,10 @@
 """The steps behind :class:`medrefine.Session`, as functions of (image state, session state).
 
 Each step builds its whole result before anything is kept: :func:`load_image` returns a new
-:class:`ImageState`; :func:`refine_step` and :func:`add_class_step` return a new
-:class:`SessionState` and, on any failure, put the head back as it was (the only object they
-change in place). The session swaps the results in only once a step has returned, so a failed
-call leaves it exactly as before.
+:class:`ImageState`; :func:`refine_step` (and :func:`medrefine.engine.classes.add_class_step`)
+return a new :class:`SessionState` and, on any failure, put the head back as it was (the only
+object they change in place). The session swaps the results in only once a step has returned,
+so a failed call leaves it exactly as before.
 """
 
 from __future__ import annotations
@@ -22,31 +22,19 @@ import torch
 from medrefine.backends import FeatureExtractor
 from medrefine.engine import constraints
 from medrefine.engine.cache import FeatureCache, image_digest
+from medrefine.engine.classes import load_head
 from medrefine.engine.distance import relative_spacing
 from medrefine.engine.features import compute_features
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
-from medrefine.engine.head import (
-    HeadRunner,
-    PixelMap,
-    argmax_and_max,
-    last_layer,
-    resize_outputs,
-    rows,
-)
+from medrefine.engine.head import HeadRunner, PixelMap, argmax_and_max, rows
 from medrefine.engine.history import History, Interaction, PackedMask, SessionState
 from medrefine.engine.limits import SessionLimits
 from medrefine.engine.pointwise import as_row_head
+from medrefine.engine.propagate import class_distances, fuse, propagates
 from medrefine.engine.refine import RefineConfig, Refiner
-from medrefine.errors import (
-    InputError,
-    NumericalError,
-    StateError,
-    UnsupportedModelError,
-)
+from medrefine.errors import InputError, NumericalError, StateError
 from medrefine.models.split import SplitModel
 from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble
-
-NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
 
 
 def mask_dtype(num_classes: int) -> type[np.integer]:
@@ -260,58 +248,6 @@ def reset_target(history: History) -> SessionState:
     return replace(history.initial, history=history.current.history + (entry,))
 
 
-def load_head(img: ImageState, state: SessionState) -> None:
-    """Give the session's head ``state``'s classes and weights."""
-    head = img.head
-    now = output_rows(head)
-    if now != len(state.class_names):
-        resize_outputs(last_layer(head, now), len(state.class_names))
-    head.load_state_dict(state.head)
-
-
-def output_rows(head: torch.nn.Module) -> int:
-    """Classes ``head`` predicts now: the output rows of its last weighted layer (a transposed
-    convolution's weight is ``(in, out / groups, *kernel)``)."""
-    for module in reversed(list(head.modules())):
-        weight = getattr(module, "weight", None)
-        if isinstance(weight, torch.Tensor) and weight.ndim >= 2:
-            if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
-                return int(weight.shape[1]) * module.groups
-            return int(weight.shape[0])
-    raise InputError("the head has no weighted layer")
-
-
-def extendable_layer(head: torch.nn.Module, k: int) -> torch.nn.Module:
-    """The layer ``add_class`` gives one more output: the head's last weighted layer, which
-    must be a convolution or linear layer with ``k`` outputs.
-
-    Raises:
-        UnsupportedModelError: naming why the head cannot take another class.
-    """
-    weighted = [m for m in head.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)]
-    last = next((m for m in reversed(weighted) if getattr(m, "weight").ndim >= 2), None)  # noqa: B009
-    kind = type(last).__name__
-    why = ""
-    if last is None:
-        why = "it has no weighted layer"
-    elif isinstance(last, torch.nn.modules.conv._ConvTransposeNd):
-        why = f"its output layer is a transposed convolution ({kind}), not extended yet"
-    elif not isinstance(last, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)):
-        why = f"its last weighted layer is a {kind}, not a convolution or linear layer"
-    elif int(last.weight.shape[0]) != k:
-        why = (
-            f"its last weighted layer ({kind}) has {int(last.weight.shape[0])} outputs, not one "
-            f"per class ({k}): layers after it mix the classes"
-        )
-    if why:
-        raise UnsupportedModelError(
-            f"add_class cannot extend this head: {why}; cut the network so that the head ends "
-            "in a convolution with one output per class, or mark only the existing classes"
-        )
-    assert last is not None
-    return last
-
-
 def refine_step(
     img: ImageState,
     state: SessionState,
@@ -341,7 +277,8 @@ def refine_step(
         seed=config.loop.seed,
         spacing=img.spacing,
     )
-    plan = gate_plan(img, config, cons, len(state.class_names))
+    k = len(state.class_names)
+    plan = gate_plan(img, config, cons, k)
     cfg, hold = loop_settings(config, plan, img.features_gate)
     head = img.head
     try:
@@ -352,6 +289,10 @@ def refine_step(
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
             raise NumericalError(_diverged(cfg, "head weights"))
         logits = plan.refined(img.runner)
+        scale = None
+        if propagates(config.propagate, cons.label[cons.written], img.base.shape[0]):
+            scale, cap = config.propagate.scale, config.propagate.cap
+            logits = fuse(logits, torch.from_numpy(_distances(img, cons, k, config)), scale, cap)
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
@@ -377,6 +318,7 @@ def refine_step(
             mode=img.runner.mode,
             honoured_before=1.0 if not req.any() else before / int(req.sum()),
             note=_stuck_note(before, int(req.sum()) - int(wrong.size), outcome.iterations),
+            propagation=scale,
         )
         entry = Interaction("refine", pending, result, packed=packed)
         new = SessionState(
@@ -393,6 +335,16 @@ def refine_step(
         head.load_state_dict(state.head)  # a failed refine changes nothing
         raise
     return result, new
+
+
+def _distances(
+    img: ImageState, cons: constraints.Constraints, k: int, config: RefineConfig
+) -> np.ndarray:
+    """Each class's geodesic distance to its drawn pixels, ``(k, *shape)`` float32."""
+    index, label = cons.index[cons.written], cons.label[cons.written]
+    spacing = relative_spacing(img.spacing, len(img.shape))
+    weight = config.propagate.edge_weight
+    return class_distances(index, label, k, img.image, weight, spacing)
 
 
 def _stuck_note(before: int, after: int, iterations: int) -> str:
@@ -414,42 +366,3 @@ def _diverged(cfg: RefineConfig, what: str) -> str:
         f"{cfg.loop.optimizer}, lr {cfg.loop.lr:g}); the step was rolled back, lower the "
         "learning rate"
     )
-
-
-def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionState:
-    """A new output channel for a structure the network never learned, starting
-    ``NEW_CLASS_MARGIN`` logits below every other class everywhere (the mask is unchanged).
-    Returns the state to commit; on failure the head is put back."""
-    head = img.head
-    k = len(state.class_names)
-    floor = state.top_floor - NEW_CLASS_MARGIN
-    try:
-        layer = extendable_layer(head, k)
-        resize_outputs(layer, k + 1)
-        try:  # one pixel: the head must now give k + 1 logits
-            with torch.no_grad():
-                got = str(img.runner.evaluator(torch.zeros(1, dtype=torch.int64))().shape[-1])
-        except RuntimeError as exc:  # e.g. a residual sum over the old class count
-            got = f"fails ({str(exc).splitlines()[0][:120]})"
-        if got != str(k + 1):
-            raise UnsupportedModelError(
-                f"add_class cannot extend this head: with {k + 1} outputs in its last layer it "
-                f"{'still returns ' + got + ' classes' if got.isdigit() else got}; an operation "
-                "after that layer fixes the class count (e.g. a residual sum): cut the network "
-                "so that the head ends in its output convolution"
-            )
-        bias = getattr(layer, "bias", None)
-        if isinstance(bias, torch.Tensor):
-            with torch.no_grad():
-                bias[k] = floor
-        params0 = {n: p.detach().clone() for n, p in head.named_parameters()}
-        return replace(
-            state,
-            head=_snapshot(head),
-            params0=params0,
-            class_names=state.class_names + (name,),
-            history=state.history + (Interaction("add_class", class_name=name),),
-        )
-    except BaseException:
-        load_head(img, state)
-        raise

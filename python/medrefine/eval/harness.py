@@ -111,5 +111,8 @@ def simulate(
             effort.boxes,
             iterations=None if result is None else result.iterations,
             honoured=None if result is None else result.honoured_fraction,
+            extra={}
+            if result is None or result.propagation is None
+            else {"propagation": result.propagation},
         )
         yield rec, pred, strokes

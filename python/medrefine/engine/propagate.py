@@ -1,0 +1,93 @@
+"""Image-led propagation of the marks, fused with the network's evidence.
+
+Where the network's features know nothing of a structure (a class it never learned, an image far
+from its training data) the adapted head cannot carry a correction beyond the marks; the image
+can. For each class ``c`` with drawn pixels, ``D_c`` is the geodesic distance (pixels; the path
+cost rises across the image's edges, :func:`medrefine.engine.distance.edge_cost`) to its nearest
+drawn pixel. While only one class has drawn pixels the others are unreachable: the marked class
+takes every pixel it reaches, as a seed segmentation does with one class seeded, and the first
+mark of another class bounds it. The fused score of class ``c`` at a pixel is
+
+    ``s_c = max(log p_c, -cap) - D_c / scale``
+
+with ``p`` the refined prediction's softmax, its evidence against a class capped at ``cap``
+nats (an added class starts about 10^4 logits below the others wherever the head has not been
+adapted, which no distance could outweigh): a long ``scale`` leaves the network in charge
+except close to the marks, a short one gives the nearest-mark geodesic segmentation. A class
+with no drawn pixel takes, at each pixel, the farthest marked class's distance: it keeps the
+pixels where the network is sure of it and the marks are all far, and yields wherever a mark
+speaks for another class.
+
+When to fuse: for a class the user added (:meth:`medrefine.Session.add_class`) the network has
+no features of its own, by the user's own account, so a refine with marks of such a class fuses
+(``propagate.kind="new_classes"``, the default); ``"on"`` fuses every refine, ``"off"`` never.
+Where the network knows the structure the fusion is harmful: distances grow across every edge of a
+textured image (ultrasound speckle) to hundreds of pixels and overrule confident, right
+predictions (``docs/corrections.md``, round 5, with the held-out-marks rule that was measured and
+not kept). Settings are :class:`~medrefine.engine.config.PropagateConfig`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medrefine.engine.config import PropagateConfig
+from medrefine.engine.distance import Spacing, geodesic_to
+
+__all__ = ["class_distances", "fuse", "propagates"]
+
+
+def class_distances(
+    index: np.ndarray,
+    label: np.ndarray,
+    num_classes: int,
+    image: np.ndarray,
+    edge_weight: float,
+    spacing: Spacing | None = None,
+) -> np.ndarray:
+    """``(K, *shape)`` float32: each class's geodesic distance (pixels) to its nearest drawn
+    pixel (flat ``index`` with class ``label``) over ``image`` ``(C, *shape)``'s edges; a class
+    with none takes the per-pixel maximum over the marked classes, or inf while only one class
+    is marked."""
+    shape = image.shape[1:]
+    size = int(np.prod(shape))
+    out = np.full((num_classes, *shape), np.inf, dtype=np.float32)
+    marked = set(np.unique(label).tolist())
+    for c in range(num_classes):
+        if c in marked:
+            targets = np.zeros(size, dtype=bool)
+            targets[index[label == c]] = True
+            out[c] = geodesic_to(targets.reshape(shape), image, edge_weight, np.inf, spacing)
+    if len(marked) > 1:
+        farthest = out[sorted(marked)].max(axis=0)
+        for c in range(num_classes):
+            if c not in marked:
+                out[c] = farthest
+    return out
+
+
+def fuse(
+    logits: torch.Tensor, distances: torch.Tensor, scale: float, cap: float = 10.0
+) -> torch.Tensor:
+    """Fused scores ``max(log_softmax(logits), -cap) - distances / scale`` over the class axis
+    (0); ``scale`` in pixels per nat, ``cap`` in nats.
+
+    ``logits`` ``(K, ...)`` float32 and ``distances`` of the same shape (pixels; inf where
+    unreachable: that class loses there unless every class is unreachable, when the network's
+    own prediction stands).
+    """
+    finite = torch.isfinite(distances)
+    reachable = finite.any(0, keepdim=True)
+    lost = torch.full_like(distances, 1e9)
+    penalty = torch.where(finite, distances / scale, torch.where(reachable, lost, 0.0))
+    return torch.log_softmax(logits, 0).clamp(min=-cap) - penalty
+
+
+def propagates(config: PropagateConfig, labels: np.ndarray, added_from: int) -> bool:
+    """Whether a refine fuses the propagation: always (``"on"``), never (``"off"``), or, by
+    default (``"new_classes"``), when some drawn pixel (``labels``, their classes) belongs to a
+    class added to the network (``>= added_from``, :meth:`medrefine.Session.add_class`)."""
+    if config.kind == "new_classes":
+        return bool((labels >= added_from).any())
+    return config.kind == "on"
