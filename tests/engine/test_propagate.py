@@ -100,7 +100,7 @@ def test_a_new_class_spreads_over_its_structure_from_one_stroke(model2d, kind: s
         assert result.propagation is None and covered < 0.5
     else:
         assert result.propagation == config.propagate.scale
-        assert covered > 0.95 and outside < 0.05  # a band along the edge at most
+        assert covered > 0.9 and outside < 0.05  # a band along the edge at most
 
 
 def test_marks_of_the_network_s_own_classes_do_not_propagate(model2d, case2d) -> None:

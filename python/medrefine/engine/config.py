@@ -262,7 +262,7 @@ class PropagateConfig:
 
     kind: PropagateKind = "new_classes"
     edge_weight: float = field(default=10.0, metadata=_bound(0.0, 1000.0))
-    scale: float = field(default=4.0, metadata=_bound(0.0, MAX_PIXELS, lo_open=True))
+    scale: float = field(default=16.0, metadata=_bound(0.0, MAX_PIXELS, lo_open=True))
     cap: float = field(default=10.0, metadata=_bound(0.0, 1000.0, lo_open=True))
 
     def __post_init__(self) -> None:
