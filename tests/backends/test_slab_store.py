@@ -73,7 +73,7 @@ def _held_peak(
 def test_freeing_passed_planes_lowers_the_held_peak_and_keeps_the_features(
     net3d: UNet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shape = (48, 20, 18)
+    shape = (40, 16, 16)
     kept, whole = _held_peak(net3d, shape, monkeypatch, free=False)
     freed, got = _held_peak(net3d, shape, monkeypatch, free=True)
     for g, w in zip(got, whole, strict=True):
