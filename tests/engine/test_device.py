@@ -403,3 +403,36 @@ def test_the_whole_refine_path_keeps_to_the_session_device() -> None:
     session.set_image(mr.load_sample("nuclei-stained").image)
     violations = refine_under_mode(session, _marks_2d())
     assert not violations, _report(violations)
+
+
+def test_the_refine_loop_on_a_cropped_head_keeps_to_the_session_device() -> None:
+    """The ``crop`` evaluation mode (no zoo model uses it): a 3x3-convolution head over
+    features at half the image's resolution, refined directly by the loop."""
+    from medrefine.engine import constraints
+    from medrefine.engine.head import HeadRunner
+    from medrefine.engine.refine import Refiner
+
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(
+        torch.nn.Conv2d(6, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Upsample(scale_factor=2, mode="nearest"),
+        torch.nn.Conv2d(8, 3, 3, padding=1),
+    ).eval()
+    features = (torch.randn(1, 6, 24, 28).contiguous(memory_format=torch.channels_last),)
+    runner = HeadRunner(head, features, (48, 56))
+    assert runner.mode == "crop"
+    config = mr.RefineConfig().with_overrides("loop.max_iterations=3")
+    cons = constraints.build(
+        [mr.Click(label=1, point=(10, 12), radius=2), mr.Click(label=2, point=(40, 44), radius=2)],
+        (48, 56),
+        config.marks,
+    )
+    params0 = {n: p.detach().clone() for n, p in head.named_parameters()}
+    mode = VirtualDevice()
+    mode.mark(features)
+    mode.mark(head.parameters())
+    mode.mark(params0.values())
+    with mode:
+        Refiner(config).run(runner, cons, params0)
+    assert not mode.violations, _report(mode.violations)
