@@ -80,7 +80,10 @@ class GatePlan:
         """Refined logits ``base + g * (adapted - base)``."""
         if self.weights is None:
             return adapted
-        return self.base + self.weights * (adapted - self.base)
+        # The mask is made where the network's logits are kept (the host); the gate is built
+        # there from distance maps, the adapted logits come from the head's device.
+        g, adapted = self.weights.to(self.base.device), adapted.to(self.base.device)
+        return self.base + g * (adapted - self.base)
 
     def refined(self, runner: HeadRunner) -> torch.Tensor:
         """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's whole-image
@@ -88,7 +91,7 @@ class GatePlan:
         is open (the network's logits are the answer everywhere else)."""
         if self.weights is None or runner.mode != "crop":
             return self.apply(runner.predict())
-        g = self.weights[0]
+        g = self.weights[0].to(self.base.device)
         out = self.base.clone()
         axes = []
         for axis in range(g.ndim):
@@ -100,7 +103,7 @@ class GatePlan:
         lo, hi = np.asarray([a for a, _ in axes]), np.asarray([b for _, b in axes])
         box = (slice(None),) + tuple(slice(a, b) for a, b in axes)
         base = self.base[box]
-        out[box] = base + g[box[1:]] * (runner.predict_box(lo, hi) - base)
+        out[box] = base + g[box[1:]] * (runner.predict_box(lo, hi).to(base.device) - base)
         return out
 
 

@@ -48,7 +48,7 @@ def labels_and_top(logits: torch.Tensor) -> tuple[np.ndarray, float, float]:
     anywhere makes the lowest or highest non-finite."""
     label, best = argmax_and_max(logits)
     low, high = torch.aminmax(best)
-    return label.numpy().astype(mask_dtype(logits.shape[0])), float(low), float(high)
+    return label.cpu().numpy().astype(mask_dtype(logits.shape[0])), float(low), float(high)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -193,7 +193,7 @@ def gate_plan(
     """The gate of one refine (see :func:`medrefine.engine.gate.plan_gate`)."""
     base = img.base
     if base.shape[0] != num_classes:  # classes added since start at the floor
-        floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4)
+        floor = torch.full((num_classes - base.shape[0], *base.shape[1:]), -1e4, device=base.device)
         base = torch.cat([base, floor])
     reach = img.history.current.reach
     spacing = relative_spacing(img.spacing, len(img.shape))
@@ -292,7 +292,8 @@ def refine_step(
         scale = None
         if propagates(config.propagate, cons.label[cons.written], img.base.shape[0]):
             scale, cap = config.propagate.scale, config.propagate.cap
-            logits = fuse(logits, torch.from_numpy(_distances(img, cons, k, config)), scale, cap)
+            distances = torch.from_numpy(_distances(img, cons, k, config)).to(logits.device)
+            logits = fuse(logits, distances, scale, cap)
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
