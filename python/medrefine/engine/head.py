@@ -12,7 +12,12 @@ Three modes, chosen per image from what the head computes (checked numerically, 
   :mod:`medrefine.engine.crop`). The loop runs it on the crop of every feature that covers the
   bounding box of the needed pixels plus that feature's measured margin; once per image the
   crops are compared with the whole-image output (three probe boxes: inside, and at both ends of
-  every axis) and any difference, or a failure of the head on a crop, means ``full``.
+  every axis) and any difference, or a failure of the head on a crop, means ``full``. Within
+  it, the marks' clusters give the crops and their anchors join them, crops of one shape share
+  a head call (:mod:`medrefine.engine.crop_eval`), and a ``torch.fx`` head's intermediate
+  tensors are trimmed to what the needed box reads (:mod:`medrefine.engine.crop_stages`);
+  both are checked against the whole-image output once per image as well, and left out where
+  they differ.
 - ``full``: anything else (global normalisation, ``align_corners=True`` interpolation or an
   interpolation to a fixed size, features that are not a whole fraction of the output).
 
