@@ -134,8 +134,8 @@ class HeadRunner:
         # Features cached in float16 (a large volume's) are read as float32 rows in the
         # pointwise mode; the other modes take the whole tensors, so they get float32 copies.
         self.features = features = tuple(f.float() for f in features)
-        with torch.no_grad():  # with the values the crop mode's stages are measured on
-            whole, values = (head(*features), {}) if naive else Stages.capture(head, features)
+        with torch.no_grad():
+            whole = self.head(*features)
         self.out_shape = tuple(int(s) for s in whole.shape[2:])
         self._first = (whole, _param_versions(head))
         if naive or not self._covers_image():
@@ -146,7 +146,7 @@ class HeadRunner:
             self.grid, self.mode = grid, "crop"
             inner = _probe_boxes(self.out_shape)[0]
             self._batch = batch_agrees(head, features, grid, whole, inner, atol)
-            self._stages = self._verified_stages(grid, whole, values, atol)
+            self._stages = self._verified_stages(grid, whole, atol)
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -200,15 +200,17 @@ class HeadRunner:
         self,
         grid: FeatureGrid,
         whole: torch.Tensor,
-        values: dict[str, torch.Tensor],
         atol: float,
     ) -> Stages | None:
-        """The head's :class:`Stages` (from its cuts' ``values``, :meth:`Stages.capture`)
+        """The head's :class:`Stages` (measured on its cuts' values over the image, from a
+        second whole-image run made only here, in the crop mode: :meth:`Stages.capture`)
         when crops run through them give the whole-image output on every probe box and on one
         pixel at each probe box's first corner (the tightest trims); else None."""
         pairs = zip(grid.scales, grid.margins, strict=True)
         reach = np.max([np.asarray(m) * s for s, m in pairs], axis=0)
+        values = Stages.capture(self.head, self.features)[1]
         stages = Stages.measure(self.head, values, self.out_shape, 2 * reach + grid.step)
+        del values
         if stages is None:
             return None
         boxes = _probe_boxes(self.out_shape)
