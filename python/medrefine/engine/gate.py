@@ -83,7 +83,8 @@ class GatePlan:
         # The mask is made where the network's logits are kept (the host); the gate is built
         # there from distance maps, the adapted logits come from the head's device.
         g, adapted = self.weights.to(self.base.device), adapted.to(self.base.device)
-        return self.base + g * (adapted - self.base)
+        out = adapted - self.base  # one whole-image temporary instead of three
+        return out.mul_(g).add_(self.base)
 
     def refined(self, runner: HeadRunner) -> torch.Tensor:
         """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's whole-image
