@@ -32,7 +32,7 @@ from torch import nn
 
 Features = tuple[torch.Tensor, ...]
 Window = tuple[slice, ...]
-_MAX_START_TILES = 512  # clusters FeatureGrid.groups starts from one tile each, at most
+_MAX_START_TILES = 256  # clusters FeatureGrid.groups starts from one tile each, at most
 
 
 def grid_scales(
