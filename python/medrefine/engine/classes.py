@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
 
 
-def _snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
+def snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``head``'s state (weights and buffers)."""
     return {k: v.detach().clone() for k, v in head.state_dict().items()}
 
 
@@ -108,7 +109,7 @@ def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionSt
         params0 = {n: p.detach().clone() for n, p in head.named_parameters()}
         return replace(
             state,
-            head=_snapshot(head),
+            head=snapshot(head),
             params0=params0,
             class_names=state.class_names + (name,),
             history=state.history + (Interaction("add_class", class_name=name),),

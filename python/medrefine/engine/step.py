@@ -22,7 +22,7 @@ import torch
 from medrefine.backends import FeatureExtractor
 from medrefine.engine import constraints
 from medrefine.engine.cache import FeatureCache, image_digest
-from medrefine.engine.classes import load_head
+from medrefine.engine.classes import load_head, snapshot
 from medrefine.engine.distance import relative_spacing
 from medrefine.engine.features import compute_features
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
@@ -163,7 +163,7 @@ def load_image(
     mask, top_floor, _ = labels_and_top(logits)
     initial = SessionState(
         (),
-        _snapshot(head),
+        snapshot(head),
         params0,
         model.class_names,
         PackedMask.pack(mask),
@@ -181,10 +181,6 @@ def load_image(
         None if spacing is None else tuple(float(v) for v in spacing),
     )
     return state, mask
-
-
-def _snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in head.state_dict().items()}
 
 
 def gate_plan(
@@ -324,7 +320,7 @@ def refine_step(
         entry = Interaction("refine", pending, result, packed=packed)
         new = SessionState(
             marks,
-            _snapshot(head),
+            snapshot(head),
             state.params0,
             state.class_names,
             packed,
