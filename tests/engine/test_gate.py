@@ -256,3 +256,27 @@ def test_a_session_keeps_the_volumes_spacing_for_its_gate(model3d, case3d) -> No
     assert set(thick[0].tolist()) <= set(range(6, 13))
     assert 4 * beyond_one_slice(thick) < beyond_one_slice(iso)
     assert np.ptp(thick[2]) >= np.ptp(iso[2]) - 1
+
+
+@pytest.mark.parametrize("rows", [1 << 16, 7])  # one call for the box, or many small chunks
+def test_a_pointwise_head_is_evaluated_on_the_gate_s_box_only(rows: int, monkeypatch) -> None:
+    from medrefine.engine import gate
+    from medrefine.engine.gate import GatePlan
+    from medrefine.engine.head import HeadRunner, channels_last
+
+    monkeypatch.setattr(gate, "BOX_ROWS", rows)
+    torch.manual_seed(0)
+    shape = (40, 36)
+    head = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 3, 1))
+    runner = HeadRunner(head.eval(), (channels_last(torch.randn(1, 4, *shape)),), shape)
+    assert runner.mode == "pointwise"
+    base = torch.randn(3, *shape)
+    weights = spatial_gate(shape, np.ravel_multi_index(([12], [20]), shape), sigma=2.0)
+    plan = GatePlan(base, weights.reshape(1, *shape))
+    calls: list[int] = []
+    evaluator = runner.evaluator
+    monkeypatch.setattr(runner, "evaluator", lambda i: calls.append(i.numel()) or evaluator(i))
+    got = plan.refined(runner)
+    torch.testing.assert_close(got, plan.apply(runner.predict()), rtol=1e-5, atol=1e-6)
+    assert 0 < sum(calls) <= 17 * 17  # the 4-sigma window around the mark, not 40 x 36
+    assert torch.equal(got[:, :2], base[:, :2])

@@ -38,6 +38,7 @@ the finest axis's voxel size (:func:`medrefine.engine.distance.relative_spacing`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -50,6 +51,7 @@ from medrefine.engine.distance import Spacing, euclidean_to, geodesic_to
 from medrefine.engine.head import HeadRunner, PixelMap
 
 Rows = tuple[torch.Tensor, ...]
+BOX_ROWS = 1 << 16  # pixels per head call when a pointwise head evaluates the gate's box
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,10 @@ class GatePlan:
         return out.mul_(g).add_(self.base)
 
     def refined(self, runner: HeadRunner) -> torch.Tensor:
-        """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's whole-image
-        logits; a runner in the ``crop`` mode evaluates the head only over the box where the gate
-        is open (the network's logits are the answer everywhere else)."""
-        if self.weights is None or runner.mode != "crop":
+        """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's logits, which are
+        evaluated only over the box where the gate is open when the runner can (the ``crop``
+        and ``pointwise`` modes; the network's logits are the answer everywhere else)."""
+        if self.weights is None or runner.mode not in ("crop", "pointwise"):
             return self.apply(runner.predict())
         g = self.weights[0].to(self.base.device)
         out = self.base.clone()
@@ -104,8 +106,25 @@ class GatePlan:
         lo, hi = np.asarray([a for a, _ in axes]), np.asarray([b for _, b in axes])
         box = (slice(None),) + tuple(slice(a, b) for a, b in axes)
         base = self.base[box]
-        out[box] = base + g[box[1:]] * (runner.predict_box(lo, hi).to(base.device) - base)
+        out[box] = base + g[box[1:]] * (box_logits(runner, lo, hi).to(base.device) - base)
         return out
+
+
+def box_logits(runner: HeadRunner, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+    """The adapted head's logits ``(K, *(hi - lo))`` over the image box ``[lo, hi)`` (pixels per
+    axis): the ``pointwise`` mode's rows of the box's pixels (in chunks of ``BOX_ROWS``) for a
+    box under half the image, else the runner's own box evaluation (feature crops in the
+    ``crop`` mode, a cut of the whole image's otherwise)."""
+    size = tuple(int(n) for n in hi - lo)
+    if runner.mode != "pointwise" or 2 * math.prod(size) > math.prod(runner.shape):
+        return runner.predict_box(lo, hi)  # half the image or more: the whole pass is cheaper
+    grid = np.indices(size).reshape(len(size), -1) + lo.reshape(-1, 1)
+    flat = torch.from_numpy(np.ravel_multi_index(tuple(grid), runner.shape))
+    with torch.no_grad():
+        parts = [
+            runner.evaluator(flat[i : i + BOX_ROWS])() for i in range(0, flat.numel(), BOX_ROWS)
+        ]
+    return torch.cat(parts).T.reshape(-1, *size)
 
 
 def plan_gate(
