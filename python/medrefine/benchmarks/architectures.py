@@ -12,6 +12,7 @@ downsampling), which ``Preprocessing(multiple=...)`` pads to.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -40,6 +41,9 @@ class Architecture:
         traceable: ``torch.fx`` can trace it (else it is split through ONNX only).
         output: key of the logits in the dict the registry's network returns (torchvision's
             ``"out"``); :meth:`build` then wraps it in :class:`Logits`.
+        fixed_size: the one spatial input size (pixels, (y, x) or (z, y, x)) a network of fixed
+            input size takes (UNETR's ``img_size``); None: any multiple of ``multiple``.
+        make_sized: builds the network for a given ``fixed_size`` (:meth:`at_size`).
     """
 
     name: str
@@ -52,6 +56,17 @@ class Architecture:
     make: Callable[[], nn.Module]
     traceable: bool = True
     output: str | None = None
+    fixed_size: tuple[int, ...] | None = None
+    make_sized: Callable[[tuple[int, ...]], nn.Module] | None = None
+
+    def at_size(self, size: tuple[int, ...]) -> Architecture:
+        """This architecture for inputs of spatial ``size``: a network of fixed input size
+        rebuilt for it (same seed, new position embeddings), any other unchanged."""
+        if self.make_sized is None or self.fixed_size == size:
+            return self
+        return dataclasses.replace(
+            self, make=functools.partial(self.make_sized, size), fixed_size=size
+        )
 
     def build(self) -> nn.Module:
         """The network in eval mode, weights from seed 0, returning one logits tensor."""
@@ -103,6 +118,22 @@ def _plain_conv_unet(dims: int) -> nn.Module:
         nonlin=nn.LeakyReLU,
         nonlin_kwargs={"inplace": True},
         deep_supervision=False,
+    )
+
+
+def _unetr(size: tuple[int, ...]) -> nn.Module:
+    """MONAI's UNETR (a small ViT, 16-pixel patches) for inputs of spatial ``size``."""
+    return _make(
+        "monai.networks.nets",
+        "UNETR",
+        1,
+        2,
+        size,
+        feature_size=8,
+        hidden_size=48,
+        mlp_dim=96,
+        num_heads=4,
+        spatial_dims=len(size),
     )
 
 
@@ -171,20 +202,10 @@ def _monai(dims: int) -> tuple[Architecture, ...]:
             2,
             ("out",),
             16,
-            p(
-                _make,
-                nets,
-                "UNETR",
-                1,
-                2,
-                size,
-                feature_size=8,
-                hidden_size=48,
-                mlp_dim=96,
-                num_heads=4,
-                spatial_dims=d,
-            ),
+            p(_unetr, size),
             traceable=False,
+            fixed_size=size,
+            make_sized=_unetr,
         ),
         Architecture(
             f"dna-plainconvunet-{d}d",

@@ -18,6 +18,15 @@ and reports the refine time (median and p95 over repeats, and the ratio to ``set
 share of marked pixels the adapted network predicts as their class (honoured fraction) and
 whether ``add_class`` extends the head.
 
+With ``--size full`` each network is timed once more at a clinical size instead, through one
+route (fx, else ONNX): 2D 512x512 px, the ``nuclei-stained`` sample (256x320 px) mirrored
+(``np.pad(mode="symmetric")``) out to 512x512, so every pixel is a real one; 3D 128x128x128
+voxels, ``hippocampus-007`` resampled with ``scipy.ndimage.zoom`` (image linear, order 1; label
+nearest, order 0). A network of any input size keeps the weights fitted on the small scene; one
+of fixed input size (UNETR's ``img_size``) is rebuilt for the full size and fitted there. A
+network whose build, fit and timing together pass ``--budget`` seconds (default 180 at full
+size) is skipped with the reason printed.
+
 Packages are imported when a network is built: a missing one is named, not fatal.
 """
 
@@ -27,7 +36,9 @@ import argparse
 import copy
 import os
 import platform
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -47,6 +58,8 @@ from medrefine.samples import load_sample
 
 ROUTES = ("module", "onnx", "torchscript")
 FIT_STEPS = 12  # Adam steps on the image before the split: a mask of more than one class
+FULL_SIZE = {2: (512, 512), 3: (128, 128, 128)}  # --size full: (y, x) px, (z, y, x) voxels
+FULL_BUDGET_S = 180.0  # --size full: a network past this (build, fit, timing) is skipped
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,12 @@ class Scene:
     label: np.ndarray
 
 
-def scene(arch: Architecture) -> Scene:
+def scene(arch: Architecture, full: bool = False) -> Scene:
     """The real image an architecture is checked on: 67x81 px of ``nuclei-stained`` (2D), or
     ``hippocampus-007`` (34x47x40 voxels) in 3D; a network of fixed input size (UNETR's
-    ViT) gets exactly that size."""
+    ViT) gets exactly that size. ``full``: :data:`FULL_SIZE` (see the module docstring)."""
+    if full:
+        return _full_scene(arch)
     if arch.spatial_dims == 2:
         case = load_sample("nuclei-stained")
         size = (64, 64) if arch.name.startswith("monai-unetr") else (67, 81)
@@ -77,6 +92,33 @@ def scene(arch: Architecture) -> Scene:
         case = load_sample("hippocampus-007")
         cut = (slice(0, 32),) * 3 if arch.name.startswith("monai-unetr") else (slice(None),) * 3
         image, label = case.image[cut][None].astype(np.float32), case.label[cut]
+    return _standardised(arch, image, label)
+
+
+def _full_scene(arch: Architecture) -> Scene:
+    """``nuclei-stained`` mirrored out to 512x512 px (2D), ``hippocampus-007`` zoomed to
+    128^3 voxels (3D: image order 1, label order 0)."""
+    from scipy.ndimage import zoom
+
+    size = FULL_SIZE[arch.spatial_dims]
+    if arch.spatial_dims == 2:
+        case = load_sample("nuclei-stained")
+        grow = tuple((0, max(0, n - s)) for n, s in zip(size, case.label.shape, strict=True))
+        label = np.pad(case.label, grow, mode="symmetric")[: size[0], : size[1]]
+        rgb = np.pad(case.image, ((0, 0),) + grow, mode="symmetric")[:, : size[0], : size[1]]
+        rgb = rgb.astype(np.float32)
+        image = rgb if arch.in_channels == 3 else rgb.mean(0, keepdims=True)
+    else:
+        case = load_sample("hippocampus-007")
+        factors = [n / s for n, s in zip(size, case.label.shape, strict=True)]
+        image = zoom(case.image.astype(np.float32), factors, order=1)[None]
+        label = zoom(case.label, factors, order=0)
+    return _standardised(arch, image, label)
+
+
+def _standardised(arch: Architecture, image: np.ndarray, label: np.ndarray) -> Scene:
+    """``image`` (``(C, *spatial)`` float32) z-scored per channel; ``label``'s classes past
+    the network's last merged into it."""
     flat = image.reshape(image.shape[0], -1)
     mean = flat.mean(1).reshape((-1,) + (1,) * arch.spatial_dims)
     std = flat.std(1).reshape((-1,) + (1,) * arch.spatial_dims)
@@ -130,8 +172,11 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
-def split(arch: Architecture, net: nn.Module, route: str, folder: Path) -> mr.SplitModel:
-    """``net`` split by ``route`` (:data:`ROUTES`); files go to ``folder``.
+def split(
+    arch: Architecture, net: nn.Module, route: str, folder: Path, full: bool = False
+) -> mr.SplitModel:
+    """``net`` split by ``route`` (:data:`ROUTES`); files go to ``folder``; an export traces
+    the scene's image (``full``: the full-size one).
 
     Raises:
         UnsupportedModelError: the route cannot take this network (e.g. fx cannot trace it).
@@ -144,7 +189,7 @@ def split(arch: Architecture, net: nn.Module, route: str, folder: Path) -> mr.Sp
         return mr.SplitModel.from_module(
             copy.deepcopy(net), arch.head, arch.classes, dims, preprocessing=prep
         )
-    example = prep(scene(arch).image)
+    example = prep(scene(arch, full).image)
     path = folder / f"{arch.name}-{route}.onnx"
     with _quiet_tracing():
         if route == "onnx":
@@ -156,7 +201,10 @@ def split(arch: Architecture, net: nn.Module, route: str, folder: Path) -> mr.Sp
     cut = [
         n for h in arch.head for n in module_nodes(path, ("net." if route == "onnx" else "") + h)
     ]
-    return mr.SplitModel.from_onnx(path, cut, arch.classes, dims, preprocessing=prep)
+    # a network of fixed input size at full size is checked on that size (the default probe
+    # is 64 px / 32 voxels)
+    probe = example if full and arch.fixed_size is not None else None
+    return mr.SplitModel.from_onnx(path, cut, arch.classes, dims, preprocessing=prep, example=probe)
 
 
 def network_mask(arch: Architecture, net: nn.Module, image: np.ndarray) -> np.ndarray:
@@ -211,13 +259,21 @@ class Figures:
         return float(np.percentile(self.refine_ms, 95)) if self.refine_ms else float("nan")
 
 
-def measure(arch: Architecture, net: nn.Module, route: str, folder: Path, repeats: int) -> Figures:
-    """Split ``net`` by ``route`` and measure it on its scene (see the module docstring)."""
+def measure(
+    arch: Architecture,
+    net: nn.Module,
+    route: str,
+    folder: Path,
+    repeats: int,
+    full: bool = False,
+) -> Figures:
+    """Split ``net`` by ``route`` and measure it on its scene (``full``: the full-size one;
+    see the module docstring)."""
     try:
-        model = split(arch, net, route, folder)
+        model = split(arch, net, route, folder, full)
     except UnsupportedModelError as exc:
         return Figures(arch.name, route, f"refused: {str(exc)[:90]}")
-    sc = scene(arch)
+    sc = scene(arch, full)
     session = mr.Session(model)
     start = time.perf_counter()
     mask = session.set_image(sc.image)
@@ -250,59 +306,110 @@ def measure(arch: Architecture, net: nn.Module, route: str, folder: Path, repeat
     )
 
 
+class OverBudget(BaseException):
+    """A network's build, fit and timing took longer than the benchmark's budget (a
+    ``BaseException``, as a ``KeyboardInterrupt``: no library handler swallows it)."""
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Raise :class:`OverBudget` in the block once ``seconds`` (wall clock) have passed, at the
+    first Python instruction after the running native call; ``seconds <= 0``, off the main
+    thread or without ``SIGALRM`` (Windows): no limit."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if seconds <= 0 or not usable:
+        yield
+        return
+
+    def _stop(signum: int, frame: object) -> None:
+        raise OverBudget(f"over the {seconds:g} s budget on this machine")
+
+    previous = signal.signal(signal.SIGALRM, _stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``conformance`` on the ``medrefine bench`` subparsers."""
     parser = sub.add_parser("conformance", help="third-party networks: split, agreement, refine")
     parser.add_argument("--repeats", type=int, default=5, help="timed refines per network")
     parser.add_argument("--only", default="", help="comma-separated architecture names")
-    parser.add_argument("--routes", default=",".join(ROUTES), help="module,onnx,torchscript")
+    parser.add_argument(
+        "--routes",
+        default="",
+        help="module,onnx,torchscript (default: all three; --size full: module, else onnx)",
+    )
+    parser.add_argument(
+        "--size",
+        choices=("small", "full"),
+        default="small",
+        help="small: the suite's crops; full: 512x512 px (2D) and 128^3 voxels (3D)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=f"seconds per network before it is skipped (default: none; {FULL_BUDGET_S:.0f} "
+        "with --size full; 0: none)",
+    )
     parser.set_defaults(func=run)
+
+
+def _routes(arch: Architecture, args: argparse.Namespace) -> list[str]:
+    """The routes asked for; at full size by default one: fx, else ONNX."""
+    if args.routes:
+        return str(args.routes).split(",")
+    if args.size == "full":
+        return ["module" if arch.traceable else "onnx"]
+    return list(ROUTES)
+
+
+def _network(arch: Architecture, full: bool) -> nn.Module:
+    """The fitted network: on the small scene, or (fixed input size) on the full-size one."""
+    if full and arch.fixed_size is not None:
+        return fitted(arch, scene(arch, full=True))
+    return fitted(arch, scene(arch))
 
 
 def run(args: argparse.Namespace) -> int:
     """Print one markdown row per architecture and route."""
     ensure_importable()  # torchvision's models beside a CPU-only PyTorch (torchvision_ops)
     chosen = [a for a in ARCHITECTURES if not args.only or a.name in args.only.split(",")]
-    routes = args.routes.split(",")
+    full = args.size == "full"
+    limit = args.budget if args.budget is not None else (FULL_BUDGET_S if full else 0.0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    sizes = "512x512 px (2D), 128^3 voxels (3D)" if full else "the suite's small sizes"
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads, load {load:.1f}"
+        f"{torch.__version__}, {torch.get_num_threads()} threads, load {load:.1f}; {sizes}",
+        flush=True,
     )
     print(
         "| network | route | status | agreement | head output | head mode | set_image ms "
         "| refine p50 / p95 ms | refine / set_image | honoured before -> after | add_class |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     summary: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in chosen:
             why = missing(arch)
             if why is not None:
-                print(f"| {arch.name} | - | {why} | | | | | | | | |")
+                print(f"| {arch.name} | - | {why} | | | | | | | | |", flush=True)
                 continue
+            if full:
+                arch = arch.at_size(FULL_SIZE[arch.spatial_dims])
+            done: list[Figures] = []
+            start = time.perf_counter()
             try:
-                net = fitted(arch, scene(arch))
-            except ImportError as exc:  # e.g. torchvision without its compiled extension
-                print(f"| {arch.name} | - | cannot import: {str(exc)[:80]} | | | | | | | | |")
-                continue
-            except RuntimeError as exc:
-                print(f"| {arch.name} | - | cannot build: {str(exc)[:80]} | | | | | | | | |")
-                continue
-            done = []
-            for route in routes:
-                f = measure(arch, net, route, Path(tmp), args.repeats)
-                if f.status != "ok":
-                    print(f"| {arch.name} | {route} | {f.status} | | | | | | | | |")
-                    continue
-                done.append(f)
-                print(
-                    f"| {arch.name} | {route} | ok | {100 * f.agreement:.3f} % | "
-                    f"{f.output_kind} | {f.mode} | {f.set_image_ms:.0f} | "
-                    f"{f.refine_p50:.0f} / {f.refine_p95:.0f} | "
-                    f"{f.refine_p50 / f.set_image_ms:.2f} | "
-                    f"{f.honoured_before:.2f} -> {f.honoured:.2f} | {f.add_class} |"
-                )
+                with budget(limit):
+                    _measure_routes(arch, _routes(arch, args), Path(tmp), args.repeats, full, done)
+            except OverBudget as exc:
+                spent = time.perf_counter() - start
+                print(f"| {arch.name} | - | skipped after {spent:.0f} s: {exc} | | | | | | | | |")
             if done:
                 summary.append(_summary_row(arch, done))
     print(
@@ -313,6 +420,40 @@ def run(args: argparse.Namespace) -> int:
     for row in summary:
         print(row)
     return 0
+
+
+def _measure_routes(
+    arch: Architecture,
+    routes: list[str],
+    folder: Path,
+    repeats: int,
+    full: bool,
+    done: list[Figures],
+) -> None:
+    """Fit ``arch``'s network, measure it through each of ``routes``, print a row each and
+    append the figures of those that took it to ``done``."""
+    try:
+        net = _network(arch, full)
+    except ImportError as exc:  # e.g. torchvision without its compiled extension
+        print(f"| {arch.name} | - | cannot import: {str(exc)[:80]} | | | | | | | | |")
+        return
+    except RuntimeError as exc:
+        print(f"| {arch.name} | - | cannot build: {str(exc)[:80]} | | | | | | | | |")
+        return
+    for route in routes:
+        f = measure(arch, net, route, folder, repeats, full)
+        if f.status != "ok":
+            print(f"| {arch.name} | {route} | {f.status} | | | | | | | | |", flush=True)
+            continue
+        done.append(f)
+        print(
+            f"| {arch.name} | {route} | ok | {100 * f.agreement:.3f} % | "
+            f"{f.output_kind} | {f.mode} | {f.set_image_ms:.0f} | "
+            f"{f.refine_p50:.0f} / {f.refine_p95:.0f} | "
+            f"{f.refine_p50 / f.set_image_ms:.2f} | "
+            f"{f.honoured_before:.2f} -> {f.honoured:.2f} | {f.add_class} |",
+            flush=True,
+        )
 
 
 def _summary_row(arch: Architecture, done: list[Figures]) -> str:
