@@ -286,32 +286,6 @@ def _report(violations: list[Violation]) -> str:
     return "ops that would mix devices on a GPU:\n  " + "\n  ".join(unique)
 
 
-#: Known sites still to change, as (file, function), each with its change:
-#: - engine/head.py argmax_and_max: ``torch.zeros(best.shape, dtype=torch.int64,
-#:   device=best.device)`` (the label of device logits is written with device masks);
-#: - engine/step.py labels_and_top: ``label.cpu().numpy()``;
-#: - engine/gate.py GatePlan.apply: the gate and the adapted logits moved to the base logits'
-#:   device (the host, where the mask is made): ``self.weights.to(self.base.device)``,
-#:   ``adapted.to(self.base.device)``.
-#: With the three changes applied (monkeypatched), the refines below run clean.
-PENDING = {
-    ("engine/head.py", "argmax_and_max"),
-    ("engine/step.py", "labels_and_top"),
-    ("engine/gate.py", "apply"),
-}
-
-
-def _unexpected(violations: list[Violation]) -> list[Violation]:
-    """Violations outside :data:`PENDING`."""
-    out = []
-    for v in violations:
-        site = v.where.removeprefix("medrefine/").split(":")[0]
-        function = v.where.rsplit("(", 1)[-1].rstrip(")")
-        if (site, function) not in PENDING:
-            out.append(v)
-    return out
-
-
 # ----------------------------------------------------------------------- the mode itself
 
 
@@ -374,7 +348,7 @@ def test_refines_on_the_2d_zoo_model_keep_to_the_session_device(settings: str) -
     config = mr.RefineConfig().with_overrides(f"{settings},loop.max_iterations=3")
     session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")
     session.set_image(mr.load_sample("nuclei-stained").image)
-    violations = _unexpected(refine_under_mode(session, _marks_2d()))
+    violations = refine_under_mode(session, _marks_2d())
     assert not violations, _report(violations)
 
 
@@ -390,13 +364,12 @@ def test_refines_on_a_3d_zoo_model_keep_to_the_session_device() -> None:
         [mr.Click(label=1, point=centre, radius=2)],
         [mr.Click(label=2, point=tuple(c + 3 for c in centre), radius=1)],
     ]
-    violations = _unexpected(refine_under_mode(session, marks))
+    violations = refine_under_mode(session, marks)
     assert not violations, _report(violations)
 
 
-@pytest.mark.xfail(reason="engine/gate.py, head.py and step.py: see PENDING", strict=False)
 def test_the_whole_refine_path_keeps_to_the_session_device() -> None:
-    """Done when this passes: then PENDING is empty."""
+    """The zoo's 2D model through the default refine path, marks of two classes."""
     model = mr.load_model("nuclei-unet2d")
     config = mr.RefineConfig().with_overrides("loop.max_iterations=3")
     session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")

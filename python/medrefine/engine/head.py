@@ -348,7 +348,7 @@ def argmax_and_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logits, both ``shape``. One pass per class: much faster than ``argmax(0)`` over a strided
     axis."""
     best = logits[0].clone()
-    label = torch.zeros(best.shape, dtype=torch.int64)
+    label = torch.zeros(best.shape, dtype=torch.int64, device=best.device)
     for k in range(1, logits.shape[0]):
         better = logits[k] > best
         best = torch.maximum(best, logits[k])
