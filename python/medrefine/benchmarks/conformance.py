@@ -19,12 +19,13 @@ share of marked pixels the adapted network predicts as their class (honoured fra
 whether ``add_class`` extends the head.
 
 With ``--size full`` each network is measured the same way (one click per class into its
-mistakes) at a clinical size instead of the small one, through one route (fx, else ONNX): 2D 512x512 px, the ``nuclei-stained`` sample (256x320 px) mirrored
-(``np.pad(mode="symmetric")``) out to 512x512, so every pixel is a real one; 3D 128x128x128
-voxels, ``hippocampus-007`` resampled with ``scipy.ndimage.zoom`` (image linear, order 1; label
-nearest, order 0). A network of any input size keeps the weights fitted on the small scene; one
-of fixed input size (UNETR's ``img_size``) is rebuilt for the full size and fitted there. A
-network whose build, fit and timing together pass ``--budget`` seconds (default 180 at full
+mistakes) at a clinical size instead of the small one, through one route (fx, else ONNX):
+2D 512x512 px, the ``nuclei-stained`` sample (256x320 px) mirrored (``np.pad(mode=
+"symmetric")``) out to 512x512, so every pixel is a real one; 3D 128x128x128 voxels,
+``hippocampus-007`` resampled with ``scipy.ndimage.zoom`` (image linear, order 1; label
+nearest, order 0). A network of any input size keeps the weights fitted on the small scene;
+one of fixed input size (UNETR's ``img_size``) is rebuilt for the full size and fitted there.
+A network whose build, fit and timing together pass ``--budget`` seconds (default 180 at full
 size) is skipped with the reason printed.
 
 Packages are imported when a network is built: a missing one is named, not fatal.
