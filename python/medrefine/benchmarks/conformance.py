@@ -20,8 +20,8 @@ whether ``add_class`` extends the head.
 
 With ``--size full`` each network is measured the same way (one click per class into its
 mistakes) at a clinical size instead of the small one, through one route (fx, else ONNX):
-2D 512x512 px, the ``nuclei-stained`` sample (256x320 px) mirrored (``np.pad(mode=
-"symmetric")``) out to 512x512, so every pixel is a real one; 3D 128x128x128 voxels,
+2D 512x512 px, the ``nuclei-stained`` sample (256x320 px) mirrored out to 512x512 (numpy's
+``symmetric`` padding), so every pixel is a real one; 3D 128x128x128 voxels,
 ``hippocampus-007`` resampled with ``scipy.ndimage.zoom`` (image linear, order 1; label
 nearest, order 0). A network of any input size keeps the weights fitted on the small scene;
 one of fixed input size (UNETR's ``img_size``) is rebuilt for the full size and fitted there.
