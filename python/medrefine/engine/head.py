@@ -334,13 +334,13 @@ class HeadRunner:
             return out.contiguous()
         all_rows = tuple(rows(f) for f in self.features)
         n = all_rows[0].shape[0]
-        out = torch.cat(
-            [
-                self._rows(*(r[a : a + _ROWS_PER_CHUNK].float() for r in all_rows))
-                for a in range(0, n, _ROWS_PER_CHUNK)
-            ]
-        )
-        return out.T.reshape((-1,) + self.shape).contiguous()
+        logits = torch.empty(0)  # (K, n) once the first chunk says K; chunks' rows as columns
+        for a in range(0, n, _ROWS_PER_CHUNK):
+            chunk = self._rows(*(r[a : a + _ROWS_PER_CHUNK].float() for r in all_rows))
+            if a == 0:
+                logits = chunk.new_empty((chunk.shape[1], n))
+            logits[:, a : a + chunk.shape[0]] = chunk.T
+        return logits.reshape((-1,) + self.shape)
 
 
 def argmax_and_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
