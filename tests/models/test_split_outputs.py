@@ -148,13 +148,16 @@ def test_a_network_returning_a_dict_is_refused_with_the_remedy() -> None:
     ("res_units", "why"),
     [(0, "transposed convolution"), (1, "an operation after that layer fixes the class count")],
 )
-def test_add_class_on_a_head_it_cannot_extend_is_a_typed_error(res_units: int, why: str) -> None:
+def test_add_class_on_a_head_it_cannot_extend_is_a_typed_error(
+    res_units: int, why: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     torch.manual_seed(0)
     net = UNet(2, 1, 2, channels=(8, 16), strides=(2,), num_res_units=res_units).eval()
     session = mr.Session(mr.SplitModel.from_module(net, ["model.2"], 2, 2))
     before = session.set_image(_image((16, 16)))
     with pytest.raises(UnsupportedModelError, match=f"add_class cannot extend this head: .*{why}"):
         session.add_class("lesion")
+    assert "Traceback" not in capfd.readouterr().err  # the typed error alone, no fx printout
     assert np.array_equal(session.mask, before)  # nothing changed
     session.add(mr.Click(1, (8, 8), radius=1))
     assert session.refine().mask.shape == (16, 16)  # and the session still refines

@@ -8,6 +8,8 @@ convolution or linear layer with one output per class; anything else is refused 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -91,7 +93,9 @@ def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionSt
         layer = extendable_layer(head, k)
         resize_outputs(layer, k + 1)
         try:  # one pixel: the head must now give k + 1 logits
-            with torch.no_grad():
+            # torch.fx prints the generated code's traceback to stderr when a traced head
+            # fails; the failure is expected here and becomes the typed error below.
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 got = str(img.runner.evaluator(torch.zeros(1, dtype=torch.int64))().shape[-1])
         except RuntimeError as exc:  # e.g. a residual sum over the old class count
             got = f"fails ({str(exc).splitlines()[0][:120]})"

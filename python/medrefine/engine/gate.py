@@ -91,20 +91,23 @@ class GatePlan:
     def refined(self, runner: HeadRunner) -> torch.Tensor:
         """Refined logits ``(K, *shape)``: :meth:`apply` on the adapted head's logits, which are
         evaluated only over the box where the gate is open when the runner can (the ``crop``
-        and ``pointwise`` modes; the network's logits are the answer everywhere else)."""
+        mode, and the ``pointwise`` mode for a box under half the image; the network's logits
+        are the answer everywhere else)."""
         if self.weights is None or runner.mode not in ("crop", "pointwise"):
             return self.apply(runner.predict())
         g = self.weights[0].to(self.base.device)
-        out = self.base.clone()
         axes = []
         for axis in range(g.ndim):
             other = tuple(a for a in range(g.ndim) if a != axis)
             open_ = torch.nonzero(g.amax(dim=other) > 0 if other else g > 0).reshape(-1)
             if open_.numel() == 0:
-                return out
+                return self.base.clone()
             axes.append((int(open_[0]), int(open_[-1]) + 1))
         lo, hi = np.asarray([a for a, _ in axes]), np.asarray([b for _, b in axes])
+        if runner.mode == "pointwise" and 2 * math.prod((hi - lo).tolist()) > g.numel():
+            return self.apply(runner.predict())  # half the image or more: one pass, in place
         box = (slice(None),) + tuple(slice(a, b) for a, b in axes)
+        out = self.base.clone()
         base = self.base[box]
         out[box] = base + g[box[1:]] * (box_logits(runner, lo, hi).to(base.device) - base)
         return out
@@ -112,12 +115,11 @@ class GatePlan:
 
 def box_logits(runner: HeadRunner, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
     """The adapted head's logits ``(K, *(hi - lo))`` over the image box ``[lo, hi)`` (pixels per
-    axis): the ``pointwise`` mode's rows of the box's pixels (in chunks of ``BOX_ROWS``) for a
-    box under half the image, else the runner's own box evaluation (feature crops in the
-    ``crop`` mode, a cut of the whole image's otherwise)."""
+    axis): the ``pointwise`` mode's rows of the box's pixels (in chunks of ``BOX_ROWS``), else
+    the runner's own box evaluation (feature crops in the ``crop`` mode)."""
     size = tuple(int(n) for n in hi - lo)
-    if runner.mode != "pointwise" or 2 * math.prod(size) > math.prod(runner.shape):
-        return runner.predict_box(lo, hi)  # half the image or more: the whole pass is cheaper
+    if runner.mode != "pointwise":
+        return runner.predict_box(lo, hi)
     grid = np.indices(size).reshape(len(size), -1) + lo.reshape(-1, 1)
     flat = torch.from_numpy(np.ravel_multi_index(tuple(grid), runner.shape))
     with torch.no_grad():
