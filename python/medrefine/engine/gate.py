@@ -51,7 +51,7 @@ from medrefine.engine.distance import Spacing, euclidean_to, geodesic_to
 from medrefine.engine.head import HeadRunner, PixelMap
 
 Rows = tuple[torch.Tensor, ...]
-BOX_ROWS = 1 << 18  # pixels per head call when a pointwise head evaluates the gate's box
+BOX_ROWS = 1 << 16  # pixels per head call when a pointwise head evaluates the gate's box
 
 
 @dataclass(frozen=True)
