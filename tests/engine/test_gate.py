@@ -260,11 +260,11 @@ def test_a_session_keeps_the_volumes_spacing_for_its_gate(model3d, case3d) -> No
 
 @pytest.mark.parametrize("rows", [1 << 16, 7])  # one call for the box, or many small chunks
 def test_a_pointwise_head_is_evaluated_on_the_gate_s_box_only(rows: int, monkeypatch) -> None:
-    from medrefine.engine import gate
+    from medrefine.engine import head as head_module
     from medrefine.engine.gate import GatePlan
     from medrefine.engine.head import HeadRunner, channels_last
 
-    monkeypatch.setattr(gate, "BOX_ROWS", rows)
+    monkeypatch.setattr(head_module, "_ROWS_PER_CHUNK", rows)
     torch.manual_seed(0)
     shape = (40, 36)
     head = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 3, 1))
@@ -273,10 +273,13 @@ def test_a_pointwise_head_is_evaluated_on_the_gate_s_box_only(rows: int, monkeyp
     base = torch.randn(3, *shape)
     weights = spatial_gate(shape, np.ravel_multi_index(([12], [20]), shape), sigma=2.0)
     plan = GatePlan(base, weights.reshape(1, *shape))
+    want = plan.apply(runner.predict())
     calls: list[int] = []
-    evaluator = runner.evaluator
-    monkeypatch.setattr(runner, "evaluator", lambda i: calls.append(i.numel()) or evaluator(i))
+    row_head = runner._rows
+    assert row_head is not None
+    monkeypatch.setattr(runner, "_rows", lambda *x: calls.append(x[0].shape[0]) or row_head(*x))
     got = plan.refined(runner)
-    torch.testing.assert_close(got, plan.apply(runner.predict()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert 0 < sum(calls) <= 17 * 17  # the 4-sigma window around the mark, not 40 x 36
+    assert max(calls) <= rows
     assert torch.equal(got[:, :2], base[:, :2])

@@ -51,7 +51,6 @@ from medrefine.engine.distance import Spacing, euclidean_to, geodesic_to
 from medrefine.engine.head import HeadRunner, PixelMap
 
 Rows = tuple[torch.Tensor, ...]
-BOX_ROWS = 1 << 16  # pixels per head call when a pointwise head evaluates the gate's box
 
 
 @dataclass(frozen=True)
@@ -109,24 +108,8 @@ class GatePlan:
         box = (slice(None),) + tuple(slice(a, b) for a, b in axes)
         out = self.base.clone()
         base = self.base[box]
-        out[box] = base + g[box[1:]] * (box_logits(runner, lo, hi).to(base.device) - base)
+        out[box] = base + g[box[1:]] * (runner.predict_box(lo, hi).to(base.device) - base)
         return out
-
-
-def box_logits(runner: HeadRunner, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
-    """The adapted head's logits ``(K, *(hi - lo))`` over the image box ``[lo, hi)`` (pixels per
-    axis): the ``pointwise`` mode's rows of the box's pixels (in chunks of ``BOX_ROWS``), else
-    the runner's own box evaluation (feature crops in the ``crop`` mode)."""
-    size = tuple(int(n) for n in hi - lo)
-    if runner.mode != "pointwise":
-        return runner.predict_box(lo, hi)
-    grid = np.indices(size).reshape(len(size), -1) + lo.reshape(-1, 1)
-    flat = torch.from_numpy(np.ravel_multi_index(tuple(grid), runner.shape))
-    with torch.no_grad():
-        parts = [
-            runner.evaluator(flat[i : i + BOX_ROWS])() for i in range(0, flat.numel(), BOX_ROWS)
-        ]
-    return torch.cat(parts).T.reshape(-1, *size)
 
 
 def plan_gate(

@@ -310,8 +310,14 @@ class HeadRunner:
     @torch.no_grad()
     def predict_box(self, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
         """Logits ``(K, *(hi - lo))`` of the image box ``[lo, hi)`` (per axis, pixels): on its
-        feature crops in the ``crop`` mode, else cut from :meth:`predict`."""
+        feature crops in the ``crop`` mode, on its pixels' feature rows in the ``pointwise``
+        mode, else cut from :meth:`predict`."""
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        if self._rows is not None:
+            size = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+            grid = np.indices(size).reshape(len(size), -1) + np.asarray(lo).reshape(-1, 1)
+            flat = np.ravel_multi_index(tuple(grid), self.shape)
+            return self._row_logits(torch.from_numpy(flat)).reshape((-1, *size))
         if self.grid is None:
             return self.predict()[(slice(None), *box)].contiguous()
         if np.prod(np.asarray(hi) - np.asarray(lo)) <= _ROWS_PER_CHUNK:
@@ -335,15 +341,24 @@ class HeadRunner:
             if self._covers_image() and self.out_shape != self.shape:
                 out = out[(slice(None),) + tuple(slice(0, s) for s in self.shape)]
             return out.contiguous()
+        return self._row_logits(None).reshape((-1,) + self.shape)
+
+    def _row_logits(self, index: torch.Tensor | None) -> torch.Tensor:
+        """The pointwise head's logits ``(K, n)`` at the flat pixels ``index`` (int64 ``(n,)``;
+        None: every pixel), in chunks of ``_ROWS_PER_CHUNK`` rows written into one buffer."""
+        assert self._rows is not None
         all_rows = tuple(rows(f) for f in self.features)
-        n = all_rows[0].shape[0]
+        n = all_rows[0].shape[0] if index is None else index.numel()
         logits = torch.empty(0)  # (K, n) once the first chunk says K; chunks' rows as columns
         for a in range(0, n, _ROWS_PER_CHUNK):
-            chunk = self._rows(*(r[a : a + _ROWS_PER_CHUNK].float() for r in all_rows))
+            part = (
+                slice(a, a + _ROWS_PER_CHUNK) if index is None else index[a : a + _ROWS_PER_CHUNK]
+            )
+            chunk = self._rows(*(r[part].float() for r in all_rows))
             if a == 0:
                 logits = chunk.new_empty((chunk.shape[1], n))
             logits[:, a : a + chunk.shape[0]] = chunk.T
-        return logits.reshape((-1,) + self.shape)
+        return logits
 
 
 def argmax_and_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
