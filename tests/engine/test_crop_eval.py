@@ -14,21 +14,9 @@ from torch import nn
 
 from medrefine.engine.crop import FeatureGrid
 from medrefine.engine.crop_eval import BatchedCrops, Clusters, batch_agrees
-from medrefine.engine.head import HeadRunner, channels_last
+from medrefine.engine.head import HeadRunner
 
-
-class Decoder(nn.Module):
-    """Transposed conv -> conv -> transposed conv from features at 1/4 resolution."""
-
-    def __init__(self, dims: int) -> None:
-        super().__init__()
-        conv, up = (nn.Conv2d, nn.ConvTranspose2d) if dims == 2 else (nn.Conv3d, nn.ConvTranspose3d)
-        self.up1 = up(6, 5, 2, 2)
-        self.conv = conv(5, 5, 3, padding=1)
-        self.up2 = up(5, 3, 2, 2)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.up2(torch.relu(self.conv(torch.relu(self.up1(f)))))
+from .crop_heads import Decoder, make_features
 
 
 class BatchMixing(Decoder):
@@ -37,12 +25,6 @@ class BatchMixing(Decoder):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         out = super().forward(f)
         return out - out.mean(0, keepdim=True) + out
-
-
-def _features(shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    gen = torch.Generator().manual_seed(0)
-    size = tuple(-(-s // 4) for s in shape)
-    return (channels_last(torch.randn((1, 6, *size), generator=gen)),)
 
 
 def _whole_at(head: nn.Module, feats: tuple[torch.Tensor, ...], flat: np.ndarray) -> torch.Tensor:
@@ -65,7 +47,7 @@ def _scribbles(
 def test_batched_crops_equal_separate_crops_and_the_whole_image() -> None:
     torch.manual_seed(0)
     shape = (96, 96)
-    head, feats = Decoder(2).eval(), _features(shape)
+    head, feats = Decoder(2).eval(), make_features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     assert runner.grid is not None
     # five scribbles of one size on aligned positions, far apart: crops of one shape
@@ -86,7 +68,7 @@ def test_batched_crops_equal_separate_crops_and_the_whole_image() -> None:
 def test_batched_crop_gradients_equal_the_whole_image_gradients() -> None:
     torch.manual_seed(0)
     shape = (32, 48, 40)
-    head, feats = Decoder(3).eval(), _features(shape)
+    head, feats = Decoder(3).eval(), make_features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     assert runner.mode == "crop" and runner.grid is not None
     flat = _scribbles(shape, [(4, 5, 3), (4, 5, 27), (26, 40, 3)], 8)
@@ -114,7 +96,7 @@ def _whole_with_grad(
 def test_a_head_that_mixes_the_batch_is_not_batched_and_stays_exact() -> None:
     torch.manual_seed(0)
     shape = (96, 96)
-    head, feats = BatchMixing(2).eval(), _features(shape)
+    head, feats = BatchMixing(2).eval(), make_features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     assert runner.mode == "crop" and runner.grid is not None
     plain = Decoder(2).eval()
@@ -124,13 +106,13 @@ def test_a_head_that_mixes_the_batch_is_not_batched_and_stays_exact() -> None:
     assert not batch_agrees(head, feats, runner.grid, whole, inner, 1e-5)
     assert batch_agrees(plain, feats, runner.grid, plain_whole, inner, 1e-5)
     wide = (256, 256)
-    runner = HeadRunner(head, _features(wide), wide)
+    runner = HeadRunner(head, make_features(wide, 4), wide)
     assert runner.mode == "crop" and runner.grid is not None
     flat = _scribbles(wide, [(10, 9), (10, 200), (200, 9)], 6)  # three crops of one shape
     coords = np.stack(np.unravel_index(flat, wide), 1)
     assert len(runner.grid.groups(coords)) == 3
     got = runner.evaluator(torch.from_numpy(flat))()
-    feats = _features(wide)
+    feats = make_features(wide, 4)
     torch.testing.assert_close(got, _whole_at(head, feats, flat), rtol=1e-5, atol=1e-5)
 
 
@@ -165,7 +147,7 @@ def test_anchors_join_the_cluster_whose_box_holds_them_and_others_get_their_own(
 def test_runner_evaluates_marks_and_anchors_in_the_marks_crops() -> None:
     torch.manual_seed(0)
     shape = (40, 64, 64)
-    head, feats = Decoder(3).eval(), _features(shape)
+    head, feats = Decoder(3).eval(), make_features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     marks = _scribbles(shape, [(5, 5, 5), (5, 40, 44), (30, 20, 30)], 10)
     region = runner.anchor_region(marks)

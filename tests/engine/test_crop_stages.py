@@ -18,19 +18,7 @@ from medrefine.engine.crop_eval import BatchedCrops
 from medrefine.engine.crop_stages import Stages
 from medrefine.engine.head import HeadRunner, channels_last
 
-
-class Decoder(nn.Module):
-    """Transposed conv -> 3x3 conv -> transposed conv from features at 1/4 resolution."""
-
-    def __init__(self, dims: int) -> None:
-        super().__init__()
-        conv, up = (nn.Conv2d, nn.ConvTranspose2d) if dims == 2 else (nn.Conv3d, nn.ConvTranspose3d)
-        self.up1 = up(6, 5, 2, 2)
-        self.conv = conv(5, 5, 3, padding=1)
-        self.up2 = up(5, 3, 2, 2)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.up2(torch.relu(self.conv(torch.relu(self.up1(f)))))
+from .crop_heads import Decoder, make_features
 
 
 class Skip(nn.Module):
@@ -44,13 +32,6 @@ class Skip(nn.Module):
 
     def forward(self, f2: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
         return self.out(torch.relu(self.mix(torch.cat([self.up(f2), f1], 1))))
-
-
-def _features(shape: tuple[int, ...], k: int) -> tuple[torch.Tensor, ...]:
-    """One feature of 6 channels at ``1 / k`` of ``shape``."""
-    gen = torch.Generator().manual_seed(0)
-    size = tuple(-(-s // k) for s in shape)
-    return (channels_last(torch.randn((1, 6, *size), generator=gen)),)
 
 
 def _scribble(shape: tuple[int, ...], start: tuple[int, ...], length: int) -> np.ndarray:
@@ -68,12 +49,25 @@ def _inputs_seen(module: nn.Module) -> tuple[list[tuple[int, ...]], RemovableHan
     return seen, module.register_forward_pre_hook(hook)
 
 
+def _traced_runner(
+    shape: tuple[int, ...],
+) -> tuple[fx.GraphModule, tuple[torch.Tensor, ...], HeadRunner]:
+    """The traced decoder over features at 1/4 of ``shape`` (seeded) and its runner, which
+    must have taken the crop mode with trimmed stages."""
+    torch.manual_seed(0)
+    head = fx.symbolic_trace(Decoder(len(shape)).eval())
+    feats = make_features(shape, 4)
+    runner = HeadRunner(head, feats, shape)
+    assert runner.grid is not None and runner._stages is not None
+    return head, feats, runner
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_trimmed_stages_compute_less_and_give_the_whole_image_logits(dims: int) -> None:
     torch.manual_seed(0)
     shape = (48, 56, 64)[-dims:]
     head = fx.symbolic_trace(Decoder(dims).eval())
-    feats = _features(shape, 4)
+    feats = make_features(shape, 4)
     runner = HeadRunner(head, feats, shape)
     assert runner.mode == "crop" and runner.grid is not None
     stages = Stages.measure(head, Stages.capture(head, feats)[1], shape)
@@ -99,12 +93,8 @@ def test_trimmed_stages_compute_less_and_give_the_whole_image_logits(dims: int) 
 
 
 def test_trimmed_stages_give_the_whole_image_gradients() -> None:
-    torch.manual_seed(0)
     shape = (32, 40, 36)
-    head = fx.symbolic_trace(Decoder(3).eval())
-    feats = _features(shape, 4)
-    runner = HeadRunner(head, feats, shape)
-    assert runner.grid is not None and runner._stages is not None
+    head, feats, runner = _traced_runner(shape)
     pts = np.concatenate([_scribble(shape, (5, 6, 3), 7), _scribble(shape, (25, 30, 20), 9)])
     flat = np.ravel_multi_index(tuple(pts.T), shape)
     grads = []
@@ -123,12 +113,8 @@ def test_trimmed_stages_give_the_whole_image_gradients() -> None:
 
 
 def test_a_single_sample_3d_convolution_runs_as_a_pair_and_transposed_ones_alone() -> None:
-    torch.manual_seed(0)
     shape = (32, 32, 32)
-    head = fx.symbolic_trace(Decoder(3).eval())
-    feats = _features(shape, 4)
-    runner = HeadRunner(head, feats, shape)
-    assert runner.grid is not None and runner._stages is not None
+    head, _, runner = _traced_runner(shape)
     conv_seen, h1 = _inputs_seen(head.get_submodule("conv"))
     up_seen, h2 = _inputs_seen(head.get_submodule("up2"))
     flat = np.ravel_multi_index(tuple(_scribble(shape, (10, 12, 8), 6).T), shape)
@@ -159,7 +145,7 @@ def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch)
     torch.manual_seed(0)
     shape = (40, 44)
     head = fx.symbolic_trace(Decoder(2).eval())
-    feats = _features(shape, 4)
+    feats = make_features(shape, 4)
     measured = Stages.measure(head, Stages.capture(head, feats)[1], shape)
     assert measured is not None
     wrong = dataclasses.replace(
@@ -176,12 +162,8 @@ def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_box_is_predicted_through_the_stages() -> None:
-    torch.manual_seed(0)
     shape = (40, 48, 44)
-    head = fx.symbolic_trace(Decoder(3).eval())
-    feats = _features(shape, 4)
-    runner = HeadRunner(head, feats, shape)
-    assert runner._stages is not None
+    head, feats, runner = _traced_runner(shape)
     lo, hi = np.asarray([9, 13, 2]), np.asarray([30, 31, 17])
     seen, handle = _inputs_seen(head.get_submodule("conv"))
     got = runner.predict_box(lo, hi)

@@ -14,25 +14,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, grid_scales
-from medrefine.engine.head import HeadRunner, channels_last
+from medrefine.engine.head import HeadRunner
 
-CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-UP = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+from .crop_heads import CONV, UP, Decoder, make_features
+
 MODE = {2: "bilinear", 3: "trilinear"}
-
-
-class Decoder(nn.Module):
-    """Transposed conv -> conv -> transposed conv from features at 1/4 resolution."""
-
-    def __init__(self, dims: int, output_padding: int = 0, kernel: int = 2) -> None:
-        super().__init__()
-        pad = 1 if kernel == 3 else 0
-        self.up1 = UP[dims](6, 5, kernel, 2, padding=pad, output_padding=output_padding)
-        self.conv = CONV[dims](5, 5, 3, padding=1)
-        self.up2 = UP[dims](5, 3, kernel, 2, padding=pad, output_padding=output_padding)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.up2(torch.relu(self.conv(torch.relu(self.up1(f)))))
 
 
 class DeepLabLike(nn.Module):
@@ -68,16 +54,6 @@ class MultiScale(nn.Module):
         return self.mix1(torch.cat([self.up2(x), f1], 1))
 
 
-def _feats(shape: tuple[int, ...], *fractions: int, channels: int = 6) -> tuple[torch.Tensor, ...]:
-    gen = torch.Generator().manual_seed(0)
-    out = []
-    for i, k in enumerate(fractions):
-        c = channels if i == 0 else 4 if k == 2 else 2
-        size = tuple(-(-s // k) for s in shape)
-        out.append(channels_last(torch.randn((1, c, *size), generator=gen)))
-    return tuple(out)
-
-
 def _check(
     head: nn.Module, feats: tuple[torch.Tensor, ...], shape: tuple[int, ...], mode: str
 ) -> HeadRunner:
@@ -110,7 +86,7 @@ def test_transposed_conv_decoder_at_quarter_resolution_runs_on_crops(
 ) -> None:
     torch.manual_seed(0)
     shape = (37, 30, 29)[-dims:] if kernel == 3 and output_padding == 0 else (38, 30, 29)[-dims:]
-    feats = _feats(shape, 4)
+    feats = make_features(shape, 4)
     head = Decoder(dims, output_padding, kernel)
     with torch.no_grad():
         out = tuple(head(*feats).shape[2:])
@@ -123,7 +99,7 @@ def test_transposed_conv_decoder_at_quarter_resolution_runs_on_crops(
 def test_interpolating_head_at_eighth_resolution_runs_on_crops(dims: int) -> None:
     torch.manual_seed(0)
     shape = (91, 77, 83)[-dims:]  # features ceil(s / 8); output 8 x that, image its corner
-    runner = _check(DeepLabLike(dims), _feats(shape, 8), shape, "crop")
+    runner = _check(DeepLabLike(dims), make_features(shape, 8), shape, "crop")
     assert runner.out_shape == tuple(8 * -(-s // 8) for s in shape)
 
 
@@ -131,15 +107,15 @@ def test_interpolating_head_at_eighth_resolution_runs_on_crops(dims: int) -> Non
 def test_align_corners_and_fixed_size_interpolation_stay_on_the_full_path(dims: int) -> None:
     torch.manual_seed(0)
     shape = (85, 85, 85)[-dims:]
-    _check(DeepLabLike(dims, align_corners=True), _feats(shape, 8), shape, "full")
-    _check(DeepLabLike(dims, size=True), _feats(shape, 8), shape, "full")
+    _check(DeepLabLike(dims, align_corners=True), make_features(shape, 8), shape, "full")
+    _check(DeepLabLike(dims, size=True), make_features(shape, 8), shape, "full")
 
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_features_at_three_resolutions_run_on_crops(dims: int) -> None:
     torch.manual_seed(0)
     shape = (36, 28, 44)[-dims:]
-    runner = _check(MultiScale(dims), _feats(shape, 4, 2, 1), shape, "crop")
+    runner = _check(MultiScale(dims), make_features(shape, 4, 2, 1), shape, "crop")
     assert runner.grid is not None
     assert [s[0] for s in runner.grid.scales] == [4, 2, 1]
     assert runner.grid.step == (4,) * dims
@@ -148,14 +124,14 @@ def test_features_at_three_resolutions_run_on_crops(dims: int) -> None:
 def test_group_norm_over_space_is_not_bounded() -> None:
     torch.manual_seed(0)
     shape = (36, 44)
-    _check(MultiScale(2, norm="group"), _feats(shape, 4, 2, 1), shape, "full")
+    _check(MultiScale(2, norm="group"), make_features(shape, 4, 2, 1), shape, "full")
 
 
 def test_crop_gradients_equal_the_whole_image_gradients() -> None:
     torch.manual_seed(0)
     shape = (40, 36)
     head = Decoder(2).eval()
-    feats = _feats(shape, 4)
+    feats = make_features(shape, 4)
     index = torch.tensor([5 * 36 + 7, 9 * 36 + 11, 12 * 36 + 8])
     grads = []
     for naive in (False, True):
@@ -171,7 +147,7 @@ def test_crop_gradients_equal_the_whole_image_gradients() -> None:
 def test_anchor_region_is_inside_the_crop_the_marks_need() -> None:
     torch.manual_seed(0)
     shape = (64, 64)
-    runner = HeadRunner(Decoder(2).eval(), _feats(shape, 4), shape)
+    runner = HeadRunner(Decoder(2).eval(), make_features(shape, 4), shape)
     marks = np.ravel_multi_index(([30, 33], [20, 26]), shape)
     region = runner.anchor_region(marks)
     assert region is not None and np.isin(marks, region).all()
