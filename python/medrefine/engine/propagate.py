@@ -78,9 +78,8 @@ def fuse(
     own prediction stands).
     """
     finite = torch.isfinite(distances)
-    reachable = finite.any(0, keepdim=True)
-    lost = torch.full_like(distances, 1e9)
-    penalty = torch.where(finite, distances / scale, torch.where(reachable, lost, 0.0))
+    unreachable = torch.where(finite.any(0, keepdim=True), 1e9, 0.0)  # (1, ...): per pixel
+    penalty = torch.where(finite, distances / scale, unreachable)
     return torch.log_softmax(logits, 0).clamp(min=-cap) - penalty
 
 
