@@ -6,11 +6,11 @@ last level holds four of them at once. This module runs the backbone's traced gr
 (``torch.fx``, as :class:`~medrefine.models.split.SplitModel` makes it) so that only the
 outputs of spatial convolutions are stored; every other node (normalisations, activations,
 poolings, upsamplings, 1x1 convolutions, concatenations, sums) is a recipe that produces any
-slab ``[a, b)`` of its output along the first spatial axis (z in 3D, y in 2D) on demand. A
+slab ``[a, b)`` of its output along the first spatial axis (z in 3D, y in 2D) on demand
+(:mod:`medrefine.backends.slab_ops`, instance norms' whole-image statistics included, so
+features equal the whole-image pass's to float32 rounding, unlike tiles
+(:mod:`medrefine.backends.tiling`), which cannot reproduce a whole-image statistic). A
 convolution is computed slab by slab from its input's slabs widened by its kernel's half-width.
-An instance norm's statistics are summed (float64) over its input's slabs, then applied per
-slab, so features equal the whole-image pass's to float32 rounding, unlike tiles
-(:mod:`medrefine.backends.tiling`), which cannot reproduce a whole-image statistic.
 
 The graph outputs are written slab by slab, cropped to the image, into preallocated
 channels-last buffers of the requested dtype (float16 halves the cached features). A stored
@@ -32,103 +32,34 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
+from medrefine.backends import slab_ops
+from medrefine.backends.slab_ops import CONVS, Slabs, Take, UnsupportedError, steps
 from medrefine.backends.slab_store import ChunkStore, Release, last_readers
+
+__all__ = ["SLAB_BYTES", "Slabs", "Take", "run_slabs", "slab_plan", "write"]
 
 logger = logging.getLogger(__name__)
 
-Take = Callable[[int, int], torch.Tensor]
 #: Default most bytes (float32) of one slab of one node: 8 planes of 32 channels at 256x256.
 SLAB_BYTES = 64 << 20
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_INSTANCE = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-_BATCH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_POINTWISE_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardswish,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.Dropout3d,
-)
-_POINTWISE_FUNCTIONS: dict[object, Callable[..., torch.Tensor]] = {
-    F.relu: F.relu,
-    torch.relu: torch.relu,
-    F.leaky_relu: F.leaky_relu,
-    F.gelu: F.gelu,
-    F.silu: F.silu,
-    torch.sigmoid: torch.sigmoid,
-    torch.tanh: torch.tanh,
-}
-_BINARY: dict[object, Callable[[Any, Any], torch.Tensor]] = {
-    operator.add: operator.add,
-    torch.add: operator.add,
-    operator.mul: operator.mul,
-    torch.mul: operator.mul,
-}
-_POOLS: dict[object, Callable[..., torch.Tensor]] = {
-    F.max_pool1d: F.max_pool1d,
-    F.max_pool2d: F.max_pool2d,
-    F.max_pool3d: F.max_pool3d,
-    F.avg_pool1d: F.avg_pool1d,
-    F.avg_pool2d: F.avg_pool2d,
-    F.avg_pool3d: F.avg_pool3d,
-}
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | None] = weakref.WeakKeyDictionary()
 
 
 _CHECKED_LOCK = threading.Lock()
 
 
-class _UnsupportedError(Exception):
-    """A node the slab executor cannot run exactly."""
-
-
-class Slabs:
-    """A ``(1, C, *spatial)`` float32 tensor that may never exist whole: ``take(a, b)`` returns
-    its slab ``[a, b)`` along the first spatial axis (axis 2); ``fresh``: each slab is a new
-    tensor that the caller may overwrite (else it may be a view of a stored one). ``release``
-    (a graph output's): what :func:`write` frees as it goes, when this output reads last."""
-
-    def __init__(self, shape: tuple[int, ...], take: Take, fresh: bool = True) -> None:
-        self.shape, self.take, self.fresh = shape, take, fresh
-        self.release: Release | None = None
-
-    @classmethod
-    def stored(cls, t: torch.Tensor) -> Slabs:
-        """A tensor that exists whole: its slabs are views (not ``fresh``)."""
-        return cls(tuple(int(s) for s in t.shape), lambda a, b: t[:, :, a:b], False)
-
-    @property
-    def depth(self) -> int:
-        """Length of the first spatial axis."""
-        return self.shape[2]
-
-
-def _steps(depth: int, channels: int, plane: int, slab_bytes: int) -> list[tuple[int, int]]:
-    """``[a, b)`` ranges covering ``depth`` planes, each under ``slab_bytes`` of float32."""
-    step = max(1, slab_bytes // max(4 * channels * plane, 1))
-    return [(a, min(a + step, depth)) for a in range(0, depth, step)]
-
-
 class _Runner:
-    """Evaluates the nodes of one graph on :class:`Slabs` (see the module docstring)."""
+    """Evaluates the nodes of one graph on :class:`Slabs` (see the module docstring): the
+    spatial convolutions here, their outputs stored; every other node through
+    :mod:`medrefine.backends.slab_ops`."""
 
     def __init__(self, gm: fx.GraphModule, slab_bytes: int) -> None:
         self.gm, self.slab_bytes = gm, slab_bytes
@@ -143,7 +74,7 @@ class _Runner:
     def _stores_output(self, node: fx.Node) -> bool:
         """Whether ``node`` is a spatial convolution (its output is stored, not a recipe)."""
         m = self.modules.get(str(node.target)) if node.op == "call_module" else None
-        return isinstance(m, _CONVS) and any(k != 1 for k in m.kernel_size)
+        return isinstance(m, CONVS) and any(k != 1 for k in m.kernel_size)
 
     def _release_for(self, reader: fx.Node) -> Release:
         """The stores ``reader`` reads last (freed as it passes them)."""
@@ -159,13 +90,13 @@ class _Runner:
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 if env:
-                    raise _UnsupportedError("more than one input")
+                    raise UnsupportedError("more than one input")
                 env[node] = Slabs.stored(x)
             elif node.op == "output":
                 found = fx.node.map_arg(node.args[0], lambda n: env[n])
                 values = found if isinstance(found, (tuple, list)) else (found,)
                 if not all(isinstance(v, Slabs) for v in values):
-                    raise _UnsupportedError("an output that is not a feature tensor")
+                    raise UnsupportedError("an output that is not a feature tensor")
                 outputs = list(values)
                 if outputs and all(outputs[-1] is not v for v in outputs[:-1]):
                     outputs[-1].release = self._release_for(node)  # written last
@@ -194,24 +125,16 @@ class _Runner:
         if node.op == "call_module":
             return self._module(self.modules[str(node.target)], args, kwargs)
         if node.op == "call_function":
-            return self._function(node.target, args, kwargs)
-        raise _UnsupportedError(f"{node.op} {node.target}")
+            return slab_ops.function(node.target, args, kwargs, self.slab_bytes)
+        raise UnsupportedError(f"{node.op} {node.target}")
 
     def _module(self, m: nn.Module, args: Any, kwargs: dict[str, Any]) -> Slabs:
         if len(args) != 1 or kwargs or not isinstance(args[0], Slabs):
-            raise _UnsupportedError(f"{type(m).__name__} with arguments {args}")
+            raise UnsupportedError(f"{type(m).__name__} with arguments {args}")
         src: Slabs = args[0]
-        if isinstance(m, _CONVS):
+        if isinstance(m, CONVS):
             return self._conv(m, src)
-        if isinstance(m, _INSTANCE) and not m.track_running_stats:
-            return self._instance_norm(m, src)
-        if isinstance(m, _BATCH) and not m.training and m.track_running_stats:
-            return Slabs(src.shape, lambda a, b: m(src.take(a, b)))
-        if isinstance(m, _POINTWISE_MODULES) and not (m.training and isinstance(m, nn.Dropout)):
-            if getattr(m, "inplace", False) and not src.fresh:  # never write into a stored one
-                return Slabs(src.shape, lambda a, b: m(src.take(a, b).clone()))
-            return Slabs(src.shape, lambda a, b: m(src.take(a, b)))
-        raise _UnsupportedError(type(m).__name__)
+        return slab_ops.module(m, src, self.slab_bytes)
 
     def _conv(self, m: nn.Conv1d | nn.Conv2d | nn.Conv3d, src: Slabs) -> Slabs:
         kernel, dims = tuple(m.kernel_size), len(m.kernel_size)
@@ -226,7 +149,7 @@ class _Runner:
             or pad != tuple(k // 2 for k in kernel)
             or len(src.shape) != dims + 2
         ):
-            raise _UnsupportedError(f"convolution {m}")
+            raise UnsupportedError(f"convolution {m}")
         shape = (1, m.out_channels) + src.shape[2:]
         if all(k == 1 for k in kernel):
             return Slabs(shape, lambda a, b: m(src.take(a, b)))
@@ -238,7 +161,7 @@ class _Runner:
         release = self._release_for(self.node) if self.node is not None else Release(())
         release.begin()
         plane = math.prod(src.shape[3:])
-        for a, b in _steps(depth, max(m.in_channels, m.out_channels), plane, self.slab_bytes):
+        for a, b in steps(depth, max(m.in_channels, m.out_channels), plane, self.slab_bytes):
             lo, hi = max(a - half, 0), min(b + half, depth)
             piece = src.take(lo, hi)
             if a - lo < half or hi - b < half:  # zeros where the slab meets the volume's ends
@@ -247,154 +170,6 @@ class _Runner:
             del piece
             release.step_done()  # stores read last here: free the planes passed
         return Slabs(shape, out.take, False)
-
-    def _instance_norm(self, m: nn.modules.instancenorm._InstanceNorm, src: Slabs) -> Slabs:
-        channels = src.shape[1]
-        axes = tuple(range(2, len(src.shape)))
-        plane = math.prod(src.shape[3:])
-        # per-slab mean and variance (float32), merged in float64 (Chan et al.'s pairwise rule)
-        count, mean, m2 = 0, torch.zeros(channels, dtype=torch.float64), None
-        for a, b in _steps(src.depth, channels, plane, self.slab_bytes):
-            var_b, mean_b = torch.var_mean(src.take(a, b), dim=(0, *axes), correction=0)
-            n_b = (b - a) * plane
-            mean_b, m2_b = mean_b.double().cpu(), var_b.double().cpu() * n_b
-            if m2 is None:
-                count, mean, m2 = n_b, mean_b, m2_b
-                continue
-            delta, total = mean_b - mean, count + n_b
-            mean = mean + delta * (n_b / total)
-            m2 = m2 + m2_b + delta.square() * (count * n_b / total)
-            count = total
-        assert m2 is not None
-        rstd = 1.0 / torch.sqrt(m2 / count + m.eps)
-        weight, bias = torch.ones(channels), torch.zeros(channels)
-        if m.affine:
-            weight, bias = m.weight.detach().double().cpu(), m.bias.detach().double().cpu()
-        view = (1, channels) + (1,) * len(axes)
-        device = src.take(0, 1).device
-        scale = (rstd * weight).float().reshape(view).to(device)
-        shift = (bias - mean * rstd * weight).float().reshape(view).to(device)
-        return Slabs(src.shape, lambda a, b: torch.addcmul(shift, src.take(a, b), scale), True)
-
-    def _function(self, target: Any, args: Any, kwargs: dict[str, Any]) -> Slabs:
-        if target in _POINTWISE_FUNCTIONS and isinstance(args[0], Slabs):
-            fn, src = _POINTWISE_FUNCTIONS[target], args[0]
-            rest = {k: v for k, v in kwargs.items() if k != "inplace"}
-            return Slabs(src.shape, lambda a, b: fn(src.take(a, b), *args[1:], **rest))
-        if target in _BINARY and len(args) == 2 and not kwargs:
-            return self._binary(_BINARY[target], args[0], args[1])
-        if target in _POOLS:
-            return self._pool(_POOLS[target], args, kwargs)
-        if target is F.interpolate:
-            return self._interpolate(args, kwargs)
-        if target is torch.cat:
-            return self._cat(args, kwargs)
-        raise _UnsupportedError(getattr(target, "__name__", str(target)))
-
-    def _binary(self, fn: Callable[[Any, Any], torch.Tensor], x: Any, y: Any) -> Slabs:
-        if isinstance(x, Slabs) and isinstance(y, Slabs):
-            if x.shape != y.shape:
-                raise _UnsupportedError(f"broadcast between {x.shape} and {y.shape}")
-            return Slabs(x.shape, lambda a, b: fn(x.take(a, b), y.take(a, b)))
-        if isinstance(x, Slabs) and isinstance(y, (int, float)):
-            return Slabs(x.shape, lambda a, b: fn(x.take(a, b), y))
-        if isinstance(y, Slabs) and isinstance(x, (int, float)):
-            return Slabs(y.shape, lambda a, b: fn(x, y.take(a, b)))
-        raise _UnsupportedError("an elementwise operation with a tensor constant")
-
-    def _pool(self, fn: Callable[..., torch.Tensor], args: Any, kwargs: dict[str, Any]) -> Slabs:
-        names = ("input", "kernel_size", "stride", "padding")
-        given = dict(zip(names, args, strict=False)) | kwargs
-        src, dims = given.pop("input"), None
-        if not isinstance(src, Slabs):
-            raise _UnsupportedError("pooling of a constant")
-        dims = len(src.shape) - 2
-        kernel = _per_axis(given.pop("kernel_size"), dims)
-        stride = given.pop("stride", None)
-        stride = kernel if stride is None or stride == [] else _per_axis(stride, dims)
-        padding = _per_axis(given.pop("padding", 0), dims)
-        extra = {k: v for k, v in given.items() if v not in (False, 1, None, True)}
-        if (
-            stride != kernel
-            or any(padding)
-            or given.get("ceil_mode", False)
-            or given.get("return_indices", False)
-            or given.get("dilation", 1) not in (1, (1,) * dims)
-            or extra
-            or any(s % k for s, k in zip(src.shape[2:], kernel, strict=True))
-        ):
-            raise _UnsupportedError(f"pooling {kernel} / {stride}, padding {padding}")
-        k0 = kernel[0]
-        shape = src.shape[:2] + tuple(s // k for s, k in zip(src.shape[2:], kernel, strict=True))
-        keep = {k: v for k, v in given.items() if k in ("count_include_pad", "divisor_override")}
-        # a slab of the output reads k0 times as many planes, each larger: pool the input in
-        # pieces of at most slab_bytes (every output plane depends on its own k0 input planes)
-        per = max(1, self.slab_bytes // max(4 * src.shape[1] * k0 * math.prod(src.shape[3:]), 1))
-
-        def take(a: int, b: int) -> torch.Tensor:
-            parts = [
-                fn(src.take(p * k0, min(p + per, b) * k0), kernel, kernel, **keep)
-                for p in range(a, b, per)
-            ]
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-
-        return Slabs(shape, take)
-
-    def _interpolate(self, args: Any, kwargs: dict[str, Any]) -> Slabs:
-        names = ("input", "size", "scale_factor", "mode", "align_corners")
-        given = dict(zip(names, args, strict=False)) | kwargs
-        src = given["input"]
-        mode = given.get("mode", "nearest")
-        if (
-            not isinstance(src, Slabs)
-            or mode not in ("nearest", "linear", "bilinear", "trilinear")
-            or given.get("align_corners")
-            or given.get("antialias")
-            or given.get("recompute_scale_factor")
-        ):
-            raise _UnsupportedError(f"interpolate mode={mode}")
-        dims = len(src.shape) - 2
-        inner = src.shape[2:]
-        if given.get("size") is not None:
-            out = tuple(int(s) for s in _per_axis(given["size"], dims))
-        else:
-            out = tuple(
-                math.floor(s * f)
-                for s, f in zip(inner, _per_axis(given["scale_factor"], dims), strict=True)
-            )
-        factors = [o // i for o, i in zip(out, inner, strict=True)]
-        if any(o != f * i or f < 1 for o, i, f in zip(out, inner, factors, strict=True)):
-            raise _UnsupportedError(f"interpolate from {inner} to {out} (not an integer factor)")
-        f0, depth = factors[0], inner[0]
-
-        def take(a: int, b: int) -> torch.Tensor:
-            lo, hi = max(a // f0 - 1, 0), min(-(-b // f0) + 1, depth)
-            piece = F.interpolate(
-                src.take(lo, hi), size=((hi - lo) * f0, *out[1:]), mode=mode, align_corners=False
-            )
-            return piece[:, :, a - lo * f0 : b - lo * f0]
-
-        return Slabs(src.shape[:2] + out, take)
-
-    def _cat(self, args: Any, kwargs: dict[str, Any]) -> Slabs:
-        parts = args[0]
-        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-        if not parts or not all(isinstance(p, Slabs) for p in parts):
-            raise _UnsupportedError("cat of constants")
-        rank = len(parts[0].shape)
-        if dim % rank != 1 or any(p.shape[2:] != parts[0].shape[2:] for p in parts):
-            raise _UnsupportedError(f"cat over dim {dim}")
-        channels = sum(p.shape[1] for p in parts)
-        shape = (1, channels) + parts[0].shape[2:]
-        return Slabs(shape, lambda a, b: torch.cat([p.take(a, b) for p in parts], dim=1))
-
-
-def _per_axis(value: Any, dims: int) -> tuple[Any, ...]:
-    if isinstance(value, (tuple, list, torch.Size)):
-        if len(value) != dims:
-            raise _UnsupportedError(f"{value} for {dims} spatial axes")
-        return tuple(value)
-    return (value,) * dims
 
 
 def _graph(backbone: nn.Module) -> fx.GraphModule | None:
@@ -423,9 +198,9 @@ def write(
         if len(out.shape) != len(shape) + 2 or any(
             o < s for o, s in zip(out.shape[2:], shape, strict=True)
         ):
-            raise _UnsupportedError(f"an output of shape {out.shape} for an image of {shape}")
+            raise UnsupportedError(f"an output of shape {out.shape} for an image of {shape}")
         if out.shape[1] == 0:
-            raise _UnsupportedError("an output without channels (a size carrier)")
+            raise UnsupportedError("an output without channels (a size carrier)")
         device = out.take(0, 1).device
         size = (1, out.shape[1]) + shape
         buf = torch.empty(size, dtype=dtype, device=device, memory_format=fmt[len(shape)])
@@ -433,7 +208,7 @@ def write(
         plane = math.prod(out.shape[3:])
         release = out.release or Release(())
         release.begin()
-        for a, b in _steps(shape[0], out.shape[1], plane, slab_bytes):
+        for a, b in steps(shape[0], out.shape[1], plane, slab_bytes):
             buf[:, :, a:b] = out.take(a, b)[(slice(None), slice(None), slice(None)) + rest]
             release.step_done()  # the stores only this output still reads: free what it passed
         result.append(buf)
@@ -485,7 +260,7 @@ def _check(
                 logger.info(
                     "slab backbone: probe features differ from the whole pass; it runs whole"
                 )
-        except (_UnsupportedError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+        except (UnsupportedError, RuntimeError, TypeError, ValueError, KeyError) as exc:
             logger.info("slab backbone: %s is not supported; it runs whole", exc)
     return verdict
 
