@@ -9,6 +9,9 @@ Every tensor that flows from the rest of the graph into the head becomes one out
 graph (an ONNX model of its own, ``image -> features``), in the order the rest of the graph
 computes them; the converted head takes them positionally in that order. Constants
 (:mod:`medrefine.onnx.fold`) are not features: they are folded into the head (weights, sizes).
+Shape arithmetic the head reads (sizes to resize to, taken from the image's shape) is moved into
+the head, and a tensor whose shape alone it reads becomes an empty size carrier
+(:mod:`medrefine.onnx.shapes`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -24,6 +27,7 @@ from onnx.utils import Extractor
 
 from medrefine.errors import NotFoundError, UnsupportedModelError
 from medrefine.onnx.fold import Constants, constant_values, infer_shapes
+from medrefine.onnx.shapes import Carrier, add_carriers, pull_shape_chains
 
 OnnxSource = onnx.ModelProto | bytes | str | os.PathLike[str]
 
@@ -40,6 +44,8 @@ class Cut:
         constants: values of the constant tensors the head reads (weights), by name.
         ranks: rank of each tensor whose shape inference could tell it, by name.
         opset: the model's version of the default ONNX operator set.
+        carriers: the features that carry a tensor's shape, not its values (empty
+            ``(N, 0, *spatial)``), by feature name (:mod:`medrefine.onnx.shapes`).
     """
 
     frozen: onnx.ModelProto
@@ -49,6 +55,7 @@ class Cut:
     constants: Constants
     ranks: dict[str, int]
     opset: int
+    carriers: dict[str, Carrier] = field(default_factory=dict)
 
 
 def load(source: OnnxSource) -> onnx.ModelProto:
@@ -135,9 +142,13 @@ def _float_info(name: str) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
 
 
-def _frozen_model(inferred: onnx.ModelProto, image: str, features: list[str]) -> onnx.ModelProto:
-    """``image -> features`` as an ONNX model; a feature that is the image itself is copied."""
+def _frozen_model(
+    inferred: onnx.ModelProto, image: str, features: list[str], carriers: dict[str, Carrier]
+) -> onnx.ModelProto:
+    """``image -> features`` as an ONNX model; a feature that is the image itself is copied,
+    a size carrier computed (:func:`~medrefine.onnx.shapes.add_carriers`)."""
     graph = inferred.graph
+    add_carriers(graph, carriers)
     known = {v.name for v in [*graph.value_info, *graph.input, *graph.output]}
     for name in features:
         if name not in known:  # shape inference could not type it: say float32, unknown shape
@@ -182,6 +193,7 @@ def cut_graph(model: onnx.ModelProto, cut: Sequence[str]) -> Cut:
     inferred, shapes = infer_shapes(model)
     constants = constant_values(model, shapes)
     head_ids = _needed_by(model, _downstream(model, cut), output, constants)
+    head_ids, carriers = pull_shape_chains(model, head_ids, constants, shapes)
     if output not in {t for i in head_ids for t in model.graph.node[i].output}:
         raise UnsupportedModelError(
             f"the network's output {output!r} does not come from the head {list(cut)}; "
@@ -191,9 +203,11 @@ def cut_graph(model: onnx.ModelProto, cut: Sequence[str]) -> Cut:
     produced = {t for n in head for t in n.output}
     entering = {t for n in head for t in n.input if t and t not in produced and t not in constants}
     order = [image] + [t for n in model.graph.node for t in n.output]
-    features = [t for t in order if t in entering]
-    _check_features(model, features, image)
-    frozen = _frozen_model(inferred, image, features)
+    sources = [t for t in order if t in entering]
+    _check_features(model, sources, image)
+    carried = {c.source: name for name, c in carriers.items()}
+    features = [carried.get(t, t) for t in sources]
+    frozen = _frozen_model(inferred, image, features, carriers)
     used = {t for n in head for t in n.input}
     return Cut(
         frozen=frozen,
@@ -203,6 +217,7 @@ def cut_graph(model: onnx.ModelProto, cut: Sequence[str]) -> Cut:
         constants={k: v for k, v in constants.items() if k in used},
         ranks={name: len(shape) for name, shape in shapes.items()},
         opset=opset_version(model),
+        carriers=carriers,
     )
 
 

@@ -18,6 +18,14 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from medrefine.onnx.builder import Converter, HeadBuilder, attributes, refuse
+from medrefine.onnx.shape_ops import (
+    computed_resize,
+    gather_node,
+    shape,
+    slice_node,
+    squeeze_node,
+    unsqueeze_node,
+)
 
 _CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T: dict[int, type[nn.Module]] = {
@@ -197,17 +205,29 @@ def _resize_mode(node: onnx.NodeProto, a: dict[str, Any], dims: int) -> dict[str
     raise refuse(node, f"mode {mode!r}, coordinates {coords!r}, nearest_mode {rounding!r}")
 
 
+def _computed(b: HeadBuilder, node: onnx.NodeProto, index: int) -> str | None:
+    """Name of input ``index`` of ``node`` when it is given and not a constant."""
+    name = node.input[index] if index < len(node.input) else ""
+    return name if name and b.constant(name) is None else None
+
+
 def resize(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
-    """Resize with constant scales or sizes (batch and channel axes kept) -> ``F.interpolate``."""
+    """Resize (batch and channel axes kept) -> ``F.interpolate``; scales or sizes constant, or
+    computed in the head from shapes (:func:`medrefine.onnx.shape_ops.computed_resize`)."""
     a = attributes(node)
+    scales_at, sizes_at = (1, None) if b.cut.opset < 11 else (2, 3)  # input indices
     if b.cut.opset < 11:  # opset 10: inputs (X, scales), asymmetric coordinates
         a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-        scales, sizes = b.weight(node, 1), None
-    else:
-        scales, sizes = b.weight(node, 2), b.weight(node, 3)
     policy = a.get("keep_aspect_ratio_policy", "stretch")
     if a.get("antialias", 0) or "axes" in a or policy != "stretch":
         raise refuse(node, "antialias, axes and keep_aspect_ratio_policy are not supported")
+    for index in (sizes_at, scales_at):
+        name = None if index is None else _computed(b, node, index)
+        if name is not None:
+            mode = _resize_mode(node, a, b.rank(node.input[0]) - 2)
+            return computed_resize(b, node, name, index == sizes_at, mode)
+    scales = b.weight(node, scales_at)
+    sizes = None if sizes_at is None else b.weight(node, sizes_at)
     if sizes is not None and sizes.size > 2:
         kwargs = {**_resize_mode(node, a, sizes.size - 2), "size": tuple(int(v) for v in sizes[2:])}
     elif scales is not None and scales.size > 2 and np.all(scales[:2] == 1):
@@ -253,4 +273,9 @@ CONVERTERS: dict[str, Converter] = {
     "Identity": _alias,
     "Dropout": _alias,
     "Cast": cast,
+    "Shape": shape,
+    "Gather": gather_node,
+    "Slice": slice_node,
+    "Unsqueeze": unsqueeze_node,
+    "Squeeze": squeeze_node,
 }

@@ -1,0 +1,197 @@
+"""A head that resizes its logits to the input image's shape (torchvision's segmentation models
+do): exported to ONNX, the Resize's sizes come from ``Shape(image)``; the converted head
+computes them from a size carrier, so it follows every image, and crops only where a crop
+resizes as the whole image does."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+import medrefine as mr
+from medrefine.errors import UnsupportedModelError
+from medrefine.onnx import scope_nodes
+
+
+class _ToInput(nn.Module):
+    """A stride-4 body, a 1x1 head, logits resized to the input's (y, x) size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, stride=4, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        return F.interpolate(self.head(self.body(x)), size=size, mode="bilinear")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``_ToInput`` exported by ``torch.onnx.export`` with dynamic (y, x) axes."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("resize") / "to-input.onnx"
+    axes = {"image": {2: "y", 3: "x"}, "logits": {2: "y", 3: "x"}}
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, still used
+        warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+        torch.onnx.export(
+            _ToInput().eval(),
+            (torch.randn(1, 1, 32, 48),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+def _onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """The whole exported network's output, run by ONNX Runtime."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out: np.ndarray = session.run(None, {"image": x})[0]
+    return out
+
+
+def test_the_sizes_come_from_the_image_the_head_is_run_on(exported: Path) -> None:
+    ops = [n.op_type for n in onnx.load(str(exported)).graph.node]
+    assert "Shape" in ops and "Resize" in ops  # the sizes really are computed in the graph
+    model = mr.SplitModel.from_onnx(exported, scope_nodes(exported, "head"), 2, 2)
+    gen = torch.Generator().manual_seed(1)
+    for size in [(32, 48), (30, 45), (17, 64)]:  # the export's size, and others
+        x = torch.randn((1, 1, *size), generator=gen)
+        features = model.backbone(x)
+        carriers = [f for f in features if f.shape[1] == 0]
+        assert [tuple(f.shape) for f in carriers] == [(1, 0, *size)]  # the image's size, empty
+        with torch.no_grad():
+            got = model.head(*features)
+        want = torch.from_numpy(_onnx_logits(exported, x.numpy()))
+        assert got.shape == (1, 2, *size)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _clicks(mask: np.ndarray) -> list[mr.Click]:
+    """One click of class 1 where the network says 0 and one of 0 where it says 1, each at the
+    pixel farthest inside that region."""
+    from scipy.ndimage import distance_transform_edt
+
+    clicks = []
+    for label in (0, 1):
+        wrong = mask != label
+        if wrong.any():
+            point = np.unravel_index(int(np.argmax(distance_transform_edt(wrong))), mask.shape)
+            clicks.append(mr.Click(label, tuple(int(v) for v in point), radius=2))
+    return clicks
+
+
+@pytest.mark.parametrize(
+    ("multiple", "mode"),
+    [
+        (4, "crop"),  # padded to a multiple of the stride: a crop resizes as the whole image
+        (1, "full"),  # 30x45 from 8x12 features: a crop would resize by another ratio
+    ],
+)
+def test_a_session_crops_only_where_the_crop_resizes_as_the_image(
+    exported: Path, multiple: int, mode: str
+) -> None:
+    prep = mr.Preprocessing(2, multiple=multiple, normalize=False)
+    model = mr.SplitModel.from_onnx(
+        exported, scope_nodes(exported, "head"), 2, 2, preprocessing=prep
+    )
+    image = np.random.default_rng(2).normal(size=(1, 30, 45)).astype(np.float32)
+    session = mr.Session(model)
+    mask = session.set_image(image)
+    padded = prep(image).numpy()
+    want = _onnx_logits(exported, padded)[0, :, :30, :45].argmax(0)
+    assert np.array_equal(mask, want)  # the network's own mask, whichever mode
+    for click in _clicks(mask):
+        session.add(click)
+    result = session.refine()
+    assert result.mode == mode
+    assert result.honoured_fraction > result.honoured_before
+    new = session.add_class("lesion")  # the resize follows the head's new channel count
+    session.add(mr.Click(new, (15, 22), radius=2))
+    after = session.refine()
+    assert after.mask[15, 22] == new and after.mode == mode
+
+
+def _model(nodes: list[onnx.NodeProto], weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """``image`` (1, 1, y, x), dynamic (y, x) -> Relu ``f`` -> ``nodes`` -> ``out``."""
+    body = helper.make_node("Relu", ["image"], ["f"], name="body")
+    graph = helper.make_graph(
+        [body, *nodes],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "y", "x"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _resize() -> onnx.NodeProto:
+    """``out`` = ``f`` resized to ``sizes``, nearest neighbour as ``F.interpolate`` does."""
+    return helper.make_node(
+        "Resize",
+        ["f", "", "", "sizes"],
+        ["out"],
+        name="head",
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+
+
+def _refused(model: onnx.ModelProto, tmp_path: Path, match: str) -> None:
+    path = tmp_path / "g.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(UnsupportedModelError, match=match):
+        mr.SplitModel.from_onnx(path, ["head"], 1, 2, example=torch.randn(1, 1, 8, 8))
+
+
+def test_sizes_computed_from_the_images_values_are_refused_naming_the_operator(
+    tmp_path: Path,
+) -> None:
+    nodes = [  # sizes = (1, 1) followed by twice the image's largest value, as integers
+        helper.make_node("ReduceMax", ["image"], ["peak"], name="peak", keepdims=0),
+        helper.make_node("Mul", ["peak", "two"], ["big"], name="twice"),
+        helper.make_node("Cast", ["big"], ["side"], name="cast", to=TensorProto.INT64),
+        helper.make_node("Unsqueeze", ["side", "zero"], ["side1"], name="vec"),
+        helper.make_node("Concat", ["ones", "side1", "side1"], ["sizes"], name="sizes", axis=0),
+        _resize(),
+    ]
+    weights = {
+        "two": np.array(2, np.float32),
+        "zero": np.array([0], np.int64),
+        "ones": np.array([1, 1], np.int64),
+    }
+    _refused(
+        _model(nodes, weights), tmp_path, r"Resize node 'head': .* computed by Mul node 'twice'"
+    )
+
+
+def test_a_shape_sliced_backwards_is_refused_naming_the_slice(tmp_path: Path) -> None:
+    nodes = [  # sizes = (1, 1, x, y): the image's sides swapped by a step of -1
+        helper.make_node("Shape", ["image"], ["shape"], name="shape"),
+        helper.make_node("Slice", ["shape", "last", "first", "axis", "back"], ["yx"], name="rev"),
+        helper.make_node("Concat", ["ones", "yx"], ["sizes"], name="sizes", axis=0),
+        _resize(),
+    ]
+    weights = {
+        "last": np.array([3], np.int64),
+        "first": np.array([1], np.int64),
+        "axis": np.array([0], np.int64),
+        "back": np.array([-1], np.int64),
+        "ones": np.array([1, 1], np.int64),
+    }
+    _refused(_model(nodes, weights), tmp_path, r"Slice node 'rev': steps \[-1\]")
