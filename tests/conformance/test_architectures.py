@@ -37,13 +37,9 @@ NOT_EXTENDABLE = {
 }
 ROUTES = ("module", "onnx", "torchscript")
 # torchvision upsamples its logits to x.shape[-2:]: exported, that Resize takes its sizes from
-# the image's shape (Shape -> Slice -> Concat), which the ONNX head converter refuses (it needs
-# constant sizes or scales); torch.fx carries the size as a feature. Fails until it is done.
-RESIZE_TO_INPUT = pytest.mark.xfail(
-    raises=UnsupportedModelError,
-    strict=True,
-    reason="ONNX Resize whose sizes come from the input's shape is not converted yet",
-)
+# the image's shape (Shape -> Gather -> Concat); the ONNX routes move that arithmetic into the
+# converted head over an empty feature of the image's size (medrefine.onnx.shapes), as torch.fx
+# carries the size, so all three routes run here.
 # In the quick subset: every network through torch.fx, these through all three routes.
 EVERY_ROUTE = {"monai-unet-2d", "dna-plainconvunet-3d", "monai-unetr-2d"}
 
@@ -54,8 +50,6 @@ def _cases() -> list[object]:
         for route in ROUTES:
             quick = arch.name not in HEAVY and (route == "module" or arch.name in EVERY_ROUTE)
             marks = [] if quick else [pytest.mark.slow]
-            if arch.package == "torchvision" and route != "module":
-                marks.append(RESIZE_TO_INPUT)
             if route == "module" and not arch.traceable:
                 continue  # test_untraceable_networks_are_refused_by_name
             cases.append(pytest.param(arch, route, marks=marks, id=f"{arch.name}-{route}"))
