@@ -6,6 +6,7 @@ The reference is always the head over the whole image (``head(*features)``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from medrefine.engine import crop_stages
 from medrefine.engine.crop_eval import BatchedCrops
 from medrefine.engine.crop_stages import Stages
 from medrefine.engine.head import HeadRunner, channels_last
+from medrefine.engine.head_verdict import VERDICTS
 
 from .crop_heads import Decoder, make_features
 
@@ -141,6 +143,15 @@ def test_only_nodes_that_everything_later_reads_through_are_cuts() -> None:
     assert Stages.measure(Skip().eval(), values, shape) is None
 
 
+@pytest.fixture()
+def fresh_verdicts() -> Iterator[None]:
+    """No verdict kept from other tests, and none of this test's (checks patched) left."""
+    VERDICTS.clear()
+    yield
+    VERDICTS.clear()
+
+
+@pytest.mark.usefixtures("fresh_verdicts")
 def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     shape = (40, 44)
@@ -158,6 +169,8 @@ def test_stages_that_miss_a_margin_are_not_used(monkeypatch: pytest.MonkeyPatch)
     runner = HeadRunner(head, feats, shape)
     assert runner.mode == "crop" and runner._stages is None
     monkeypatch.setattr(crop_stages.Stages, "measure", classmethod(lambda *_: measured))
+    assert HeadRunner(head, feats, shape)._stages is None  # the kept verdict: no stages
+    VERDICTS.clear()
     assert HeadRunner(head, feats, shape)._stages is measured
 
 

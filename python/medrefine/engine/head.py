@@ -18,6 +18,11 @@ Three modes, chosen per image from what the head computes (checked numerically, 
   tensors are trimmed to what the needed box reads (:mod:`medrefine.engine.crop_stages`);
   both are checked against the whole-image output once per image as well, and left out where
   they differ.
+
+The checks run once per head and shape, not per image: what they decide is kept
+(:mod:`medrefine.engine.head_verdict`, keyed by the head's structure and values and the
+features' shapes, dtypes and device), and a later image of that shape on the same network
+takes it without checking again.
 - ``full``: anything else (global normalisation, ``align_corners=True`` interpolation or an
   interpolation to a fixed size, features that are not a whole fraction of the output).
 
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from medrefine.engine.crop import FeatureGrid, measure_margins
 from medrefine.engine.crop_eval import (
@@ -44,6 +49,7 @@ from medrefine.engine.crop_eval import (
     box_pixels,
 )
 from medrefine.engine.crop_stages import Stages
+from medrefine.engine.head_verdict import VERDICTS, Verdict, verdict_key
 from medrefine.engine.pointwise import RowHead, as_row_head
 from medrefine.engine.threads import single_threaded
 
@@ -129,10 +135,19 @@ class HeadRunner:
         self._clusters: Clusters | None = None  # the last anchor_region's marks
         self._batch = False  # crops of one shape may share a head call (crop mode)
         self._stages: Stages | None = None  # intermediate tensors trimmed (crop mode)
+        # the checks' verdict for this head and these shapes, from an earlier image's runner
+        # (medrefine.engine.head_verdict); None: check here, and keep what they decide
+        key = None if naive else verdict_key(head, features, shape)
+        known = None if key is None else VERDICTS.get(key)
         if not naive and all(tuple(f.shape[2:]) == shape for f in features):
-            self._rows = self._verified_row_head()
+            if known is None:
+                self._rows = self._verified_row_head()
+            elif known.pointwise:
+                self._rows = as_row_head(head)
             if self._rows is not None:
                 self.mode = "pointwise"
+                if key is not None and known is None:
+                    VERDICTS.put(key, Verdict(pointwise=True))
                 return
         # Features cached in float16 (a large volume's) are read as float32 rows in the
         # pointwise mode; the other modes take the whole tensors, so they get float32 copies.
@@ -141,15 +156,18 @@ class HeadRunner:
             whole = self.head(*features)
         self.out_shape = tuple(int(s) for s in whole.shape[2:])
         self._first = (whole, _param_versions(head))
-        if naive or not self._covers_image():
+        if key is None or not self._covers_image():
+            if key is not None and known is None:
+                VERDICTS.put(key, Verdict(pointwise=False))
             return
-        grid = measure_margins(head, features, self.out_shape)
-        atol = 1e-5 * max(float(whole.abs().max()) if whole.numel() else 0.0, 1.0)
-        if grid is not None and self._crops_agree(grid, whole, atol):
-            self.grid, self.mode = grid, "crop"
-            inner = _probe_boxes(self.out_shape)[0]
-            self._batch = batch_agrees(head, features, grid, whole, inner, atol)
-            self._stages = self._verified_stages(grid, whole, atol)
+        if known is None:
+            known, self._stages = self._checked_crop(whole)
+            VERDICTS.put(key, known)
+        elif known.cuts is not None:
+            assert isinstance(head, fx.GraphModule)  # cuts are node names of a traced head
+            self._stages = Stages(head, known.cuts)
+        if known.grid is not None:
+            self.grid, self.mode, self._batch = known.grid, "crop", known.batch
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -165,6 +183,20 @@ class HeadRunner:
         return len(out) == len(self.shape) and all(
             o >= s for o, s in zip(out, self.shape, strict=True)
         )
+
+    def _checked_crop(self, whole: torch.Tensor) -> tuple[Verdict, Stages | None]:
+        """The crop mode's checks on the whole-image output ``whole`` (``(1, K, *out_shape)``):
+        measured margins, crops on the probe boxes (else no grid), batched crops and trimmed
+        stages; their verdict and the verified stages."""
+        grid = measure_margins(self.head, self.features, self.out_shape)
+        atol = 1e-5 * max(float(whole.abs().max()) if whole.numel() else 0.0, 1.0)
+        if grid is None or not self._crops_agree(grid, whole, atol):
+            return Verdict(pointwise=False), None
+        inner = _probe_boxes(self.out_shape)[0]
+        batch = batch_agrees(self.head, self.features, grid, whole, inner, atol)
+        stages = self._verified_stages(grid, whole, atol)
+        cuts = None if stages is None else stages.cuts
+        return Verdict(pointwise=False, grid=grid, batch=batch, cuts=cuts), stages
 
     def _verified_row_head(self) -> RowHead | None:
         row_head = as_row_head(self.head)
