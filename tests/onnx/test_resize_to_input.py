@@ -23,38 +23,46 @@ from medrefine.onnx import scope_nodes
 
 
 class _ToInput(nn.Module):
-    """A stride-4 body, a 1x1 head, logits resized to the input's (y, x) size."""
+    """A strided body, a 1x1 head, logits resized to the input's spatial size: 2D (y, x),
+    stride 4, bilinear; 3D (z, y, x), stride 2, trilinear."""
 
-    def __init__(self) -> None:
+    def __init__(self, dims: int = 2) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, stride=4, padding=1), nn.ReLU())
-        self.head = nn.Conv2d(8, 2, 1)
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        stride = 4 if dims == 2 else 2
+        self.body = nn.Sequential(conv(1, 8, 3, stride=stride, padding=1), nn.ReLU())
+        self.head = conv(8, 2, 1)
+        self.mode = "bilinear" if dims == 2 else "trilinear"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        return F.interpolate(self.head(self.body(x)), size=size, mode="bilinear")
+        size = x.shape[2:]
+        return F.interpolate(self.head(self.body(x)), size=size, mode=self.mode)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``_ToInput`` exported by ``torch.onnx.export`` with dynamic (y, x) axes."""
+def _export(dims: int, example: tuple[int, ...], path: Path) -> Path:
+    """``_ToInput(dims)`` exported by ``torch.onnx.export`` with dynamic spatial axes."""
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("resize") / "to-input.onnx"
-    axes = {"image": {2: "y", 3: "x"}, "logits": {2: "y", 3: "x"}}
+    spatial = {i + 2: f"s{i}" for i in range(dims)}
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, still used
         warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
         warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
         torch.onnx.export(
-            _ToInput().eval(),
-            (torch.randn(1, 1, 32, 48),),
+            _ToInput(dims).eval(),
+            (torch.randn(1, 1, *example),),
             str(path),
             input_names=["image"],
             output_names=["logits"],
-            dynamic_axes=axes,
+            dynamic_axes={"image": spatial, "logits": spatial},
             opset_version=17,
             dynamo=False,
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2D ``_ToInput`` exported at 32x48 px."""
+    return _export(2, (32, 48), tmp_path_factory.mktemp("resize") / "to-input.onnx")
 
 
 def _onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -91,7 +99,8 @@ def _clicks(mask: np.ndarray) -> list[mr.Click]:
         wrong = mask != label
         if wrong.any():
             point = np.unravel_index(int(np.argmax(distance_transform_edt(wrong))), mask.shape)
-            clicks.append(mr.Click(label, tuple(int(v) for v in point), radius=2))
+            radius = 2 if mask.ndim == 2 else 1
+            clicks.append(mr.Click(label, tuple(int(v) for v in point), radius=radius))
     return clicks
 
 
@@ -124,6 +133,26 @@ def test_a_session_crops_only_where_the_crop_resizes_as_the_image(
     session.add(mr.Click(new, (15, 22), radius=2))
     after = session.refine()
     assert after.mask[15, 22] == new and after.mode == mode
+
+
+def test_a_3d_head_follows_the_volume_and_crops(tmp_path: Path) -> None:
+    path = _export(3, (8, 12, 16), tmp_path / "to-input-3d.onnx")
+    prep = mr.Preprocessing(3, multiple=2, normalize=False)
+    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 3, preprocessing=prep)
+    volume = np.random.default_rng(3).normal(size=(1, 11, 14, 9)).astype(np.float32)
+    x = prep(volume)
+    with torch.no_grad():
+        got = model.head(*model.backbone(x))
+    want = _onnx_logits(path, x.numpy())
+    assert got.shape == (1, 2, 12, 14, 10)  # padded to even sides, not the export's size
+    torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-4, atol=1e-5)
+    session = mr.Session(model)
+    mask = session.set_image(volume)
+    assert np.array_equal(mask, want[0, :, :11, :14, :9].argmax(0))
+    for click in _clicks(mask):
+        session.add(click)
+    result = session.refine()
+    assert result.mode == "crop" and result.honoured_fraction > result.honoured_before
 
 
 def _model(nodes: list[onnx.NodeProto], weights: dict[str, np.ndarray]) -> onnx.ModelProto:
