@@ -4,6 +4,8 @@
   :func:`module_nodes`).
 - :mod:`~medrefine.onnx.builder`, :mod:`~medrefine.onnx.ops` (one converter per operator) and
   :mod:`~medrefine.onnx.convert`: head nodes -> trainable ``torch.fx`` module.
+- :mod:`~medrefine.onnx.shapes`, :mod:`~medrefine.onnx.shape_ops`: shape arithmetic the head
+  reads (sizes to resize to, from the image's shape) moved into it, over empty size carriers.
 - :mod:`~medrefine.onnx.split`: both, checked numerically (behind ``SplitModel.from_onnx``).
 - :mod:`~medrefine.onnx.export`: PyTorch -> ONNX with a parity check against ONNX Runtime.
 """
