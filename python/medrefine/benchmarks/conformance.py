@@ -14,9 +14,11 @@ On a real image (a crop of the shipped ``nuclei-stained`` sample in 2D, ``hippoc
 3D; sizes not a multiple of the network's, padded by its ``Preprocessing``) it measures the
 agreement of the session's mask with the network's own argmax, then refines one click per class
 where the network is wrong (:func:`wrong_marks`)
-and reports the refine time (median and p95 over repeats, and the ratio to ``set_image``), the
-share of marked pixels the adapted network predicts as their class (honoured fraction) and
-whether ``add_class`` extends the head.
+and reports the refine time (median and p95 over repeats, and the ratios to ``set_image`` and
+to the first route's), the share of marked pixels the adapted network predicts as their class
+(honoured fraction) and whether ``add_class`` extends the head. The routes' timed refines are
+interleaved (each repeat refines once through every route in turn), so a change of the
+machine's load reaches every route alike and the ratio between routes holds under load.
 
 With ``--size full`` each network is measured the same way (one click per class into its
 mistakes) at a clinical size instead of the small one, through one route (fx, else ONNX):
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import platform
 import signal
@@ -260,6 +263,78 @@ class Figures:
         return float(np.percentile(self.refine_ms, 95)) if self.refine_ms else float("nan")
 
 
+def _prepared(
+    arch: Architecture, net: nn.Module, route: str, folder: Path, full: bool
+) -> tuple[Figures, mr.Session | None, list[mr.Click]]:
+    """``net`` split by ``route``, a session on its scene with the image set, and the marks to
+    refine; the figures known so far (no session when the route refuses the network)."""
+    try:
+        model = split(arch, net, route, folder, full)
+    except UnsupportedModelError as exc:
+        return Figures(arch.name, route, f"refused: {str(exc)[:90]}"), None, []
+    sc = scene(arch, full)
+    session = mr.Session(model)
+    start = time.perf_counter()
+    mask = session.set_image(sc.image)
+    set_ms = 1000 * (time.perf_counter() - start)
+    agreement = float((mask == network_mask(arch, net, sc.image)).mean())
+    figures = Figures(arch.name, route, "ok", agreement, model.output_kind, set_image_ms=set_ms)
+    return figures, session, wrong_marks(mask, sc.label)
+
+
+def _refined(session: mr.Session, marks: list[mr.Click]) -> mr.RefineResult:
+    """One refine of ``marks`` from the network's own mask."""
+    session.reset()
+    for mark in marks:
+        session.add(mark)
+    return session.refine()
+
+
+def _finished(
+    figures: Figures, session: mr.Session, times: list[float], result: mr.RefineResult | None
+) -> Figures:
+    """``figures`` with the refines' times and outcome, and whether ``add_class`` extends."""
+    try:
+        session.add_class("new")
+        extend = "extends"
+    except UnsupportedModelError as exc:
+        extend = "refused: " + str(exc).split(": ", 1)[1].split(";")[0][:60]
+    return dataclasses.replace(
+        figures,
+        mode=result.mode if result else "",
+        refine_ms=tuple(times),
+        honoured_before=result.honoured_before if result else float("nan"),
+        honoured=result.honoured_fraction if result else float("nan"),
+        add_class=extend,
+    )
+
+
+def measure_routes(
+    arch: Architecture,
+    net: nn.Module,
+    routes: list[str],
+    folder: Path,
+    repeats: int,
+    full: bool = False,
+) -> list[Figures]:
+    """Split ``net`` by each of ``routes`` and measure each on its scene (``full``: the
+    full-size one; see the module docstring); the timed refines are interleaved: each repeat
+    refines once through every route, in the order given."""
+    prepared = [_prepared(arch, net, route, folder, full) for route in routes]
+    times: list[list[float]] = [[] for _ in routes]
+    results: list[mr.RefineResult | None] = [None] * len(routes)
+    for _ in range(repeats):
+        for i, (_, session, marks) in enumerate(prepared):
+            if session is not None:
+                result = _refined(session, marks)
+                results[i] = result
+                times[i].append(1000 * result.seconds)
+    return [
+        figures if session is None else _finished(figures, session, t, result)
+        for (figures, session, _), t, result in zip(prepared, times, results, strict=True)
+    ]
+
+
 def measure(
     arch: Architecture,
     net: nn.Module,
@@ -270,41 +345,7 @@ def measure(
 ) -> Figures:
     """Split ``net`` by ``route`` and measure it on its scene (``full``: the full-size one;
     see the module docstring)."""
-    try:
-        model = split(arch, net, route, folder, full)
-    except UnsupportedModelError as exc:
-        return Figures(arch.name, route, f"refused: {str(exc)[:90]}")
-    sc = scene(arch, full)
-    session = mr.Session(model)
-    start = time.perf_counter()
-    mask = session.set_image(sc.image)
-    set_ms = 1000 * (time.perf_counter() - start)
-    agreement = float((mask == network_mask(arch, net, sc.image)).mean())
-    times, result = [], None
-    for _ in range(repeats):
-        session.reset()
-        for mark in wrong_marks(mask, sc.label):
-            session.add(mark)
-        result = session.refine()
-        times.append(1000 * result.seconds)
-    try:
-        session.add_class("new")
-        extend = "extends"
-    except UnsupportedModelError as exc:
-        extend = "refused: " + str(exc).split(": ", 1)[1].split(";")[0][:60]
-    return Figures(
-        arch.name,
-        route,
-        "ok",
-        agreement,
-        model.output_kind,
-        result.mode if result else "",
-        set_ms,
-        tuple(times),
-        result.honoured_before if result else float("nan"),
-        result.honoured_fraction if result else float("nan"),
-        extend,
-    )
+    return measure_routes(arch, net, [route], folder, repeats, full)[0]
 
 
 class OverBudget(BaseException):
@@ -382,6 +423,10 @@ def run(args: argparse.Namespace) -> int:
     chosen = [a for a in ARCHITECTURES if not args.only or a.name in args.only.split(",")]
     full = args.size == "full"
     limit = args.budget if args.budget is not None else (FULL_BUDGET_S if full else 0.0)
+    if limit > 0:
+        # The first optimizer imports torch._dynamo (and sympy); a budget's alarm inside that
+        # import left sympy half-initialised for every later network: import it before.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sizes = "512x512 px (2D), 128^3 voxels (3D)" if full else "the suite's small sizes"
     print(
@@ -391,15 +436,16 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         "| network | route | status | agreement | head output | head mode | set_image ms "
-        "| refine p50 / p95 ms | refine / set_image | honoured before -> after | add_class |"
+        "| refine p50 / p95 ms | refine / set_image | honoured before -> after | add_class "
+        "| refine p50 / first route's |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     summary: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in chosen:
             why = missing(arch)
             if why is not None:
-                print(f"| {arch.name} | - | {why} | | | | | | | | |", flush=True)
+                print(f"| {arch.name} | - | {why} | | | | | | | | | |", flush=True)
                 continue
             if full:
                 arch = arch.at_size(FULL_SIZE[arch.spatial_dims])
@@ -410,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
                     _measure_routes(arch, _routes(arch, args), Path(tmp), args.repeats, full, done)
             except OverBudget as exc:
                 spent = time.perf_counter() - start
-                print(f"| {arch.name} | - | skipped after {spent:.0f} s: {exc} | | | | | | | | |")
+                print(f"| {arch.name} | - | skipped after {spent:.0f} s: {exc} | | | | | | | | | |")
             if done:
                 summary.append(_summary_row(arch, done))
     print(
@@ -436,23 +482,26 @@ def _measure_routes(
     try:
         net = _network(arch, full)
     except ImportError as exc:  # e.g. torchvision without its compiled extension
-        print(f"| {arch.name} | - | cannot import: {str(exc)[:80]} | | | | | | | | |")
+        print(f"| {arch.name} | - | cannot import: {str(exc)[:80]} | | | | | | | | | |")
         return
     except RuntimeError as exc:
-        print(f"| {arch.name} | - | cannot build: {str(exc)[:80]} | | | | | | | | |")
+        print(f"| {arch.name} | - | cannot build: {str(exc)[:80]} | | | | | | | | | |")
         return
-    for route in routes:
-        f = measure(arch, net, route, folder, repeats, full)
+    baseline = float("nan")
+    for f in measure_routes(arch, net, routes, folder, repeats, full):
         if f.status != "ok":
-            print(f"| {arch.name} | {route} | {f.status} | | | | | | | | |", flush=True)
+            print(f"| {arch.name} | {f.route} | {f.status} | | | | | | | | | |", flush=True)
             continue
+        if not done:
+            baseline = f.refine_p50
         done.append(f)
         print(
-            f"| {arch.name} | {route} | ok | {100 * f.agreement:.3f} % | "
+            f"| {arch.name} | {f.route} | ok | {100 * f.agreement:.3f} % | "
             f"{f.output_kind} | {f.mode} | {f.set_image_ms:.0f} | "
             f"{f.refine_p50:.0f} / {f.refine_p95:.0f} | "
             f"{f.refine_p50 / f.set_image_ms:.2f} | "
-            f"{f.honoured_before:.2f} -> {f.honoured:.2f} | {f.add_class} |",
+            f"{f.honoured_before:.2f} -> {f.honoured:.2f} | {f.add_class} | "
+            f"{f.refine_p50 / baseline:.2f} |",
             flush=True,
         )
 
