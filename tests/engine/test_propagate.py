@@ -118,3 +118,40 @@ def test_marks_of_the_network_s_own_classes_do_not_propagate(model2d, case2d) ->
     result = session.refine()
     assert result.propagation is None
     np.testing.assert_array_equal(result.mask, off.refine().mask)
+
+
+def _two_plateaus() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A (120, 120) textured image with two separate plateaus of a brightness the network never
+    saw (rows and columns 15-44, and 75-104); the first and the second plateau's masks."""
+    rng = np.random.default_rng(5)
+    first = np.zeros((120, 120), bool)
+    first[15:45, 15:45] = True
+    second = np.zeros_like(first)
+    second[75:105, 75:105] = True
+    image = np.where(first | second, 2.5, 0.0) + rng.normal(0, 0.6, first.shape)
+    return image.astype(np.float32), first, second
+
+
+@pytest.mark.parametrize("appearance", [0.0, PropagateConfig().appearance])
+def test_a_new_class_reaches_an_unmarked_look_alike_by_its_colour(
+    model2d, appearance: float
+) -> None:
+    import medrefine as mr
+
+    image, first, second = _two_plateaus()
+    config = mr.RefineConfig().with_overrides(f"propagate.appearance={appearance}")
+    session = mr.Session(model2d, config)
+    session.set_image(image)
+    new = session.add_class("plateau")
+    session.add(mr.Scribble(new, [(25, 20), (25, 40)]))  # the first plateau only
+    session.add(mr.Scribble(0, [(8, 60), (8, 115)]))  # background, as far from either
+    mask = session.refine().mask
+    reached = float((mask[second] == new).mean())
+    background = float((mask[~(first | second)] == new).mean())
+    if appearance == 0:  # distances alone: the second plateau lies beyond two edges
+        assert reached < 0.2
+    else:
+        assert reached > 0.8 and background < 0.1
+    # Both share the rest: the marked plateau is the new class, the network's own classes
+    # keep the background.
+    assert float((mask[first] == new).mean()) > 0.8

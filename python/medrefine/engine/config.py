@@ -258,12 +258,17 @@ class PropagateConfig:
         cap: the most nats of the network's evidence against a class, (0, 1000]: beyond
             ``cap * scale`` pixels nearer to a class's marks than to any other's, a pixel takes
             that class whatever the network says.
+        appearance: weight of each class's colour model (:mod:`medrefine.engine.appearance`),
+            [0, 100]: nats of fused score per nat of log-likelihood; 0 leaves it out.
+        bins: histogram bins per image channel of the colour models, [2, 256].
     """
 
     kind: PropagateKind = "new_classes"
     edge_weight: float = field(default=10.0, metadata=_bound(0.0, 1000.0))
     scale: float = field(default=16.0, metadata=_bound(0.0, MAX_PIXELS, lo_open=True))
-    cap: float = field(default=10.0, metadata=_bound(0.0, 1000.0, lo_open=True))
+    cap: float = field(default=5.0, metadata=_bound(0.0, 1000.0, lo_open=True))
+    appearance: float = field(default=3.0, metadata=_bound(0.0, 100.0))
+    bins: int = field(default=16, metadata=_bound(2, 256))
 
     def __post_init__(self) -> None:
         _check(self)

@@ -6,14 +6,18 @@ can. For each class ``c`` with drawn pixels, ``D_c`` is the geodesic distance (p
 cost rises across the image's edges, :func:`medrefine.engine.distance.edge_cost`) to its nearest
 drawn pixel. While only one class has drawn pixels the others are unreachable: the marked class
 takes every pixel it reaches, as a seed segmentation does with one class seeded, and the first
-mark of another class bounds it. The fused score of class ``c`` at a pixel is
+mark of another class bounds it. The fused score of class ``c`` at a pixel ``p`` is
 
-    ``s_c = max(log p_c, -cap) - D_c / scale``
+    ``s_c = max(log P_c, -cap) - D_c / scale + w * log q_c(I_p)``
 
-with ``p`` the refined prediction's softmax, its evidence against a class capped at ``cap``
+with ``P`` the refined prediction's softmax, its evidence against a class capped at ``cap``
 nats (an added class starts about 10^4 logits below the others wherever the head has not been
 adapted, which no distance could outweigh): a long ``scale`` leaves the network in charge
-except close to the marks, a short one gives the nearest-mark geodesic segmentation. A class
+except close to the marks, a short one gives the nearest-mark geodesic segmentation. ``q_c`` is
+the class's colour model from its marks (:mod:`medrefine.engine.appearance`), weighted ``w``
+(``PropagateConfig.appearance``): the distances reach only what the marks touch, the colour
+model carries a class to unmarked look-alikes (the next nucleus) that are as far from its marks
+as the background is. A class
 with no drawn pixel takes, at each pixel, the farthest marked class's distance: it keeps the
 pixels where the network is sure of it and the marks are all far, and yields wherever a mark
 speaks for another class.
@@ -68,19 +72,28 @@ def class_distances(
 
 
 def fuse(
-    logits: torch.Tensor, distances: torch.Tensor, scale: float, cap: float = 10.0
+    logits: torch.Tensor,
+    distances: torch.Tensor,
+    scale: float,
+    cap: float = 10.0,
+    likelihoods: torch.Tensor | None = None,
+    weight: float = 0.0,
 ) -> torch.Tensor:
-    """Fused scores ``max(log_softmax(logits), -cap) - distances / scale`` over the class axis
-    (0); ``scale`` in pixels per nat, ``cap`` in nats.
+    """Fused scores ``max(log_softmax(logits), -cap) - distances / scale + weight *
+    likelihoods`` over the class axis (0); ``scale`` in pixels per nat, ``cap`` in nats.
 
     ``logits`` ``(K, ...)`` float32 and ``distances`` of the same shape (pixels; inf where
     unreachable: that class loses there unless every class is unreachable, when the network's
-    own prediction stands).
+    own prediction stands); ``likelihoods`` (same shape, nats; None: left out) each class's
+    colour-model log-likelihood (:func:`medrefine.engine.appearance.class_log_likelihoods`).
     """
     finite = torch.isfinite(distances)
     unreachable = torch.where(finite.any(0, keepdim=True), 1e9, 0.0)  # (1, ...): per pixel
     penalty = torch.where(finite, distances / scale, unreachable)
-    return torch.log_softmax(logits, 0).clamp(min=-cap) - penalty
+    fused = torch.log_softmax(logits, 0).clamp(min=-cap) - penalty
+    if likelihoods is not None and weight > 0:
+        fused += weight * likelihoods
+    return fused
 
 
 def propagates(config: PropagateConfig, labels: np.ndarray, added_from: int) -> bool:

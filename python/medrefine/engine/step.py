@@ -21,6 +21,7 @@ import torch
 
 from medrefine.backends import FeatureExtractor
 from medrefine.engine import constraints
+from medrefine.engine.appearance import class_log_likelihoods
 from medrefine.engine.cache import FeatureCache, image_digest
 from medrefine.engine.classes import load_head, snapshot
 from medrefine.engine.distance import relative_spacing
@@ -289,7 +290,10 @@ def refine_step(
         if propagates(config.propagate, cons.label[cons.written], img.base.shape[0]):
             scale, cap = config.propagate.scale, config.propagate.cap
             distances = torch.from_numpy(_distances(img, cons, k, config)).to(logits.device)
-            logits = fuse(logits, distances, scale, cap)
+            found = _likelihoods(img, cons, k, config)
+            likelihoods = None if found is None else torch.from_numpy(found).to(logits.device)
+            weight = config.propagate.appearance
+            logits = fuse(logits, distances, scale, cap, likelihoods, weight)
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
@@ -342,6 +346,17 @@ def _distances(
     spacing = relative_spacing(img.spacing, len(img.shape))
     weight = config.propagate.edge_weight
     return class_distances(index, label, k, img.image, weight, spacing)
+
+
+def _likelihoods(
+    img: ImageState, cons: constraints.Constraints, k: int, config: RefineConfig
+) -> np.ndarray | None:
+    """Each class's colour-model log-likelihood, ``(k, *shape)`` float32, or None when the
+    fusion leaves appearance out."""
+    if config.propagate.appearance <= 0:
+        return None
+    index, label = cons.index[cons.written], cons.label[cons.written]
+    return class_log_likelihoods(img.image, index, label, k, config.propagate.bins)
 
 
 def _stuck_note(before: int, after: int, iterations: int) -> str:
