@@ -20,6 +20,7 @@ from torch import nn
 import medrefine as mr
 from medrefine.errors import UnsupportedModelError
 from medrefine.onnx import scope_nodes
+from medrefine.onnx.shape_ops import gather
 
 
 class _ToInput(nn.Module):
@@ -153,6 +154,16 @@ def test_a_3d_head_follows_the_volume_and_crops(tmp_path: Path) -> None:
         session.add(click)
     result = session.refine()
     assert result.mode == "crop" and result.honoured_fraction > result.honoured_before
+
+
+def test_a_gather_outside_its_tensor_is_a_runtime_error() -> None:
+    # the head runner treats a RuntimeError on a crop as "evaluate the whole image"
+    data = torch.arange(6).reshape(2, 3)
+    assert gather(data, torch.tensor([-1, 0]), 1).tolist() == [[2, 0], [5, 3]]
+    with pytest.raises(RuntimeError, match=r"Gather indices \[3\] outside axis 1 of \(2, 3\)"):
+        gather(data, torch.tensor([3]), 1)
+    with pytest.raises(RuntimeError, match=r"Gather indices \[5\] outside axis 0 of \(3,\)"):
+        gather(torch.zeros(3), torch.tensor([5]), 0)  # torch's own error is an IndexError here
 
 
 def _model(nodes: list[onnx.NodeProto], weights: dict[str, np.ndarray]) -> onnx.ModelProto:

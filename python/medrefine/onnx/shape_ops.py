@@ -39,10 +39,20 @@ def carried_shape(
 
 def gather(data: torch.Tensor, indices: torch.Tensor, axis: int) -> torch.Tensor:
     """ONNX ``Gather``: ``data`` indexed along ``axis`` by ``indices`` (negative ones counted
-    from the end); the result's shape is ``data``'s with that axis replaced by ``indices``'."""
+    from the end); the result's shape is ``data``'s with that axis replaced by ``indices``'.
+
+    Raises:
+        RuntimeError: an index lies outside ``data`` (e.g. on a crop of a feature map; the
+            head runner then evaluates the whole image).
+    """
     n = data.shape[axis]
     picked = torch.where(indices < 0, indices + n, indices).reshape(-1)
-    out = data.index_select(axis, picked)
+    try:
+        out = data.index_select(axis, picked)
+    except (IndexError, RuntimeError) as exc:  # torch raises either, by rank
+        raise RuntimeError(
+            f"Gather indices {indices.tolist()} outside axis {axis} of {tuple(data.shape)}"
+        ) from exc
     return out.reshape(data.shape[:axis] + indices.shape + data.shape[axis + 1 :])
 
 
@@ -132,9 +142,14 @@ def slice_node(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
     """Slice with constant starts, ends, axes and positive steps -> Python slicing."""
     rank = b.rank(node.input[0])
     starts, ends = _ints(b, node, 1, "starts"), _ints(b, node, 2, "ends")
-    assert starts is not None and ends is not None
+    if starts is None or ends is None:
+        raise refuse(node, "no starts or ends")
     axes = _ints(b, node, 3, "axes") or list(range(len(starts)))
     steps = _ints(b, node, 4, "steps") or [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise refuse(
+            node, f"starts {starts}, ends {ends}, axes {axes}, steps {steps} differ in length"
+        )
     if any(s <= 0 for s in steps):
         raise refuse(node, f"steps {steps}: only positive steps are supported")
     index = [slice(None)] * rank
