@@ -192,6 +192,19 @@ def specs(quick: bool = False) -> list[Spec]:
             groups=("256x320_color_light",),
         )
     )
+    out.append(
+        Spec(
+            "held-out-new-class-fluo",
+            "7e. Held-out pairing and images, never tuned on: the fetal-head network asked for a "
+            "new class (nucleus, `add_class`) on fluorescence nuclei images (no setting of a new "
+            "class was chosen on fluorescence images)",
+            nuclei,
+            "fetalhead-unet2d",
+            ("medrefine+newclass",) + BASELINES_2D,
+            6,
+            groups=("256x256_gray_dark",),
+        )
+    )
     # A person's first interaction: several strokes per class, then one refine (issue 14 #4).
     first = RobotConfig(first_rounds=FIRST_ROUNDS)
     one = f"one refine after {FIRST_ROUNDS} rounds of strokes; D1 is the figure"

@@ -119,6 +119,15 @@ def targets() -> list[Target]:
                 ahead("medrefine+newclass", SEED_BASELINES, later),
             ),
         ),
+        Target(
+            "2d. New class on a pairing and images never tuned on (fetal-head network, "
+            "fluorescence nuclei): D5 >= 0.80, ahead of every seed baseline at each k",
+            "held-out-new-class-fluo",
+            (
+                at_least("medrefine+newclass", 5, 0.80),
+                ahead("medrefine+newclass", SEED_BASELINES, later),
+            ),
+        ),
     ]
     out += [
         Target(
