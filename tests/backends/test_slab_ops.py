@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from medrefine.backends import slab_ops
+from medrefine import SessionLimits
+from medrefine.backends import TorchBackend, slab_ops
 from medrefine.backends.slab_ops import Slabs, UnsupportedError
+from medrefine.backends.slabs import slab_plan
+from medrefine.engine.features import compute_features
 
 _SLAB_BYTES = 4 * 3 * 10  # float32 bytes of three channels of one 2D row of 10 pixels
 
@@ -60,6 +63,64 @@ def test_elementwise_pooling_interpolation_and_cat_per_slab(step: int) -> None:
     for out, want in cases:
         assert out.shape == tuple(want.shape)
         torch.testing.assert_close(_assemble(out, step), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("step", [1, 2, 5])
+@pytest.mark.parametrize(
+    ("shape", "resize"),
+    [
+        ((1, 3, 12, 10), {"scale_factor": 2}),
+        ((1, 3, 12, 10), {"scale_factor": (3, 2)}),
+        ((1, 3, 11, 7), {"scale_factor": (5.0, 7.0)}),
+        ((1, 3, 12, 10), {"size": (36, 40)}),
+        ((1, 2, 9, 6, 5), {"scale_factor": (3, 2, 1)}),
+        ((1, 2, 7, 4, 3), {"size": (28, 8, 9)}),
+    ],
+)
+def test_nearest_interpolation_per_slab_is_the_whole_result_bit_for_bit(
+    step: int, shape: tuple[int, ...], resize: dict[str, object]
+) -> None:
+    x = _input(shape, seed=1)
+    for kwargs in ({"mode": "nearest"} | resize, resize):  # nearest named, and by default
+        out = slab_ops.function(F.interpolate, (Slabs.stored(x),), kwargs, _SLAB_BYTES)
+        want = F.interpolate(x, **kwargs)  # type: ignore[arg-type]
+        assert out.shape == tuple(want.shape)
+        assert torch.equal(_assemble(out, step), want)
+
+
+class _NearestUp(nn.Module):
+    """Conv, 2x2 max pool, conv, nearest 2x upsampling, concatenation with the skip: one
+    feature tensor, in a tuple as backbones return them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(1, 4, 3, padding=1)
+        self.deep = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        skip = F.relu(self.down(x))
+        deep = F.relu(self.deep(F.max_pool2d(skip, 2)))
+        return (torch.cat([skip, F.interpolate(deep, scale_factor=2, mode="nearest")], dim=1),)
+
+
+def test_a_network_with_nearest_upsampling_runs_slab_by_slab(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    backend = TorchBackend(torch.fx.symbolic_trace(_NearestUp()))
+    assert slab_plan(backend.backbone, 1, 2, 2) is not None  # not the whole-volume fallback
+    shape = (38, 30)
+    x = _input((1, 1, *shape), seed=2)
+    whole = compute_features(backend, x, shape, 2, SessionLimits(slab_voxels=None))
+
+    def whole_pass(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise AssertionError("the slab path never runs the whole backbone")
+
+    monkeypatch.setattr(backend, "features", whole_pass)
+    limits = SessionLimits(slab_voxels=1, float16_feature_bytes=None)
+    slabs = compute_features(backend, x, shape, 2, limits)
+    assert len(slabs) == len(whole) == 1
+    torch.testing.assert_close(slabs[0], whole[0], rtol=0, atol=1e-5)
 
 
 def test_batch_norm_in_eval_mode_is_per_slab() -> None:
@@ -112,6 +173,12 @@ def test_operations_it_cannot_run_exactly_are_refused() -> None:
             F.interpolate, (s,), {"scale_factor": 2, "mode": "bilinear", "align_corners": True}, 64
         ),
         "interpolate mode=bilinear",
+    )
+    _refused(
+        lambda s: slab_ops.function(
+            F.interpolate, (s,), {"scale_factor": 2, "mode": "nearest-exact"}, 64
+        ),
+        "interpolate mode=nearest-exact",
     )
     _refused(
         lambda s: slab_ops.function(F.interpolate, (s,), {"size": (18, 15)}, 64),

@@ -67,6 +67,7 @@ _BINARY: dict[object, Callable[[Any, Any], torch.Tensor]] = {
     operator.mul: operator.mul,
     torch.mul: operator.mul,
 }
+_LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
 _POOLS: dict[object, Callable[..., torch.Tensor]] = {
     F.max_pool1d: F.max_pool1d,
     F.max_pool2d: F.max_pool2d,
@@ -263,11 +264,13 @@ def interpolate(args: Any, kwargs: dict[str, Any]) -> Slabs:
     if any(o != f * i or f < 1 for o, i, f in zip(out, inner, factors, strict=True)):
         raise UnsupportedError(f"interpolate from {inner} to {out} (not an integer factor)")
     f0, depth = factors[0], inner[0]
+    # torch refuses align_corners (even False) in the nearest modes
+    corners = {"align_corners": False} if mode in _LINEAR_MODES else {}
 
     def take(a: int, b: int) -> torch.Tensor:
         lo, hi = max(a // f0 - 1, 0), min(-(-b // f0) + 1, depth)
         piece = F.interpolate(
-            src.take(lo, hi), size=((hi - lo) * f0, *out[1:]), mode=mode, align_corners=False
+            src.take(lo, hi), size=((hi - lo) * f0, *out[1:]), mode=mode, **corners
         )
         return piece[:, :, a - lo * f0 : b - lo * f0]
 
