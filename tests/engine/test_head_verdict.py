@@ -14,7 +14,7 @@ from torch import fx, nn
 
 import medrefine as mr
 from medrefine.benchmarks.heads import deeplab_net
-from medrefine.engine import crop_stages
+from medrefine.engine import crop_stages, head_checks
 from medrefine.engine import head as head_module
 from medrefine.engine.head import HeadRunner, channels_last, last_layer, resize_outputs
 from medrefine.engine.head_verdict import VERDICTS, structure, verdict_key
@@ -38,19 +38,19 @@ class Checks:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.margins = self.rows = 0
         measure = head_module.measure_margins
-        verify = HeadRunner._verified_row_head
+        verify = head_checks.verified_row_head
 
         def counted_measure(*args: Any, **kwargs: Any) -> Any:
             self.margins += 1
             return measure(*args, **kwargs)
 
-        def counted_verify(runner: HeadRunner) -> Any:
+        def counted_verify(*args: Any) -> Any:
             self.rows += 1
-            return verify(runner)
+            return verify(*args)
 
         monkeypatch.setattr(head_module, "measure_margins", counted_measure)
         monkeypatch.setattr(crop_stages, "measure_margins", counted_measure)  # each cut's
-        monkeypatch.setattr(HeadRunner, "_verified_row_head", counted_verify)
+        monkeypatch.setattr(head_checks, "verified_row_head", counted_verify)
 
     def seen(self) -> tuple[int, int]:
         """(margins, rows) since the last call."""

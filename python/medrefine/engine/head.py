@@ -18,13 +18,13 @@ Three modes, chosen per image from what the head computes (checked numerically, 
   tensors are trimmed to what the needed box reads (:mod:`medrefine.engine.crop_stages`);
   both are checked against the whole-image output once per image as well, and left out where
   they differ.
-
-The checks run once per head and shape, not per image: what they decide is kept
-(:mod:`medrefine.engine.head_verdict`, keyed by the head's structure and values and the
-features' shapes, dtypes and device), and a later image of that shape on the same network
-takes it without checking again.
 - ``full``: anything else (global normalisation, ``align_corners=True`` interpolation or an
   interpolation to a fixed size, features that are not a whole fraction of the output).
+
+The checks (:mod:`medrefine.engine.head_checks`) run once per head and shape, not per image:
+what they decide is kept (:mod:`medrefine.engine.head_verdict`, keyed by the head's structure
+and values and the features' shapes, dtypes and device), and a later image of that shape on the
+same network takes it without checking again.
 
 The head's output may be larger than the image (a network that pads its input to a multiple):
 the image is its leading region (``[0, s)`` along each axis), pixel indices are the image's,
@@ -38,19 +38,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import fx, nn
+from torch import nn
 
 from medrefine.engine.crop import FeatureGrid, measure_margins
-from medrefine.engine.crop_eval import (
-    BatchedCrops,
-    Clusters,
-    batch_agrees,
-    box_agrees,
-    box_pixels,
-)
+from medrefine.engine.crop_eval import BatchedCrops, Clusters
 from medrefine.engine.crop_stages import Stages
-from medrefine.engine.head_verdict import VERDICTS, Verdict, verdict_key
-from medrefine.engine.pointwise import RowHead, as_row_head
+from medrefine.engine.head_checks import HeadChecks, covers, crop_output
+from medrefine.engine.head_rows import channels_last as channels_last
+from medrefine.engine.head_rows import rows as rows
+from medrefine.engine.pointwise import RowHead
 from medrefine.engine.threads import single_threaded
 
 Features = tuple[torch.Tensor, ...]
@@ -58,31 +54,6 @@ Features = tuple[torch.Tensor, ...]
 #: 48 -> 32 -> 3 channels) 2^14..2^17 rows per call all take about 88 ms for the volume and 2^18
 #: takes 165 ms (the hidden layer's chunk leaves the cache).
 _ROWS_PER_CHUNK = 1 << 16
-
-
-def channels_last(f: torch.Tensor) -> torch.Tensor:
-    """``f`` (``(1, C, *spatial)``) in channels-last memory order."""
-    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(f.ndim)
-    return f.contiguous(memory_format=fmt) if fmt is not None else f.contiguous()
-
-
-def rows(f: torch.Tensor) -> torch.Tensor:
-    """``(N, C)`` view of a channels-last ``(1, C, *spatial)`` feature (no copy)."""
-    return f.movedim(1, -1).reshape(-1, f.shape[1])
-
-
-def _probe_window(shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """A small central window (at most 9 pixels per axis) used to probe the head."""
-    return tuple(slice(max(s // 2 - 4, 0), min(s // 2 + 5, s)) for s in shape)
-
-
-def _probe_boxes(shape: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Output boxes ``[lo, hi)`` the crop path is checked on: an odd-sized box off the centre,
-    one at the start and one at the end of every axis."""
-    size = np.asarray(shape)
-    side = np.minimum(np.maximum(size // 8, 1) | 1, size)
-    inner = np.minimum(size // 3, size - side)
-    return [(inner, inner + side), (np.zeros_like(size), side), (size - side, size)]
 
 
 @dataclass(frozen=True)
@@ -135,19 +106,14 @@ class HeadRunner:
         self._clusters: Clusters | None = None  # the last anchor_region's marks
         self._batch = False  # crops of one shape may share a head call (crop mode)
         self._stages: Stages | None = None  # intermediate tensors trimmed (crop mode)
-        # the checks' verdict for this head and these shapes, from an earlier image's runner
-        # (medrefine.engine.head_verdict); None: check here, and keep what they decide
-        key = None if naive else verdict_key(head, features, shape)
-        known = None if key is None else VERDICTS.get(key)
-        if not naive and all(tuple(f.shape[2:]) == shape for f in features):
-            if known is None:
-                self._rows = self._verified_row_head()
-            elif known.pointwise:
-                self._rows = as_row_head(head)
+        # the mode's checks, or the verdict an earlier image's runner kept for this head and
+        # these shapes (medrefine.engine.head_checks); margins measured by this module's
+        # measure_margins, so that replacing that one name reaches the checks
+        checks = None if naive else HeadChecks(head, features, shape, measure_margins)
+        if checks is not None:
+            self._rows = checks.row_head()
             if self._rows is not None:
                 self.mode = "pointwise"
-                if key is not None and known is None:
-                    VERDICTS.put(key, Verdict(pointwise=True))
                 return
         # Features cached in float16 (a large volume's) are read as float32 rows in the
         # pointwise mode; the other modes take the whole tensors, so they get float32 copies.
@@ -156,18 +122,11 @@ class HeadRunner:
             whole = self.head(*features)
         self.out_shape = tuple(int(s) for s in whole.shape[2:])
         self._first = (whole, _param_versions(head))
-        if key is None or not self._covers_image():
-            if key is not None and known is None:
-                VERDICTS.put(key, Verdict(pointwise=False))
+        if checks is None:
             return
-        if known is None:
-            known, self._stages = self._checked_crop(whole)
-            VERDICTS.put(key, known)
-        elif known.cuts is not None:
-            assert isinstance(head, fx.GraphModule)  # cuts are node names of a traced head
-            self._stages = Stages(head, known.cuts)
-        if known.grid is not None:
-            self.grid, self.mode, self._batch = known.grid, "crop", known.batch
+        verdict, self._stages = checks.crop(features, whole)
+        if verdict.grid is not None:
+            self.grid, self.mode, self._batch = verdict.grid, "crop", verdict.batch
 
     def pixel_map(self) -> PixelMap | None:
         """How image pixels find their feature rows (:class:`PixelMap`); None when every
@@ -179,102 +138,16 @@ class HeadRunner:
         return PixelMap(self.shape, out, sizes)
 
     def _covers_image(self) -> bool:
-        out = self.out_shape
-        return len(out) == len(self.shape) and all(
-            o >= s for o, s in zip(out, self.shape, strict=True)
-        )
-
-    def _checked_crop(self, whole: torch.Tensor) -> tuple[Verdict, Stages | None]:
-        """The crop mode's checks on the whole-image output ``whole`` (``(1, K, *out_shape)``):
-        measured margins, crops on the probe boxes (else no grid), batched crops and trimmed
-        stages; their verdict and the verified stages."""
-        grid = measure_margins(self.head, self.features, self.out_shape)
-        atol = 1e-5 * max(float(whole.abs().max()) if whole.numel() else 0.0, 1.0)
-        if grid is None or not self._crops_agree(grid, whole, atol):
-            return Verdict(pointwise=False), None
-        inner = _probe_boxes(self.out_shape)[0]
-        batch = batch_agrees(self.head, self.features, grid, whole, inner, atol)
-        stages = self._verified_stages(grid, whole, atol)
-        cuts = None if stages is None else stages.cuts
-        return Verdict(pointwise=False, grid=grid, batch=batch, cuts=cuts), stages
-
-    def _verified_row_head(self) -> RowHead | None:
-        row_head = as_row_head(self.head)
-        if row_head is None:
-            return None
-        window = (slice(None), slice(None)) + _probe_window(self.shape)
-        crops = tuple(f[window].float() for f in self.features)
-        with torch.no_grad():
-            want = self.head(*crops)
-            got = row_head(*(rows(channels_last(c)) for c in crops))
-        want = rows(channels_last(want))
-        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
-            return None
-        return row_head
-
-    def _crops_agree(self, grid: FeatureGrid, whole: torch.Tensor, atol: float) -> bool:
-        """The crop path equals the whole-image output on every probe box (``rtol`` 1e-4)."""
-        for lo, hi in _probe_boxes(self.out_shape):
-            try:
-                with torch.no_grad():
-                    got, start = self._crop_output(grid, lo, hi)
-            except RuntimeError:
-                return False
-            want = whole[
-                (0, slice(None)) + tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-            ]
-            inside = (slice(None),) + tuple(
-                slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start, strict=True)
-            )
-            part = got[0][inside]
-            if part.shape != want.shape or not torch.allclose(part, want, rtol=1e-4, atol=atol):
-                return False
-        return True
-
-    def _verified_stages(
-        self,
-        grid: FeatureGrid,
-        whole: torch.Tensor,
-        atol: float,
-    ) -> Stages | None:
-        """The head's :class:`Stages` (measured on its cuts' values over the image, from a
-        second whole-image run made only here, in the crop mode: :meth:`Stages.capture`)
-        when crops run through them give the whole-image output on every probe box and on one
-        pixel at each probe box's first corner (the tightest trims); else None."""
-        pairs = zip(grid.scales, grid.margins, strict=True)
-        reach = np.max([np.asarray(m) * s for s, m in pairs], axis=0)
-        values = Stages.capture(self.head, self.features)[1]
-        stages = Stages.measure(self.head, values, self.out_shape, 2 * reach + grid.step)
-        del values
-        if stages is None:
-            return None
-        boxes = _probe_boxes(self.out_shape)
-        for lo, hi in boxes + [(lo, lo + 1) for lo, _ in boxes]:
-            pts = box_pixels(lo, hi)
-            one = [np.arange(len(pts))]
-            crops = BatchedCrops(self.head, self.features, grid, pts, one, False, stages)
-            if not box_agrees(crops, pts, whole, self.out_shape, atol):
-                return None
-        return stages
-
-    def _crop_output(
-        self, grid: FeatureGrid, lo: np.ndarray, hi: np.ndarray
-    ) -> tuple[torch.Tensor, np.ndarray]:
-        """The head over the feature crops covering output box ``[lo, hi)``, and the output
-        pixel its first element is."""
-        start, windows = grid.window(lo, hi)
-        crops = tuple(
-            f[(slice(None), slice(None)) + w] for f, w in zip(self.features, windows, strict=True)
-        )
-        return self.head(*crops), start
+        return covers(self.out_shape, self.shape)
 
     def _box_output(
         self, grid: FeatureGrid, lo: np.ndarray, hi: np.ndarray
     ) -> tuple[torch.Tensor, np.ndarray]:
-        """As :meth:`_crop_output`, through the verified :class:`Stages` where there are any
-        (intermediate tensors trimmed to what the box reads)."""
+        """The head over the feature crops covering output box ``[lo, hi)`` (through the
+        verified :class:`Stages` where there are any: intermediate tensors trimmed to what the
+        box reads), and the output pixel its first element is."""
         if self._stages is None:
-            return self._crop_output(grid, lo, hi)
+            return crop_output(self.head, self.features, grid, lo, hi)
         start, windows = grid.window(lo, hi)
         crops = tuple(
             f[(slice(None), slice(None)) + w] for f, w in zip(self.features, windows, strict=True)

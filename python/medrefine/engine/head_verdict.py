@@ -1,8 +1,8 @@
 """What :class:`~medrefine.engine.head.HeadRunner`'s numerical checks decided, kept per head.
 
 ``set_image`` builds a runner over a fresh copy of the model's head, and the runner checks
-numerically which evaluation mode that head allows (:mod:`medrefine.engine.head`): a pointwise
-rewrite against the head on a probe window; for the crop mode, measured margins
+numerically which evaluation mode that head allows (:mod:`medrefine.engine.head_checks`): a
+pointwise rewrite against the head on a probe window; for the crop mode, measured margins
 (:func:`~medrefine.engine.crop.measure_margins`), crops against the whole-image output,
 batched crops, and trimmed intermediate tensors (:mod:`medrefine.engine.crop_stages`). At
 128^3 those checks cost about a second, and for a second image of the same shape on the same
