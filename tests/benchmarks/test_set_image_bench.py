@@ -7,18 +7,18 @@ import torch
 
 from medrefine.benchmarks import set_image
 from medrefine.cli import build_parser
-from medrefine.engine import head as head_module
+from medrefine.engine import head_checks
 
 
 def test_measure_times_the_checked_and_the_kept_path(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    measure = head_module.measure_margins
+    measure = head_checks.measure_margins
 
     def counted(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return measure(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(head_module, "measure_margins", counted)
+    monkeypatch.setattr(head_checks, "measure_margins", counted)
     torch.manual_seed(0)
     f = set_image.measure("deeplab-like", set_image.deeplab_net(2, width=8), 2, (64, 56), 3)
     assert f.case == "deeplab-like 2D 64x56" and f.mode == "crop" and f.same_masks

@@ -15,7 +15,6 @@ from torch import fx, nn
 import medrefine as mr
 from medrefine.benchmarks.heads import deeplab_net
 from medrefine.engine import crop_stages, head_checks
-from medrefine.engine import head as head_module
 from medrefine.engine.head import HeadRunner, channels_last, last_layer, resize_outputs
 from medrefine.engine.head_verdict import VERDICTS, structure, verdict_key
 
@@ -37,7 +36,7 @@ class Checks:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.margins = self.rows = 0
-        measure = head_module.measure_margins
+        measure = head_checks.measure_margins
         verify = head_checks.verified_row_head
 
         def counted_measure(*args: Any, **kwargs: Any) -> Any:
@@ -48,7 +47,7 @@ class Checks:
             self.rows += 1
             return verify(*args)
 
-        monkeypatch.setattr(head_module, "measure_margins", counted_measure)
+        monkeypatch.setattr(head_checks, "measure_margins", counted_measure)
         monkeypatch.setattr(crop_stages, "measure_margins", counted_measure)  # each cut's
         monkeypatch.setattr(head_checks, "verified_row_head", counted_verify)
 

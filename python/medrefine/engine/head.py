@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid, measure_margins
+from medrefine.engine.crop import FeatureGrid
 from medrefine.engine.crop_eval import BatchedCrops, Clusters
 from medrefine.engine.crop_stages import Stages
 from medrefine.engine.head_checks import HeadChecks, covers, crop_output
@@ -107,9 +107,8 @@ class HeadRunner:
         self._batch = False  # crops of one shape may share a head call (crop mode)
         self._stages: Stages | None = None  # intermediate tensors trimmed (crop mode)
         # the mode's checks, or the verdict an earlier image's runner kept for this head and
-        # these shapes (medrefine.engine.head_checks); margins measured by this module's
-        # measure_margins, so that replacing that one name reaches the checks
-        checks = None if naive else HeadChecks(head, features, shape, measure_margins)
+        # these shapes (medrefine.engine.head_checks)
+        checks = None if naive else HeadChecks(head, features, shape)
         if checks is not None:
             self._rows = checks.row_head()
             if self._rows is not None:

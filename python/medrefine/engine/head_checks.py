@@ -98,7 +98,8 @@ class HeadChecks:
     image of spatial ``shape`` (array order), or the verdict kept for them.
 
     Args:
-        measure: how the crop mode's margins are measured (:func:`measure_margins`).
+        measure: how the crop mode's margins are measured; None: this module's
+            :func:`measure_margins`, looked up when the checks are built.
     """
 
     def __init__(
@@ -106,9 +107,10 @@ class HeadChecks:
         head: nn.Module,
         features: Features,
         shape: tuple[int, ...],
-        measure: MeasureMargins = measure_margins,
+        measure: MeasureMargins | None = None,
     ) -> None:
-        self.head, self.features, self.shape, self.measure = head, features, shape, measure
+        self.head, self.features, self.shape = head, features, shape
+        self.measure = measure_margins if measure is None else measure
         self.key = verdict_key(head, features, shape)
         self.known = VERDICTS.get(self.key)  # None: check here, and keep what they decide
 
