@@ -17,10 +17,9 @@ except close to the marks, a short one gives the nearest-mark geodesic segmentat
 the class's colour model from its marks (:mod:`medrefine.engine.appearance`), weighted ``w``
 (``PropagateConfig.appearance``): the distances reach only what the marks touch, the colour
 model carries a class to unmarked look-alikes (the next nucleus) that are as far from its marks
-as the background is. A class
-with no drawn pixel takes, at each pixel, the farthest marked class's distance: it keeps the
-pixels where the network is sure of it and the marks are all far, and yields wherever a mark
-speaks for another class.
+as the background is. A class with no drawn pixel takes, at each pixel, the farthest marked
+class's distance: it keeps the pixels where the network is sure of it and the marks are all
+far, and yields wherever a mark speaks for another class.
 
 When to fuse: for a class the user added (:meth:`medrefine.Session.add_class`) the network has
 no features of its own, by the user's own account, so a refine with marks of such a class fuses
