@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["bin_index", "class_log_likelihoods"]
+__all__ = ["bin_index", "class_log_likelihoods", "log_density"]
 
 #: Weight of the uniform distribution mixed into every histogram.
 UNIFORM_MIX = 1e-3
@@ -45,14 +45,16 @@ def bin_index(image: np.ndarray, bins: int) -> np.ndarray:
     return np.ravel_multi_index(tuple(per_channel), (bins,) * image.shape[0])
 
 
-def _log_density(cells: np.ndarray, sample: np.ndarray, bins: int, channels: int) -> np.ndarray:
-    """``log`` of the blurred, uniform-mixed histogram of ``cells[sample]``, one value per cell
-    ``(bins ** channels,)`` float32."""
+def log_density(sample: np.ndarray, bins: int, channels: int) -> np.ndarray:
+    """``log`` of the histogram of ``sample`` (joint cells, int, from :func:`bin_index` or any
+    binning into ``bins ** channels`` cells), blurred by one bin and mixed with
+    :data:`UNIFORM_MIX` of the uniform distribution: one value per cell, ``(bins **
+    channels,)`` float64 (a seeded graph cut's data term reads the same histogram)."""
     size = bins**channels
-    counts = np.bincount(cells[sample], minlength=size).astype(np.float64)
+    counts = np.bincount(sample, minlength=size).astype(np.float64)
     blurred = ndimage.gaussian_filter(counts.reshape((bins,) * channels), 1.0, mode="constant")
     density = (1.0 - UNIFORM_MIX) * blurred.ravel() / max(blurred.sum(), 1e-12) + UNIFORM_MIX / size
-    return np.log(density).astype(np.float32)
+    return np.log(density)
 
 
 def class_log_likelihoods(
@@ -72,8 +74,7 @@ def class_log_likelihoods(
     shape = image.shape[1:]
     cells = bin_index(image, bins).reshape(-1)
     channels = image.shape[0]
-    everything = np.ones(cells.size, dtype=bool)
-    rest = _log_density(cells, everything, bins, channels)[cells]
+    rest = log_density(cells, bins, channels)[cells]
     out = np.empty((num_classes, cells.size), dtype=np.float32)
     for c in range(num_classes):
         own = index[label == c]
@@ -82,5 +83,5 @@ def class_log_likelihoods(
             continue
         sample = np.zeros(cells.size, dtype=bool)
         sample[own] = True
-        out[c] = _log_density(cells, sample, bins, channels)[cells]
+        out[c] = log_density(cells[sample], bins, channels)[cells]
     return out.reshape(num_classes, *shape)

@@ -23,15 +23,13 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
+from medrefine.engine.appearance import log_density
 from medrefine.eval.baselines._expansion import GridEdges, alpha_expansion, edge_slices
 from medrefine.eval.baselines.base import FloatArray, SeedBaseline, SeedProblem, seed_mask
 
 #: Unary cost of violating a seed; far above any sum of smoothness terms around one pixel.
 HARD = 1e9
-#: Weight of the uniform distribution mixed into every class histogram.
-UNIFORM_MIX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class BoykovJollyGraphCut(SeedBaseline):
         unary = np.empty((len(problem.classes), *problem.spatial_shape), dtype=np.float64)
         for row, cls in enumerate(problem.classes):
             own = seed_mask(problem, cls)
-            nll = histogram_nll(bin_index, own, (self.bins,) * problem.image.shape[0])
+            nll = histogram_nll(bin_index, own, self.bins, problem.image.shape[0])
             unary[row] = np.where(seeded & ~own, HARD, np.where(own, 0.0, nll))
         return unary
 
@@ -79,13 +77,11 @@ def joint_bin_index(image: FloatArray, bins: int) -> NDArray[np.intp]:
 
 
 def histogram_nll(
-    bin_index: NDArray[np.intp], sample: NDArray[np.bool_], shape: tuple[int, ...]
+    bin_index: NDArray[np.intp], sample: NDArray[np.bool_], bins: int, channels: int
 ) -> FloatArray:
-    """``-log p(bin)`` for every pixel; ``p`` is the histogram (of ``shape``) of ``sample``."""
-    counts = np.bincount(bin_index[sample], minlength=int(np.prod(shape))).astype(np.float64)
-    blurred = ndimage.gaussian_filter(counts.reshape(shape), sigma=1.0, mode="constant").ravel()
-    density = (1.0 - UNIFORM_MIX) * blurred / blurred.sum() + UNIFORM_MIX / blurred.size
-    return -np.log(density[bin_index])
+    """``-log p(bin)`` for every pixel; ``p`` is the histogram of ``sample``'s bins
+    (:func:`medrefine.engine.appearance.log_density`, the model the engine's colour term uses)."""
+    return -log_density(bin_index[sample], bins, channels)[bin_index]
 
 
 def contrast_edges(image: FloatArray, smoothness: float) -> list[GridEdges]:
