@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy import ndimage
 
+from medrefine.benchmarks.stats import percentile
 from medrefine.benchmarks.strokes import measure_strokes, stained_512
 from medrefine.data import Case
 from medrefine.engine.config import RefineConfig
@@ -65,10 +66,6 @@ class EngineFigures:
     iterations: tuple[int, ...]
     naive_ms: tuple[float, ...]
     agreement: float
-
-
-def _p(values: tuple[float, ...], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def measure(
@@ -158,17 +155,17 @@ def run(args: argparse.Namespace) -> int:
     p50: dict[str, float] = {}
     for case, model in ((case_2d(), "nuclei-unet2d"), (case_3d(), "hippocampus-unet3d")):
         f = measure(case, model, args.interactions, args.naive, config)
-        p50[model] = _p(f.refine_ms, 50)
+        p50[model] = percentile(f.refine_ms, 50)
         fast_same = f.refine_ms[: len(f.naive_ms)]
         ratio = statistics.median(f.naive_ms) / statistics.median(fast_same) if fast_same else 0
         table.add_row(
             f.case,
             f"{f.set_image_cold:.0f}",
             f"{f.set_image_warm:.0f}",
-            f"{_p(f.refine_ms, 50):.0f}",
-            f"{_p(f.refine_ms, 95):.0f}",
+            f"{percentile(f.refine_ms, 50):.0f}",
+            f"{percentile(f.refine_ms, 95):.0f}",
             f"{statistics.median(f.iterations):.0f}",
-            f"{_p(f.naive_ms, 50):.0f}",
+            f"{percentile(f.naive_ms, 50):.0f}",
             f"{ratio:.1f}x",
             f"{100 * f.agreement:.2f}%",
         )
@@ -182,16 +179,18 @@ def run(args: argparse.Namespace) -> int:
         strokes = Table(title=f"stroke workload: {len(s.refine_ms)} strokes, a refine after each")
         for col in ("case", "refine p50 ms", "refine p95 ms", "iterations p50", "ratio to 2D"):
             strokes.add_column(col, justify="right")
-        ratio = _p(s.refine_ms, 50) / p50["nuclei-unet2d"]
+        ratio = percentile(s.refine_ms, 50) / p50["nuclei-unet2d"]
         strokes.add_row(
             s.case,
-            f"{_p(s.refine_ms, 50):.0f}",
-            f"{_p(s.refine_ms, 95):.0f}",
+            f"{percentile(s.refine_ms, 50):.0f}",
+            f"{percentile(s.refine_ms, 95):.0f}",
             f"{statistics.median(s.iterations):.0f}",
             f"{ratio:.2f}x",
         )
         console.print(strokes)
-        checks.insert(1, ("2D 512^2 refine p50 (stroke workload)", _p(s.refine_ms, 50), 100.0))
+        checks.insert(
+            1, ("2D 512^2 refine p50 (stroke workload)", percentile(s.refine_ms, 50), 100.0)
+        )
     console.print(_targets(checks))
     return 0
 

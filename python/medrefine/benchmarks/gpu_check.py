@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medrefine.benchmarks.stats import percentile
+
 #: Refine p50 targets on a GPU (ms), per case.
 TARGETS_MS = {"2D 512^2": 5.0, "3D 128^3": 20.0}
 
@@ -68,10 +70,6 @@ class Run:
     masks: list[np.ndarray] = field(default_factory=list)
     backend: str = ""
     error: str | None = None
-
-
-def _p(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def _cases() -> list[tuple[str, str, np.ndarray]]:
@@ -148,14 +146,18 @@ def report(case: str, runs: list[Run]) -> list[str]:
         if r.error is not None:
             lines.append(f"  {r.config:<14}FAILED {r.error}")
             continue
-        s = f"{_p(r.set_image_ms, 50):9.1f} / {_p(r.set_image_ms, 95):9.1f}"
-        f = f"{_p(r.refine_ms, 50):8.1f} / {_p(r.refine_ms, 95):8.1f}"
-        ratio = _p(base.refine_ms, 50) / _p(r.refine_ms, 50) if r.refine_ms else float("nan")
+        s = f"{percentile(r.set_image_ms, 50):9.1f} / {percentile(r.set_image_ms, 95):9.1f}"
+        f = f"{percentile(r.refine_ms, 50):8.1f} / {percentile(r.refine_ms, 95):8.1f}"
+        ratio = (
+            percentile(base.refine_ms, 50) / percentile(r.refine_ms, 50)
+            if r.refine_ms
+            else float("nan")
+        )
         agree = agreement(base.masks, r.masks)
         lines.append(f"  {r.config:<14}{s:>22}{f:>20}{ratio:8.2f}{agree:13.4%}  {r.backend}")
     gpu = next((r for r in runs if r.config == "cuda" and r.error is None), None)
     if gpu is not None and case in TARGETS_MS:
-        target, p50 = TARGETS_MS[case], _p(gpu.refine_ms, 50)
+        target, p50 = TARGETS_MS[case], percentile(gpu.refine_ms, 50)
         verdict = "met" if p50 <= target else "NOT met"
         lines.append(f"  target: cuda refine p50 <= {target:.0f} ms: {p50:.1f} ms, {verdict}")
     return lines

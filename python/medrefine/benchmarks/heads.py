@@ -39,6 +39,7 @@ from torch import nn
 
 import medrefine as mr
 from medrefine.benchmarks.memory import MALLOC_ENV
+from medrefine.benchmarks.stats import percentile
 from medrefine.engine.config import RefineConfig
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
@@ -215,10 +216,6 @@ def measure(
     )
 
 
-def _p(values: tuple[float, ...], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medrefine bench heads``."""
     p = sub.add_parser(
@@ -275,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(
                 f.case,
                 f.mode,
-                f"{_p(f.crop_ms, 50):.0f}",
-                f"{_p(f.crop_ms, 95):.0f}",
-                f"{_p(tuple(float(v) for v in f.steps), 50):.0f}",
-                f"{_p(tuple(same), 50):.0f} / {_p(f.full_ms, 50):.0f}",
+                f"{percentile(f.crop_ms, 50):.0f}",
+                f"{percentile(f.crop_ms, 95):.0f}",
+                f"{percentile(tuple(float(v) for v in f.steps), 50):.0f}",
+                f"{percentile(tuple(same), 50):.0f} / {percentile(f.full_ms, 50):.0f}",
                 f"{ratio:.1f}x",
                 f"{100 * f.agreement:.2f}%",
                 " / ".join(f"{v:.0f}" for _, v in f.rss) or "-",

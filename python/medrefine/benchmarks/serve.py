@@ -30,6 +30,7 @@ import grpc
 import numpy as np
 
 import medrefine as mr
+from medrefine.benchmarks.stats import percentile
 from medrefine.client import RemoteSession, stub
 from medrefine.errors import ResourceError
 from medrefine.eval.report import machine
@@ -60,10 +61,6 @@ def _marks(shape: tuple[int, ...], classes: int, count: int, seed: int = 0) -> l
             b[0] = a[0]
         out.append(mr.Scribble(i % classes, (tuple(a), tuple(b)), 1))
     return out
-
-
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def _timed(session: mr.Session | RemoteSession, marks: list[mr.Mark]) -> list[tuple[float, float]]:
@@ -116,10 +113,10 @@ def _overhead(target: str, model: str, image: np.ndarray, refines: int) -> list[
     wall = [w for w, _ in far]
     return [
         f"{model} {'x'.join(str(s) for s in spatial)}",
-        f"{_pct(local_ms, 50):.0f} / {_pct(local_ms, 95):.0f}",
-        f"{_pct(wall, 50):.0f} / {_pct(wall, 95):.0f}",
-        f"{_pct(over, 50):.1f} / {_pct(over, 95):.1f}",
-        f"{_pct(wall, 50) / _pct(local_ms, 50):.2f}",
+        f"{percentile(local_ms, 50):.0f} / {percentile(local_ms, 95):.0f}",
+        f"{percentile(wall, 50):.0f} / {percentile(wall, 95):.0f}",
+        f"{percentile(over, 50):.1f} / {percentile(over, 95):.1f}",
+        f"{percentile(wall, 50) / percentile(local_ms, 50):.2f}",
         f"{np.median(sent):,.0f}",
         f"{np.median(whole):,.0f}",
         f"{int(np.prod(spatial)):,}",
@@ -155,7 +152,7 @@ def _upload(target: str, repeats: int) -> tuple[float, float, float]:
             except grpc.RpcError as exc:
                 assert exc.code() is grpc.StatusCode.INVALID_ARGUMENT, exc.details()
             times.append(time.perf_counter() - t)
-    return _pct(times, 50), _pct(times, 95), digest_s
+    return percentile(times, 50), percentile(times, 95), digest_s
 
 
 def _concurrent(target: str, image: np.ndarray, sessions: int, refines: int) -> list[float]:
@@ -241,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
         conc = []
         for n in args.sessions:
             t = _concurrent(target, image, n, args.refines)
-            conc.append([str(n), str(len(t)), f"{_pct(t, 50):.0f}", f"{_pct(t, 95):.0f}"])
+            conc.append(
+                [str(n), str(len(t)), f"{percentile(t, 50):.0f}", f"{percentile(t, 95):.0f}"]
+            )
         head = ["sessions at once (2D 512^2)", "refines", "round trip p50 ms", "p95 ms"]
         say(_table(head, conc))
     return 0

@@ -25,6 +25,7 @@ from torch import nn
 
 import medrefine as mr
 from medrefine.benchmarks.heads import _model, decoder_net, deeplab_net, scene
+from medrefine.benchmarks.stats import percentile
 from medrefine.engine.head_verdict import VERDICTS
 
 
@@ -68,10 +69,6 @@ def measure(
     )
 
 
-def _p(values: tuple[float, ...], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medrefine bench set-image``."""
     p = sub.add_parser(
@@ -107,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             f.case,
             f.mode,
-            f"{_p(f.checked_ms, 50):.0f} / {_p(f.checked_ms, 95):.0f}",
-            f"{_p(f.kept_ms, 50):.0f} / {_p(f.kept_ms, 95):.0f}",
-            f"{_p(f.checked_ms, 50) / _p(f.kept_ms, 50):.1f}x",
+            f"{percentile(f.checked_ms, 50):.0f} / {percentile(f.checked_ms, 95):.0f}",
+            f"{percentile(f.kept_ms, 50):.0f} / {percentile(f.kept_ms, 95):.0f}",
+            f"{percentile(f.checked_ms, 50) / percentile(f.kept_ms, 50):.1f}x",
             "yes" if f.same_masks else "NO",
         )
     Console(width=160).print(table)
