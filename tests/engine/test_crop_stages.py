@@ -6,7 +6,6 @@ The reference is always the head over the whole image (``head(*features)``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -141,14 +140,6 @@ def test_only_nodes_that_everything_later_reads_through_are_cuts() -> None:
     assert stages is not None and [name for name, _ in stages.cuts] == ["mix"]
     assert Stages.capture(Skip().eval(), feats)[1] == {}  # not a torch.fx module
     assert Stages.measure(Skip().eval(), values, shape) is None
-
-
-@pytest.fixture()
-def fresh_verdicts() -> Iterator[None]:
-    """No verdict kept from other tests, and none of this test's (checks patched) left."""
-    VERDICTS.clear()
-    yield
-    VERDICTS.clear()
 
 
 @pytest.mark.usefixtures("fresh_verdicts")

@@ -3,8 +3,6 @@ where a kept verdict spares them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -12,18 +10,14 @@ from torch import nn
 
 from medrefine.engine.crop import FeatureGrid
 from medrefine.engine.head_checks import HeadChecks, covers, probe_boxes, probe_window
-from medrefine.engine.head_verdict import VERDICTS, Verdict
+from medrefine.engine.head_verdict import Verdict
 
 from .crop_heads import Decoder, make_features
 
 Features = tuple[torch.Tensor, ...]
 
 
-@pytest.fixture(autouse=True)
-def fresh_verdicts() -> Iterator[None]:
-    VERDICTS.clear()
-    yield
-    VERDICTS.clear()
+pytestmark = pytest.mark.usefixtures("fresh_verdicts")
 
 
 def _never(head: nn.Module, features: Features, out_shape: tuple[int, ...]) -> FeatureGrid | None:

@@ -4,7 +4,7 @@ verdict; another shape, other weights, another structure (a class added) are che
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,7 @@ from .crop_heads import Decoder
 Features = tuple[torch.Tensor, ...]
 
 
-@pytest.fixture(autouse=True)
-def fresh_verdicts() -> Iterator[None]:
-    VERDICTS.clear()
-    yield
-    VERDICTS.clear()
+pytestmark = pytest.mark.usefixtures("fresh_verdicts")
 
 
 class Checks:
