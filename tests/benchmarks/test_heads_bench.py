@@ -26,7 +26,7 @@ def test_scribbles_lie_in_wrongly_labelled_pixels_of_their_true_class() -> None:
 def test_both_networks_split_into_a_crop_head_over_coarse_features() -> None:
     torch.manual_seed(0)
     for build, fraction in ((heads.decoder_net, 4), (heads.deeplab_net, 8)):
-        model = heads._model(build(2, width=8), 2, seed=0)
+        model = heads.split_net(build(2, width=8), 2, seed=0)
         feats = model.backbone(torch.zeros(1, 1, 96, 64))
         assert [tuple(f.shape[2:]) for f in feats] == [(96 // fraction, 64 // fraction)]
 

@@ -150,7 +150,9 @@ class HeadFigures:
     steps: tuple[int, ...] = ()
 
 
-def _model(net: nn.Module, dims: int, seed: int) -> mr.SplitModel:
+def split_net(net: nn.Module, dims: int, seed: int) -> mr.SplitModel:
+    """``net`` split before its ``head`` (2 classes), with seeded non-trivial batch-norm
+    statistics so that the head's checks see a network as trained ones are."""
     torch.manual_seed(seed)
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):  # non-trivial running statistics
@@ -170,7 +172,7 @@ def measure(
 ) -> HeadFigures:
     """``refines`` scribble-and-refine interactions on the crop path, the first ``full`` of
     them replayed on the whole-image path."""
-    model = _model(net, dims, seed=0)
+    model = split_net(net, dims, seed=0)
     image, truth = scene(shape)
     rng = np.random.default_rng(0)
     session = mr.Session(model, config)

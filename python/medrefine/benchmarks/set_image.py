@@ -24,7 +24,7 @@ from rich.table import Table
 from torch import nn
 
 import medrefine as mr
-from medrefine.benchmarks.heads import _model, decoder_net, deeplab_net, scene
+from medrefine.benchmarks.heads import decoder_net, deeplab_net, scene, split_net
 from medrefine.benchmarks.stats import percentile
 from medrefine.engine.head_verdict import VERDICTS
 
@@ -46,7 +46,7 @@ def measure(
 ) -> SetImageFigures:
     """``runs`` pairs of set_image (checked, then kept) on two scenes of ``shape`` taking
     turns, their features cached beforehand."""
-    model = _model(net, dims, seed=0)
+    model = split_net(net, dims, seed=0)
     images = [scene(shape, seed=s)[0] for s in (0, 1)]
     session = mr.Session(model)
     for image in images:
