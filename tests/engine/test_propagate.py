@@ -155,3 +155,27 @@ def test_a_new_class_reaches_an_unmarked_look_alike_by_its_colour(
     # Both share the rest: the marked plateau is the new class, the network's own classes
     # keep the background.
     assert float((mask[first] == new).mean()) > 0.8
+
+
+def test_an_image_s_colour_cells_are_binned_once(model2d, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medrefine as mr
+    from medrefine.engine import step
+
+    binned = []
+    original = step.bin_index
+
+    def counted(image: np.ndarray, bins: int) -> np.ndarray:
+        binned.append(bins)
+        return original(image, bins)
+
+    monkeypatch.setattr(step, "bin_index", counted)
+    image, first, _ = _two_plateaus()
+    session = mr.Session(model2d)
+    session.set_image(image)
+    new = session.add_class("plateau")
+    session.add(mr.Scribble(new, [(25, 20), (25, 40)]))
+    session.refine()
+    session.add(mr.Scribble(0, [(8, 60), (8, 115)]))
+    mask = session.refine().mask
+    assert binned == [mr.RefineConfig().propagate.bins]  # two refines, one binning
+    assert float((mask[first] == new).mean()) > 0.8

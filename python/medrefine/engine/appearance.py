@@ -58,7 +58,12 @@ def log_density(sample: np.ndarray, bins: int, channels: int) -> np.ndarray:
 
 
 def class_log_likelihoods(
-    image: np.ndarray, index: np.ndarray, label: np.ndarray, num_classes: int, bins: int
+    image: np.ndarray,
+    index: np.ndarray,
+    label: np.ndarray,
+    num_classes: int,
+    bins: int,
+    cells: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(K, *shape)`` float32: each pixel's log-likelihood (nats) under each class's histogram.
 
@@ -68,11 +73,13 @@ def class_log_likelihoods(
         label: their classes, ``< num_classes``.
         num_classes: ``K``.
         bins: histogram bins per channel.
+        cells: ``bin_index(image, bins)`` when the caller keeps it (it depends on the image
+            alone); None: computed here.
 
     A class with drawn pixels is modelled by them; one without, by the whole image.
     """
     shape = image.shape[1:]
-    cells = bin_index(image, bins).reshape(-1)
+    cells = (bin_index(image, bins) if cells is None else cells).reshape(-1)
     channels = image.shape[0]
     rest = log_density(cells, bins, channels)[cells]
     out = np.empty((num_classes, cells.size), dtype=np.float32)

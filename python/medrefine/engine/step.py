@@ -21,7 +21,7 @@ import torch
 
 from medrefine.backends import FeatureExtractor
 from medrefine.engine import constraints
-from medrefine.engine.appearance import class_log_likelihoods
+from medrefine.engine.appearance import bin_index, class_log_likelihoods
 from medrefine.engine.cache import FeatureCache, image_digest
 from medrefine.engine.classes import load_head, snapshot
 from medrefine.engine.distance import relative_spacing
@@ -84,6 +84,9 @@ class ImageState:
         base: ``(K0, *shape)`` float32 logits of the pre-trained head (the network's own).
         network_mask: the network's own label mask ``shape`` (read-only).
         features_gate: the feature-similarity gate, built on first use.
+        colour_cells: each pixel's colour-histogram cell for a number of bins
+            (:func:`medrefine.engine.appearance.bin_index` of ``image``), kept for the
+            image's lifetime once a refine with a new class asks for it.
         history: undo/redo over :class:`SessionState`.
         spacing: voxel size per spatial axis (the Volume's), None if not given.
     """
@@ -94,6 +97,7 @@ class ImageState:
     base: torch.Tensor
     network_mask: np.ndarray
     features_gate: Callable[[], FeatureGate]
+    colour_cells: Callable[[int], np.ndarray]
     history: History
     spacing: tuple[float, ...] | None = None
 
@@ -178,6 +182,7 @@ def load_image(
         logits,
         _frozen(mask.copy()),
         _LazyGate(runner.features, runner.pixel_map()),
+        functools.lru_cache(maxsize=1)(functools.partial(_colour_cells, image)),
         History(initial, limits.history_depth),
         None if spacing is None else tuple(float(v) for v in spacing),
     )
@@ -356,7 +361,13 @@ def _likelihoods(
     if config.propagate.appearance <= 0:
         return None
     index, label = cons.index[cons.written], cons.label[cons.written]
-    return class_log_likelihoods(img.image, index, label, k, config.propagate.bins)
+    bins = config.propagate.bins
+    return class_log_likelihoods(img.image, index, label, k, bins, img.colour_cells(bins))
+
+
+def _colour_cells(image: np.ndarray, bins: int) -> np.ndarray:
+    """:func:`~medrefine.engine.appearance.bin_index` of ``image``, read-only."""
+    return _frozen(bin_index(image, bins))
 
 
 def _stuck_note(before: int, after: int, iterations: int) -> str:
