@@ -3,12 +3,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "medrefine/geodesic.hpp"
+#include "medrefine/mincut.hpp"
 #include "medrefine/region_grow.hpp"
 
 namespace py = pybind11;
@@ -105,6 +108,49 @@ void def_geodesic_distance(py::module_& m) {
         "validates its arguments.");
 }
 
+// terminal: S = (H, W) or (D, H, W); offsets: (K, len(S)) int32; forward, backward: (K, *S); all
+// C-contiguous (enforced by noconvert).
+std::pair<CArray<std::uint8_t>, double> grid_min_cut(const CArray<double>& terminal,
+                                                     const CArray<std::int32_t>& offsets,
+                                                     const CArray<double>& forward,
+                                                     const CArray<double>& backward) {
+  const int ndim = static_cast<int>(terminal.ndim());
+  if (ndim != 2 && ndim != 3) throw std::invalid_argument("terminal must be 2D or 3D");
+  if (offsets.ndim() != 2 || offsets.shape(1) != ndim) {
+    throw std::invalid_argument("offsets must be (K, terminal.ndim)");
+  }
+  const py::ssize_t count = offsets.shape(0);
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(ndim));
+  for (int a = 0; a < ndim; ++a) shape[a] = terminal.shape(a);
+  for (const CArray<double>* edges : {&forward, &backward}) {
+    if (edges->ndim() != ndim + 1 || edges->shape(0) != count) {
+      throw std::invalid_argument("forward and backward must be (K, *terminal.shape)");
+    }
+    for (int a = 0; a < ndim; ++a) {
+      if (edges->shape(a + 1) != terminal.shape(a)) {
+        throw std::invalid_argument("forward and backward must be (K, *terminal.shape)");
+      }
+    }
+  }
+  std::vector<std::array<int, 3>> steps(static_cast<std::size_t>(count), {0, 0, 0});
+  for (py::ssize_t k = 0; k < count; ++k) {
+    for (int a = 0; a < ndim; ++a) steps[k][3 - ndim + a] = offsets.at(k, a);
+  }
+  const medrefine::Grid grid = medrefine::Grid::from_shape(shape.data(), ndim);
+  CArray<std::uint8_t> out(shape);
+  const double* terminal_data = terminal.data();
+  const double* forward_data = forward.data();
+  const double* backward_data = backward.data();
+  std::uint8_t* out_data = out.mutable_data();
+  double flow = 0.0;
+  {
+    py::gil_scoped_release release;
+    flow =
+        medrefine::grid_min_cut(terminal_data, grid, steps, forward_data, backward_data, out_data);
+  }
+  return {out, flow};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -118,4 +164,11 @@ PYBIND11_MODULE(_native, m) {
   def_region_grow<double>(m);
   def_geodesic_distance<float>(m);
   def_geodesic_distance<double>(m);
+  m.def("grid_min_cut", &grid_min_cut, py::arg("terminal").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("forward").noconvert(),
+        py::arg("backward").noconvert(),
+        "Exact s-t min cut of a grid graph: float64 terminal S (> 0 source capacity, < 0 sink "
+        "capacity), int32 offsets (K, ndim), float64 forward/backward (K, *S) arc capacities. "
+        "Returns (uint8 S, 1 = sink side, flow). Private: use medrefine.kernels.grid_min_cut, "
+        "which validates its arguments.");
 }

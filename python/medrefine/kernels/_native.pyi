@@ -35,3 +35,11 @@ def geodesic_distance(
     connectivity: int,
 ) -> npt.NDArray[np.float32]:
     """Least path cost from the non-zero seeds over a C-contiguous cost of the same shape."""
+
+def grid_min_cut(
+    terminal: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int32],
+    forward: npt.NDArray[np.float64],
+    backward: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.uint8], float]:
+    """Exact s-t min cut of a grid graph: (uint8 sink side of terminal's shape, max-flow value)."""
