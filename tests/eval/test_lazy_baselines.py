@@ -1,4 +1,5 @@
-"""The demo and the accuracy bench's own methods run without the ``eval`` extra installed."""
+"""The demo and the accuracy bench's own methods run without the ``eval`` extra installed, and the
+graph cut baseline without PyMaxflow (it cuts with the C++ kernel)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_a_baseline_imports_its_library_only_when_built(tmp_path: Path) -> None:
         "assert sorted(BASELINES) == "
         "['geodesic', 'grabcut', 'graphcut', 'random_walker', 'watershed']\n"
         "print(get_baseline('geodesic').name)\n"
+        "print(get_baseline('graphcut').name)\n"
         "try:\n"
         "    get_baseline('grabcut')\n"
         "except ImportError as exc:\n"
@@ -39,4 +41,4 @@ def test_a_baseline_imports_its_library_only_when_built(tmp_path: Path) -> None:
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["geodesic", "needs", "cv2"]
+    assert done.stdout.split() == ["geodesic", "graphcut", "needs", "cv2"]

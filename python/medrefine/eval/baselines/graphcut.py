@@ -1,4 +1,4 @@
-"""Boykov-Jolly interactive graph cut (ICCV 2001) with PyMaxflow, 2D and 3D, any number of classes.
+"""Boykov-Jolly interactive graph cut (ICCV 2001), 2D and 3D, any number of classes.
 
 Energy over the seeded classes::
 
@@ -11,13 +11,12 @@ Energy over the seeded classes::
   GrabCut), ``dist`` the Euclidean step length; 8 neighbours in 2D, 6 in 3D (26 would cost about
   four times the memory and time on large volumes).
 - Seeds are hard constraints (any other class costs :data:`HARD`).
-- Two classes: one exact min cut. More: alpha-expansion (``_expansion.py``).
+- Two classes: one exact min cut. More: alpha-expansion. Both run on the C++ min cut
+  (:mod:`medrefine.kernels.potts`, :func:`medrefine.kernels.grid_min_cut`).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,8 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medrefine.engine.appearance import log_density
-from medrefine.eval.baselines._expansion import GridEdges, alpha_expansion, edge_slices
 from medrefine.eval.baselines.base import FloatArray, SeedBaseline, SeedProblem, seed_mask
+from medrefine.kernels.potts import alpha_expansion
+from medrefine.kernels.potts import contrast_edges as contrast_edges  # re-exported
 
 #: Unary cost of violating a seed; far above any sum of smoothness terms around one pixel.
 HARD = 1e9
@@ -82,38 +82,3 @@ def histogram_nll(
     """``-log p(bin)`` for every pixel; ``p`` is the histogram of ``sample``'s bins
     (:func:`medrefine.engine.appearance.log_density`, the model the engine's colour term uses)."""
     return -log_density(bin_index[sample], bins, channels)[bin_index]
-
-
-def contrast_edges(image: FloatArray, smoothness: float) -> list[GridEdges]:
-    """Contrast-sensitive Potts weights for the 8- (2D) or 6-neighbourhood (3D) of a grid.
-
-    Args:
-        image: float ``(C, *spatial)``.
-        smoothness: overall weight.
-
-    Returns:
-        One :class:`GridEdges` per neighbour offset (each undirected edge once).
-    """
-    ndim = image.ndim - 1
-    max_step = 2 if ndim == 2 else 1
-    offsets = [
-        o
-        for o in itertools.product((-1, 0, 1), repeat=ndim)
-        if o > (0,) * ndim and sum(map(abs, o)) <= max_step
-    ]
-    shape = image.shape[1:]
-    squared = []  # |I_p - I_q|^2 over the edges of each offset, summed over channels
-    for offset in offsets:
-        source, target = edge_slices(offset, shape)
-        step = image[(slice(None), *target)] - image[(slice(None), *source)]
-        squared.append((step**2).sum(axis=0))
-    mean = np.concatenate([s.ravel() for s in squared]).mean()
-    beta = 0.5 / mean if mean > 0 else 0.0
-    edges = []
-    for offset, diff in zip(offsets, squared, strict=True):
-        weight = np.zeros(shape, dtype=np.float64)
-        weight[edge_slices(offset, shape)[0]] = (
-            smoothness * np.exp(-beta * diff) / math.hypot(*offset)
-        )
-        edges.append(GridEdges(offset, weight))
-    return edges

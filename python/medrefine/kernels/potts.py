@@ -1,25 +1,30 @@
 """Alpha-expansion (Boykov, Veksler, Zabih 2001) for a contrast-sensitive Potts energy on a grid.
 
-Energy of a labelling ``f`` (label indices ``0..L-1`` over a ``(*spatial)`` grid)::
+Energy of a labelling ``f`` (label indices ``0..L-1`` over a 2D ``(H, W)`` or 3D ``(D, H, W)``
+grid)::
 
     E(f) = sum_p unary[f_p, p] + sum_(p, q) w_pq * [f_p != f_q]
 
-with one non-negative weight per grid edge. ``maxflow.fastmin.aexpansion_grid`` only takes a
-label-by-label pairwise table shared by every edge, so each expansion move is built here as a
-binary graph cut (PyMaxflow): variable ``x_p = 1`` (sink side) means "p switches to alpha".
-For an edge with current labels ``(a, b)`` the move energy has ``E00 = w[a != b]``,
+with one non-negative weight per grid edge. Each expansion move is one binary min cut
+(:func:`medrefine.kernels.grid_min_cut`): variable ``x_p = 1`` (sink side) means "p switches to
+alpha". For an edge with current labels ``(a, b)`` the move energy has ``E00 = w[a != b]``,
 ``E01 = w[a != alpha]``, ``E10 = w[alpha != b]``, ``E11 = 0``, which is submodular because the
 Potts model is a metric; it is written as ``E00 + (E10 - E00) x_p - E10 x_q +
-(E01 + E10 - E00) (1 - x_p) x_q``, the last term being the capacity of the edge ``p -> q``.
+(E01 + E10 - E00) (1 - x_p) x_q``, the last term being the capacity of the arc ``p -> q``.
+
+:func:`contrast_edges` gives the usual contrast-sensitive weights of an image.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
-import maxflow
 import numpy as np
 from numpy.typing import NDArray
+
+from medrefine.kernels.mincut import grid_min_cut
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
@@ -46,7 +51,8 @@ class GridEdges:
 def edge_slices(
     offset: tuple[int, ...], shape: tuple[int, ...]
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """Index of the edge sources ``p`` and of their targets ``p + offset`` inside a grid."""
+    """Index of the edge sources ``p`` and of their targets ``p + offset`` inside a grid of
+    ``shape`` (both index arrays of the same shape, in the axis order of ``shape``)."""
     pairs = list(zip(offset, shape, strict=True))
     source = tuple(slice(max(-o, 0), n - max(o, 0)) for o, n in pairs)
     target = tuple(slice(max(o, 0), n - max(-o, 0)) for o, n in pairs)
@@ -54,7 +60,7 @@ def edge_slices(
 
 
 def potts_energy(labels: IndexArray, unary: FloatArray, edges: list[GridEdges]) -> float:
-    """``E(labels)``; ``unary`` is ``(L, *spatial)``, ``labels`` integer ``(*spatial)``."""
+    """``E(labels)``; ``unary`` is float64 ``(L, *spatial)``, ``labels`` integer ``(*spatial)``."""
     data = np.take_along_axis(unary, labels[np.newaxis], axis=0).sum()
     smooth = 0.0
     for edge in edges:
@@ -73,6 +79,12 @@ def alpha_expansion(
     or at a local minimum (no expansion of any label lowers the energy). With two labels and an
     ``initial`` labelling of label 0 (except where hard constraints say otherwise) the first move
     already reaches the exact minimum.
+
+    Args:
+        unary: float64 ``(L, *spatial)``, the cost of each label at each pixel.
+        edges: the pairwise weights, one :class:`GridEdges` per neighbour offset.
+        initial: integer ``(*spatial)`` labels in ``0..L-1``.
+        max_cycles: passes over the labels.
 
     Returns:
         intp ``(*spatial)`` labelling (a new array).
@@ -98,12 +110,15 @@ def alpha_expansion(
 def expansion_move(
     labels: IndexArray, alpha: int, unary: FloatArray, edges: list[GridEdges]
 ) -> IndexArray:
-    """The optimal alpha-expansion of ``labels``, by one min cut."""
+    """The optimal alpha-expansion of ``labels`` (intp ``(*spatial)``), by one min cut.
+
+    Returns:
+        intp ``(*spatial)``: ``alpha`` where switching lowers the energy, ``labels`` elsewhere.
+    """
     current = np.take_along_axis(unary, labels[np.newaxis], axis=0)[0]
     linear = unary[alpha] - current  # cost of x_p = 1 relative to x_p = 0
-    graph = maxflow.Graph[float]()
-    nodes = graph.add_grid_nodes(labels.shape)
-    for edge in edges:
+    forward = np.zeros((len(edges), *labels.shape), dtype=np.float64)
+    for k, edge in enumerate(edges):
         source, target = edge.slices()
         weight = edge.weight[source]
         a, b = labels[source], labels[target]
@@ -112,19 +127,48 @@ def expansion_move(
         e10 = weight * (b != alpha)
         linear[source] += e10 - e00
         linear[target] -= e10
-        capacity = np.zeros(labels.shape, dtype=np.float64)
-        capacity[source] = e01 + e10 - e00
-        graph.add_grid_edges(
-            nodes, weights=capacity, structure=_structure(edge.offset), symmetric=False
-        )
-    graph.add_grid_tedges(nodes, np.maximum(linear, 0.0), np.maximum(-linear, 0.0))
-    graph.maxflow()
-    switch = graph.get_grid_segments(nodes)
+        forward[k][source] = e01 + e10 - e00
+    # x_p = 1 costs max(linear, 0) (arc source -> p cut), x_p = 0 costs max(-linear, 0).
+    switch, _ = grid_min_cut(
+        linear, [edge.offset for edge in edges], forward, np.zeros_like(forward)
+    )
     return np.where(switch, alpha, labels)
 
 
-def _structure(offset: tuple[int, ...]) -> NDArray[np.float64]:
-    """A 3^n PyMaxflow structure with one edge, from the centre to ``centre + offset``."""
-    structure = np.zeros((3,) * len(offset), dtype=np.float64)
-    structure[tuple(1 + o for o in offset)] = 1.0
-    return structure
+def contrast_edges(image: FloatArray, smoothness: float) -> list[GridEdges]:
+    """Contrast-sensitive Potts weights for the 8- (2D) or 6-neighbourhood (3D) of a grid.
+
+    ``w_pq = smoothness * exp(-beta * |I_p - I_q|^2) / dist(p, q)`` with
+    ``beta = 1 / (2 <|I_p - I_q|^2>)`` over all edges and ``dist`` the Euclidean step length.
+
+    Args:
+        image: float ``(C, *spatial)``, channels first, then ``(H, W)`` or ``(D, H, W)``.
+        smoothness: overall weight.
+
+    Returns:
+        One :class:`GridEdges` per neighbour offset (each undirected edge once): in 2D the
+        offsets ``(0, 1), (1, -1), (1, 0), (1, 1)``, in 3D ``(0, 0, 1), (0, 1, 0), (1, 0, 0)``.
+    """
+    ndim = image.ndim - 1
+    max_step = 2 if ndim == 2 else 1
+    offsets = [
+        o
+        for o in itertools.product((-1, 0, 1), repeat=ndim)
+        if o > (0,) * ndim and sum(map(abs, o)) <= max_step
+    ]
+    shape = image.shape[1:]
+    squared = []  # |I_p - I_q|^2 over the edges of each offset, summed over channels
+    for offset in offsets:
+        source, target = edge_slices(offset, shape)
+        step = image[(slice(None), *target)] - image[(slice(None), *source)]
+        squared.append((step**2).sum(axis=0))
+    mean = np.concatenate([s.ravel() for s in squared]).mean()
+    beta = 0.5 / mean if mean > 0 else 0.0
+    edges = []
+    for offset, diff in zip(offsets, squared, strict=True):
+        weight = np.zeros(shape, dtype=np.float64)
+        weight[edge_slices(offset, shape)[0]] = (
+            smoothness * np.exp(-beta * diff) / math.hypot(*offset)
+        )
+        edges.append(GridEdges(offset, weight))
+    return edges
