@@ -25,8 +25,7 @@ from numpy.typing import NDArray
 
 from medrefine.engine.appearance import log_density
 from medrefine.eval.baselines.base import FloatArray, SeedBaseline, SeedProblem, seed_mask
-from medrefine.kernels.potts import alpha_expansion
-from medrefine.kernels.potts import contrast_edges as contrast_edges  # re-exported
+from medrefine.kernels.potts import alpha_expansion, contrast_edges
 
 #: Unary cost of violating a seed; far above any sum of smoothness terms around one pixel.
 HARD = 1e9
