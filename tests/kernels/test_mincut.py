@@ -107,6 +107,17 @@ def test_float32_inputs_and_array_offsets() -> None:
     assert flow == 2.0
 
 
+def test_repeated_offsets_add_parallel_arcs_up_to_the_limit() -> None:
+    # 126 copies of offset (0, 1) with capacity 1 between a source pixel and a sink pixel; the
+    # reverse arcs (backward) run sink pixel -> source pixel and carry nothing.
+    terminal = np.array([[200.0, -200.0]])
+    forward = np.zeros((126, 1, 2))
+    forward[:, 0, 0] = 1.0
+    sink, flow = grid_min_cut(terminal, [(0, 1)] * 126, forward, np.ones_like(forward))
+    assert flow == 126.0
+    assert sink.tolist() == [[False, True]]
+
+
 def test_no_offsets() -> None:
     terminal = np.array([[1.0, -2.0], [0.0, -0.5]])
     empty = np.zeros((0, 2, 2))
@@ -203,6 +214,7 @@ def _good() -> dict[str, Any]:
         ({"offsets": [(0, -2), (1, 0)]}, ValueError, r"offsets\[0\] steps"),
         ({"offsets": [(0, 0), (1, 0)]}, ValueError, r"offsets\[0\] must not be all zero"),
         ({"offsets": [(0, 1)]}, ValueError, r"forward must have shape \(len\(offsets\)"),
+        ({"offsets": [(0, 1)] * 127}, ValueError, "at most 126 offsets, got 127"),
         ({"forward": np.ones((2, 4, 3))}, ValueError, "forward must have shape"),
         ({"backward": np.ones((2, 3, 4, 1))}, ValueError, "backward must have shape"),
         ({"terminal": np.full((3, 4), np.nan)}, ValueError, "terminal must be finite"),

@@ -49,7 +49,7 @@ class GridMaxFlow {
     if (size > std::numeric_limits<std::int32_t>::max() - 2) {
       throw std::invalid_argument("grid too large for the min cut (more than 2^31 nodes)");
     }
-    if (arcs_ > kMaxArcs) throw std::invalid_argument("too many neighbour offsets (at most 26)");
+    if (arcs_ > kMaxArcs) throw std::invalid_argument("too many neighbour offsets (at most 126)");
     const std::array<std::int64_t, 3> strides{padded_.index(1, 0, 0) - padded_.index(0, 0, 0),
                                               padded_.index(0, 1, 0) - padded_.index(0, 0, 0), 1};
     for (const std::array<int, 3>& o : offsets) {
@@ -160,7 +160,7 @@ class GridMaxFlow {
   }
 
  private:
-  static constexpr int kMaxArcs = 52;
+  static constexpr int kMaxArcs = 252;  // parent_ is one byte; its top values are flags
   static constexpr std::uint8_t kFree = 0;
   static constexpr std::uint8_t kSource = 1;
   static constexpr std::uint8_t kSink = 2;

@@ -12,6 +12,9 @@ import numpy.typing as npt
 
 from medrefine.kernels import _native
 
+#: The most neighbour offsets one cut takes (the kernel stores an arc index in one byte).
+MAX_OFFSETS = 126
+
 
 def grid_min_cut(
     terminal: npt.NDArray[Any],
@@ -32,7 +35,7 @@ def grid_min_cut(
         terminal: float32 or float64 ``(H, W)`` or ``(D, H, W)``, finite; axis order of the grid.
         offsets: ``K`` neighbour offsets in the same axis order (``(dy, dx)`` or
             ``(dz, dy, dx)``), each step -1, 0 or 1 and not all zero; a sequence of integer
-            tuples or an integer array of shape ``(K, ndim)``. ``K`` may be 0.
+            tuples or an integer array of shape ``(K, ndim)``; ``0 <= K <= 126``.
         forward: float32 or float64 ``(K, *terminal.shape)``, finite and >= 0 everywhere.
         backward: like ``forward``.
 
@@ -46,7 +49,8 @@ def grid_min_cut(
     Raises:
         TypeError: an array is not a numpy array of a float dtype, or ``offsets`` is not integer.
         ValueError: the grid is not 2D or 3D, a shape does not match, an offset is out of range or
-            all zero, a capacity is negative or not finite, or ``terminal`` is not finite.
+            all zero, there are more than :data:`MAX_OFFSETS` offsets, a capacity is negative or
+            not finite, or ``terminal`` is not finite.
 
     Example (source -5-> a -2-> b -3-> c -4-> sink: the weakest arc is cut):
 
@@ -98,6 +102,8 @@ def _checked_offsets(offsets: object, ndim: int) -> npt.NDArray[np.int32]:
         rows = list(offsets)
     else:
         raise TypeError(f"offsets must be a sequence of integer tuples, got {_describe(offsets)}")
+    if len(rows) > MAX_OFFSETS:
+        raise ValueError(f"at most {MAX_OFFSETS} offsets, got {len(rows)}")
     out = np.zeros((len(rows), ndim), dtype=np.int32)
     for k, row in enumerate(rows):
         if not isinstance(row, Sequence | np.ndarray) or isinstance(row, str | bytes):
