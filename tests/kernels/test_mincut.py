@@ -206,6 +206,7 @@ def _good() -> dict[str, Any]:
         ({"offsets": 3}, TypeError, "offsets must be a sequence"),
         ({"offsets": "01"}, TypeError, "offsets must be a sequence"),
         ({"offsets": np.array([[0.0, 1.0], [1.0, 0.0]])}, TypeError, "integer array"),
+        ({"offsets": np.array([0, 1])}, ValueError, r"an offsets array must be \(K, 2\)"),
         ({"offsets": [(0, 1), 1]}, TypeError, r"offsets\[1\] must be a sequence"),
         ({"offsets": [(0, 1), (1.0, 0)]}, TypeError, r"offsets\[1\] must hold ints"),
         ({"offsets": [(0, 1), (True, 0)]}, TypeError, r"offsets\[1\] must hold ints"),

@@ -97,7 +97,9 @@ def _checked_offsets(offsets: object, ndim: int) -> npt.NDArray[np.int32]:
     if isinstance(offsets, np.ndarray):
         if offsets.dtype.kind not in "iu":
             raise TypeError(f"offsets must be an integer array, got dtype {offsets.dtype}")
-        rows: list[Any] = list(offsets) if offsets.ndim > 0 else [offsets]
+        if offsets.ndim != 2:
+            raise ValueError(f"an offsets array must be (K, {ndim}), got shape {offsets.shape}")
+        rows: list[Any] = list(offsets)
     elif isinstance(offsets, Sequence) and not isinstance(offsets, str | bytes):
         rows = list(offsets)
     else:
