@@ -13,7 +13,7 @@ Every method implements :class:`SeedMethod`: ``segment(image, seeds, num_classes
 |---------------|------------------------------|--------------|
 | grabcut       | OpenCV                       | 2            |
 | geodesic      | scikit-image (MCP_Geometric) | 2, 3         |
-| graphcut      | PyMaxflow                    | 2, 3         |
+| graphcut      | medrefine.kernels (C++)      | 2, 3         |
 | random_walker | scikit-image                 | 2, 3 (small) |
 | watershed     | SimpleITK                    | 2, 3         |
 """
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Where each method lives: name -> (module, class). A module is imported on first use only, so
-#: the libraries of the ``eval`` extra (OpenCV, PyMaxflow, SimpleITK) are needed only by the
+#: the libraries of the ``eval`` extra (OpenCV, SimpleITK) are needed only by the
 #: methods that use them.
 _WHERE: dict[str, tuple[str, str]] = {
     "grabcut": ("medrefine.eval.baselines.grabcut", "GrabCut"),
