@@ -40,15 +40,27 @@ class _ToInput(nn.Module):
         return F.interpolate(self.head(self.body(x)), size=size, mode=self.mode)
 
 
-def _export(dims: int, example: tuple[int, ...], path: Path) -> Path:
-    """``_ToInput(dims)`` exported by ``torch.onnx.export`` with dynamic spatial axes."""
+class _ToArithmetic(_ToInput):
+    """Logits resized to sizes computed by integer arithmetic on the input's shape: y rounded
+    down and x rounded up to a multiple of the stride (4), so a side that is not a multiple
+    tells integer division from a float one; the input's size on a padded input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[2] // 4 * 4, (x.shape[3] + 3) // 4 * 4)
+        return F.interpolate(self.head(self.body(x)), size=size, mode=self.mode)
+
+
+def _export(
+    dims: int, example: tuple[int, ...], path: Path, network: type[_ToInput] = _ToInput
+) -> Path:
+    """``network(dims)`` exported by ``torch.onnx.export`` with dynamic spatial axes."""
     torch.manual_seed(0)
     spatial = {i + 2: f"s{i}" for i in range(dims)}
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, still used
         warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
         warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
         torch.onnx.export(
-            _ToInput(dims).eval(),
+            network(dims).eval(),
             (torch.randn(1, 1, *example),),
             str(path),
             input_names=["image"],
@@ -88,6 +100,66 @@ def test_the_sizes_come_from_the_image_the_head_is_run_on(exported: Path) -> Non
         want = torch.from_numpy(_onnx_logits(exported, x.numpy()))
         assert got.shape == (1, 2, *size)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_sizes_from_integer_arithmetic_on_the_shape_follow_the_image(tmp_path: Path) -> None:
+    path = _export(2, (32, 48), tmp_path / "arithmetic.onnx", _ToArithmetic)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Shape", "Div", "Mul", "Add", "Resize"} <= ops  # computed in the graph, not folded
+    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 2)
+    gen = torch.Generator().manual_seed(4)
+    for size in [(32, 48), (31, 45), (17, 63)]:  # 31 // 4 * 4 is 28, not 31
+        x = torch.randn((1, 1, *size), generator=gen)
+        features = model.backbone(x)
+        assert [tuple(f.shape) for f in features if f.shape[1] == 0] == [(1, 0, *size)]
+        with torch.no_grad():
+            got = model.head(*features)
+        want = torch.from_numpy(_onnx_logits(path, x.numpy()))
+        assert got.shape == want.shape == (1, 2, size[0] // 4 * 4, (size[1] + 3) // 4 * 4)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    prep = mr.Preprocessing(2, multiple=4, normalize=False)  # the output is the padded input's
+    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 2, preprocessing=prep)
+    image = np.random.default_rng(5).normal(size=(1, 30, 45)).astype(np.float32)
+    session = mr.Session(model)
+    mask = session.set_image(image)
+    want_mask = _onnx_logits(path, prep(image).numpy())[0, :, :30, :45].argmax(0)
+    assert np.array_equal(mask, want_mask)
+    for click in _clicks(mask):
+        session.add(click)
+    result = session.refine()
+    assert result.mode == "crop" and result.honoured_fraction > result.honoured_before
+
+
+class _ToRemainder(_ToInput):
+    """Logits resized to the input's size rounded down to a multiple of 4 by ``%``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[2] - x.shape[2] % 4, x.shape[3] - x.shape[3] % 4)
+        return F.interpolate(self.head(self.body(x)), size=size, mode=self.mode)
+
+
+def test_sizes_from_a_remainder_of_the_shape_follow_the_image(tmp_path: Path) -> None:
+    path = _export(2, (32, 48), tmp_path / "remainder.onnx", _ToRemainder)
+    assert "Mod" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 2)
+    for size in [(32, 48), (31, 45)]:
+        x = torch.randn((1, 1, *size), generator=torch.Generator().manual_seed(6))
+        with torch.no_grad():
+            got = model.head(*model.backbone(x))
+        want = torch.from_numpy(_onnx_logits(path, x.numpy()))
+        assert got.shape == want.shape == (1, 2, size[0] // 4 * 4, size[1] // 4 * 4)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_div_truncates_integers_toward_zero_and_divides_floats() -> None:
+    from medrefine.onnx.ops import divide
+
+    ints = torch.tensor([7, -7, 6], dtype=torch.int64)
+    got = divide(ints, 2)
+    assert got.dtype == torch.int64 and got.tolist() == [3, -3, 3]  # C's /, not floor's -4
+    assert divide(ints, torch.tensor(-2)).tolist() == [-3, 3, -3]
+    assert divide(torch.tensor([7.0]), 2).tolist() == [3.5]
+    assert divide(torch.tensor([7]), 2.0).tolist() == [3.5]  # a float operand: true division
 
 
 def _clicks(mask: np.ndarray) -> list[mr.Click]:
@@ -215,9 +287,46 @@ def test_sizes_computed_from_the_images_values_are_refused_naming_the_operator(
         "zero": np.array([0], np.int64),
         "ones": np.array([1, 1], np.int64),
     }
+    # the Mul and Cast are shape arithmetic; the values come from the ReduceMax
     _refused(
-        _model(nodes, weights), tmp_path, r"Resize node 'head': .* computed by Mul node 'twice'"
+        _model(nodes, weights),
+        tmp_path,
+        r"the head reads 'sizes', a 1-D tensor computed by ReduceMax node 'peak'",
     )
+
+
+def test_a_size_vector_the_head_cannot_compute_is_refused_naming_the_operator(
+    tmp_path: Path,
+) -> None:
+    # the head (from 'h') resizes to (N, C) of its own tensor and the image's |height| twice:
+    # Abs is no shape arithmetic, so that height would be a cached vector, not a feature map
+    nodes = [
+        helper.make_node("Relu", ["f"], ["g"], name="h"),
+        helper.make_node("Shape", ["g"], ["gshape"], name="gshape"),
+        helper.make_node("Slice", ["gshape", "first", "two", "axis"], ["nc"], name="nc"),
+        helper.make_node("Shape", ["image"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "two"], ["y"], name="y"),
+        helper.make_node("Abs", ["y"], ["ay"], name="absolute"),
+        helper.make_node("Concat", ["nc", "ay", "ay"], ["sizes"], name="sizes", axis=0),
+        helper.make_node(
+            "Resize",
+            ["g", "", "", "sizes"],
+            ["out"],
+            name="resize",
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+    ]
+    weights = {
+        "first": np.array([0], np.int64),
+        "two": np.array([2], np.int64),
+        "axis": np.array([0], np.int64),
+    }
+    path = tmp_path / "g.onnx"
+    onnx.save(_model(nodes, weights), str(path))
+    with pytest.raises(UnsupportedModelError, match=r"1-D tensor computed by Abs node 'absolute'"):
+        mr.SplitModel.from_onnx(path, ["h"], 1, 2, example=torch.randn(1, 1, 8, 8))
 
 
 def test_a_shape_sliced_backwards_is_refused_naming_the_slice(tmp_path: Path) -> None:

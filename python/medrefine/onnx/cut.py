@@ -26,8 +26,14 @@ import onnx
 from onnx.utils import Extractor
 
 from medrefine.errors import NotFoundError, UnsupportedModelError
-from medrefine.onnx.fold import Constants, constant_values, infer_shapes
-from medrefine.onnx.shapes import Carrier, add_carriers, pull_shape_chains
+from medrefine.onnx.fold import Constants, Shapes, constant_values, infer_shapes
+from medrefine.onnx.shapes import (
+    SHAPE_OPS,
+    Carrier,
+    add_carriers,
+    blocking_node,
+    pull_shape_chains,
+)
 
 OnnxSource = onnx.ModelProto | bytes | str | os.PathLike[str]
 
@@ -181,6 +187,22 @@ def _check_features(model: onnx.ModelProto, features: list[str], image: str) -> 
             )
 
 
+def _check_maps(model: onnx.ModelProto, features: list[str], shapes: Shapes) -> None:
+    """Refuse a feature that is not a feature map ``(N, C, *spatial)``: a vector the head reads
+    (sizes computed by an operator the head cannot take over) cannot be cached or cropped."""
+    for name in features:
+        shape = shapes.get(name)
+        if shape is None or len(shape) >= 3:
+            continue
+        found = blocking_node(model.graph, name)
+        by = f" by {found.op_type} node {found.name!r}" if found is not None else ""
+        raise UnsupportedModelError(
+            f"the head reads {name!r}, a {len(shape)}-D tensor computed{by}, not a feature map "
+            "(N, C, *spatial); shape arithmetic moves into the head when it consists of "
+            f"{', '.join(sorted(SHAPE_OPS))} alone"
+        )
+
+
 def cut_graph(model: onnx.ModelProto, cut: Sequence[str]) -> Cut:
     """Cut ``model`` at the nodes or tensors named in ``cut``; see the module docstring.
 
@@ -205,6 +227,7 @@ def cut_graph(model: onnx.ModelProto, cut: Sequence[str]) -> Cut:
     order = [image] + [t for n in model.graph.node for t in n.output]
     sources = [t for t in order if t in entering]
     _check_features(model, sources, image)
+    _check_maps(model, sources, shapes)
     carried = {c.source: name for name, c in carriers.items()}
     features = [carried.get(t, t) for t in sources]
     frozen = _frozen_model(inferred, image, features, carriers)

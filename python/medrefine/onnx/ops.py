@@ -171,12 +171,42 @@ def _softmax(cls: type[nn.Softmax] | type[nn.LogSoftmax]) -> Converter:
     return convert
 
 
-def _operand(b: HeadBuilder, name: str) -> fx.Node | float:
-    """A computed tensor, or a one-element constant as a Python number (keeps heads pointwise)."""
+def _operand(b: HeadBuilder, name: str) -> fx.Node | float | int:
+    """A computed tensor, or a one-element constant as a Python number (keeps heads pointwise):
+    an ``int`` for an integer constant (shape arithmetic stays integer), else a ``float``."""
     value = b.constant(name)
     if value is not None and value.size == 1 and name not in b.env:
-        return float(value.reshape(()))
+        scalar = value.reshape(())
+        return int(scalar) if np.issubdtype(value.dtype, np.integer) else float(scalar)
     return b.tensor(name)
+
+
+def _integral(x: Any) -> bool:
+    return isinstance(x, int) or (isinstance(x, torch.Tensor) and not x.is_floating_point())
+
+
+def divide(a: Any, b: Any) -> Any:
+    """ONNX ``Div``: ``a / b`` for floats; for two integer operands (int64 shape arithmetic such
+    as ``Shape -> Gather -> Div``) the quotient truncated toward zero, as ONNX Runtime computes
+    it (``torch``'s ``/`` would return a float)."""
+    if _integral(a) and _integral(b):
+        return torch.div(torch.as_tensor(a), b, rounding_mode="trunc")
+    return a / b
+
+
+def mod(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
+    """Mod -> ``torch.remainder`` (the divisor's sign, ONNX's integer ``fmod=0``) or
+    ``torch.fmod`` (the dividend's sign, ``fmod=1``, required for floats)."""
+    fn = torch.fmod if int(attributes(node).get("fmod", 0)) else torch.remainder
+    a, c = b.tensor(node.input[0]), _operand(b, node.input[1])
+    return b.call_function(fn, (a, c))
+
+
+def _function(fn: Callable[[Any], Any]) -> Converter:
+    def convert(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
+        return b.call_function(fn, (b.tensor(node.input[0]),))
+
+    return convert
 
 
 def _binary(fn: Callable[[Any, Any], Any]) -> Converter:
@@ -267,7 +297,10 @@ CONVERTERS: dict[str, Converter] = {
     "Add": _binary(operator.add),
     "Sub": _binary(operator.sub),
     "Mul": _binary(operator.mul),
-    "Div": _binary(operator.truediv),
+    "Div": _binary(divide),
+    "Mod": mod,
+    "Floor": _function(torch.floor),
+    "Ceil": _function(torch.ceil),
     "Concat": concat,
     "Resize": resize,
     "Identity": _alias,

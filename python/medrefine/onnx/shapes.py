@@ -31,7 +31,10 @@ from medrefine.onnx.fold import Constants, Shapes
 
 #: Operators a moved shape computation may consist of (``Shape`` nodes start it).
 SHAPE_OPS = frozenset(
-    {"Shape", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Identity"}
+    {
+        *("Shape", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Identity"),
+        *("Add", "Sub", "Mul", "Div", "Mod", "Floor", "Ceil"),  # e.g. (h * 2, w - w % 4)
+    }
 )
 
 
