@@ -38,14 +38,13 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import os
 import platform
-import signal
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +135,16 @@ def preprocessing(arch: Architecture) -> mr.Preprocessing:
     return mr.Preprocessing(arch.spatial_dims, multiple=arch.multiple, normalize=False)
 
 
-def fitted(arch: Architecture, sc: Scene, steps: int = FIT_STEPS) -> nn.Module:
+def _no_check() -> None:
+    """No budget."""
+
+
+def fitted(
+    arch: Architecture, sc: Scene, steps: int = FIT_STEPS, check: Callable[[], None] = _no_check
+) -> nn.Module:
     """``arch``'s network after ``steps`` Adam steps (lr 1e-3, eval mode: norms keep their
-    running statistics) on ``sc``: the random network's argmax is often one class everywhere."""
+    running statistics) on ``sc``: the random network's argmax is often one class everywhere.
+    ``check`` runs before each step (a :class:`Deadline`'s raises when the budget is spent)."""
     net = arch.build()
     x = preprocessing(arch)(sc.image)
     target = torch.zeros(x.shape[:1] + x.shape[2:], dtype=torch.int64)
@@ -147,6 +153,7 @@ def fitted(arch: Architecture, sc: Scene, steps: int = FIT_STEPS) -> nn.Module:
     )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     for _ in range(steps):
+        check()
         loss = nn.functional.cross_entropy(net(x), target)
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
@@ -316,15 +323,21 @@ def measure_routes(
     folder: Path,
     repeats: int,
     full: bool = False,
+    check: Callable[[], None] = _no_check,
 ) -> list[Figures]:
     """Split ``net`` by each of ``routes`` and measure each on its scene (``full``: the
     full-size one; see the module docstring); the timed refines are interleaved: each repeat
-    refines once through every route, in the order given."""
-    prepared = [_prepared(arch, net, route, folder, full) for route in routes]
+    refines once through every route, in the order given. ``check`` runs before each route's
+    preparation and each timed refine."""
+    prepared = []
+    for route in routes:
+        check()
+        prepared.append(_prepared(arch, net, route, folder, full))
     times: list[list[float]] = [[] for _ in routes]
     results: list[mr.RefineResult | None] = [None] * len(routes)
     for _ in range(repeats):
         for i, (_, session, marks) in enumerate(prepared):
+            check()
             if session is not None:
                 result = _refined(session, marks)
                 results[i] = result
@@ -348,31 +361,27 @@ def measure(
     return measure_routes(arch, net, [route], folder, repeats, full)[0]
 
 
-class OverBudget(BaseException):
-    """A network's build, fit and timing took longer than the benchmark's budget (a
-    ``BaseException``, as a ``KeyboardInterrupt``: no library handler swallows it)."""
+class OverBudgetError(Exception):
+    """A network's build, fit and timing took longer than the benchmark's budget."""
 
 
-@contextmanager
-def budget(seconds: float) -> Iterator[None]:
-    """Raise :class:`OverBudget` in the block once ``seconds`` (wall clock) have passed, at the
-    first Python instruction after the running native call; ``seconds <= 0``, off the main
-    thread or without ``SIGALRM`` (Windows): no limit."""
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if seconds <= 0 or not usable:
-        yield
-        return
+class Deadline:
+    """A wall-clock budget of ``seconds`` (``<= 0``: none), checked at safe points only.
 
-    def _stop(signum: int, frame: object) -> None:
-        raise OverBudget(f"over the {seconds:g} s budget on this machine")
+    :meth:`check` raises :class:`OverBudgetError` once the budget is spent; the benchmark calls it
+    between fit steps, routes and timed refines. An alarm that raises wherever the interpreter
+    happens to be would be quicker to react but is not safe: raised inside a ``torch.fx`` trace
+    it leaves ``nn.Module.__call__`` patched for the rest of the process (every later forward
+    then fails), inside an import it leaves the module half-initialised.
+    """
 
-    previous = signal.signal(signal.SIGALRM, _stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.perf_counter() + seconds if seconds > 0 else math.inf
+
+    def check(self) -> None:
+        if time.perf_counter() > self.end:
+            raise OverBudgetError(f"over the {self.seconds:g} s budget on this machine")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -410,11 +419,11 @@ def _routes(arch: Architecture, args: argparse.Namespace) -> list[str]:
     return list(ROUTES)
 
 
-def _network(arch: Architecture, full: bool) -> nn.Module:
+def _network(arch: Architecture, full: bool, check: Callable[[], None]) -> nn.Module:
     """The fitted network: on the small scene, or (fixed input size) on the full-size one."""
     if full and arch.fixed_size is not None:
-        return fitted(arch, scene(arch, full=True))
-    return fitted(arch, scene(arch))
+        return fitted(arch, scene(arch, full=True), check=check)
+    return fitted(arch, scene(arch), check=check)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -423,10 +432,6 @@ def run(args: argparse.Namespace) -> int:
     chosen = [a for a in ARCHITECTURES if not args.only or a.name in args.only.split(",")]
     full = args.size == "full"
     limit = args.budget if args.budget is not None else (FULL_BUDGET_S if full else 0.0)
-    if limit > 0:
-        # The first optimizer imports torch._dynamo (and sympy); a budget's alarm inside that
-        # import left sympy half-initialised for every later network: import it before.
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sizes = "512x512 px (2D), 128^3 voxels (3D)" if full else "the suite's small sizes"
     print(
@@ -451,10 +456,12 @@ def run(args: argparse.Namespace) -> int:
                 arch = arch.at_size(FULL_SIZE[arch.spatial_dims])
             done: list[Figures] = []
             start = time.perf_counter()
+            deadline = Deadline(limit)
             try:
-                with budget(limit):
-                    _measure_routes(arch, _routes(arch, args), Path(tmp), args.repeats, full, done)
-            except OverBudget as exc:
+                _measure_routes(
+                    arch, _routes(arch, args), Path(tmp), args.repeats, full, done, deadline.check
+                )
+            except OverBudgetError as exc:
                 spent = time.perf_counter() - start
                 print(f"| {arch.name} | - | skipped after {spent:.0f} s: {exc} | | | | | | | | | |")
             if done:
@@ -476,11 +483,12 @@ def _measure_routes(
     repeats: int,
     full: bool,
     done: list[Figures],
+    check: Callable[[], None],
 ) -> None:
     """Fit ``arch``'s network, measure it through each of ``routes``, print a row each and
     append the figures of those that took it to ``done``."""
     try:
-        net = _network(arch, full)
+        net = _network(arch, full, check)
     except ImportError as exc:  # e.g. torchvision without its compiled extension
         print(f"| {arch.name} | - | cannot import: {str(exc)[:80]} | | | | | | | | | |")
         return
@@ -488,7 +496,7 @@ def _measure_routes(
         print(f"| {arch.name} | - | cannot build: {str(exc)[:80]} | | | | | | | | | |")
         return
     baseline = float("nan")
-    for f in measure_routes(arch, net, routes, folder, repeats, full):
+    for f in measure_routes(arch, net, routes, folder, repeats, full, check):
         if f.status != "ok":
             print(f"| {arch.name} | {f.route} | {f.status} | | | | | | | | | |", flush=True)
             continue
