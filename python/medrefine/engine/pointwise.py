@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
+from medrefine.models.tracing import symbolic_trace
+
 _ELEMENTWISE_MODULES = (
     nn.ReLU,
     nn.ReLU6,
@@ -167,7 +169,7 @@ class RowHead(nn.Module):
 def as_row_head(head: nn.Module) -> RowHead | None:
     """A row version of ``head`` sharing its parameters, or None if it is not provably pointwise."""
     try:
-        gm = head if isinstance(head, fx.GraphModule) else fx.symbolic_trace(head)
+        gm = head if isinstance(head, fx.GraphModule) else symbolic_trace(head)
     except Exception:  # untraceable heads simply take the slower paths
         return None
     if head.training or not all(_node_ok(n, gm) for n in gm.graph.nodes):

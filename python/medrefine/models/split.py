@@ -24,6 +24,7 @@ from medrefine.backends.base import FeatureExtractor
 from medrefine.errors import UnsupportedModelError
 from medrefine.models.activation import LogProbabilities, looks_like_probabilities, strip_activation
 from medrefine.models.preprocess import Preprocessing
+from medrefine.models.tracing import symbolic_trace
 
 _log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ class SplitModel:
         branch on).
         """
         try:
-            gm = fx.symbolic_trace(net)
+            gm = symbolic_trace(net)
         except Exception as exc:  # fx raises many types for untraceable control flow
             raise UnsupportedModelError(
                 f"torch.fx cannot trace {type(net).__name__}: {exc}"
