@@ -251,13 +251,13 @@ def _model(nodes: list[onnx.NodeProto], weights: dict[str, np.ndarray]) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _resize() -> onnx.NodeProto:
-    """``out`` = ``f`` resized to ``sizes``, nearest neighbour as ``F.interpolate`` does."""
+def _resize(source: str = "f", name: str = "head") -> onnx.NodeProto:
+    """``out`` = ``source`` resized to ``sizes``, nearest neighbour as ``F.interpolate`` does."""
     return helper.make_node(
         "Resize",
-        ["f", "", "", "sizes"],
+        [source, "", "", "sizes"],
         ["out"],
-        name="head",
+        name=name,
         mode="nearest",
         coordinate_transformation_mode="asymmetric",
         nearest_mode="floor",
@@ -308,15 +308,7 @@ def test_a_size_vector_the_head_cannot_compute_is_refused_naming_the_operator(
         helper.make_node("Gather", ["shape", "two"], ["y"], name="y"),
         helper.make_node("Abs", ["y"], ["ay"], name="absolute"),
         helper.make_node("Concat", ["nc", "ay", "ay"], ["sizes"], name="sizes", axis=0),
-        helper.make_node(
-            "Resize",
-            ["g", "", "", "sizes"],
-            ["out"],
-            name="resize",
-            mode="nearest",
-            coordinate_transformation_mode="asymmetric",
-            nearest_mode="floor",
-        ),
+        _resize("g", "resize"),
     ]
     weights = {
         "first": np.array([0], np.int64),

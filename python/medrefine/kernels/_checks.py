@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 
 def real_number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -17,3 +19,10 @@ def checked_connectivity(connectivity: object, ndim: int) -> int:
     if not 1 <= int(connectivity) <= ndim:
         raise ValueError(f"connectivity must be 1..{ndim} for {ndim}D seeds, got {connectivity}")
     return int(connectivity)
+
+
+def describe(value: object) -> str:
+    """What ``value`` is, for an error message: a numpy array's dtype, else the type's name."""
+    if isinstance(value, np.ndarray):
+        return f"array of dtype {value.dtype}"
+    return type(value).__name__

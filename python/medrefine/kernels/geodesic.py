@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medrefine.kernels import _native
-from medrefine.kernels._checks import checked_connectivity, real_number
+from medrefine.kernels._checks import checked_connectivity, describe, real_number
 
 
 def geodesic_distance(
@@ -58,9 +58,9 @@ def geodesic_distance(
     [0.0, 1.0, 2.0, 3.0, 4.0]
     """
     if not isinstance(cost, np.ndarray) or cost.dtype.kind != "f" or cost.itemsize not in (4, 8):
-        raise TypeError(f"cost must be a float32 or float64 numpy array, got {_describe(cost)}")
+        raise TypeError(f"cost must be a float32 or float64 numpy array, got {describe(cost)}")
     if not isinstance(seeds, np.ndarray) or seeds.dtype.kind not in "biu":
-        raise TypeError(f"seeds must be a bool or integer numpy array, got {_describe(seeds)}")
+        raise TypeError(f"seeds must be a bool or integer numpy array, got {describe(seeds)}")
     if cost.ndim not in (2, 3):
         raise ValueError(f"cost must be 2D or 3D, got shape {cost.shape}")
     if seeds.shape != cost.shape:
@@ -74,9 +74,3 @@ def geodesic_distance(
     cost = np.ascontiguousarray(cost, dtype=cost.dtype.newbyteorder("="))
     marks = np.ascontiguousarray(seeds != 0, dtype=np.uint8)
     return _native.geodesic_distance(cost, marks, bound, conn)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array of dtype {value.dtype}"
-    return type(value).__name__

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medrefine.kernels import _native
+from medrefine.kernels._checks import describe
 
 #: The most neighbour offsets one cut takes (the kernel stores an arc index in one byte).
 MAX_OFFSETS = 126
@@ -89,7 +90,7 @@ def grid_min_cut(
 
 def _check_float(value: object, name: str) -> None:
     if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.itemsize not in (4, 8):
-        raise TypeError(f"{name} must be a float32 or float64 numpy array, got {_describe(value)}")
+        raise TypeError(f"{name} must be a float32 or float64 numpy array, got {describe(value)}")
 
 
 def _checked_offsets(offsets: object, ndim: int) -> npt.NDArray[np.int32]:
@@ -103,17 +104,17 @@ def _checked_offsets(offsets: object, ndim: int) -> npt.NDArray[np.int32]:
     elif isinstance(offsets, Sequence) and not isinstance(offsets, str | bytes):
         rows = list(offsets)
     else:
-        raise TypeError(f"offsets must be a sequence of integer tuples, got {_describe(offsets)}")
+        raise TypeError(f"offsets must be a sequence of integer tuples, got {describe(offsets)}")
     if len(rows) > MAX_OFFSETS:
         raise ValueError(f"at most {MAX_OFFSETS} offsets, got {len(rows)}")
     out = np.zeros((len(rows), ndim), dtype=np.int32)
     for k, row in enumerate(rows):
         if not isinstance(row, Sequence | np.ndarray) or isinstance(row, str | bytes):
-            raise TypeError(f"offsets[{k}] must be a sequence of ints, got {_describe(row)}")
+            raise TypeError(f"offsets[{k}] must be a sequence of ints, got {describe(row)}")
         steps = list(row)
         for step in steps:
             if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-                raise TypeError(f"offsets[{k}] must hold ints, got {_describe(step)}")
+                raise TypeError(f"offsets[{k}] must hold ints, got {describe(step)}")
         if len(steps) != ndim:
             raise ValueError(f"offsets[{k}] must have {ndim} entries for a {ndim}D grid: {row}")
         if any(not -1 <= int(s) <= 1 for s in steps):
@@ -122,9 +123,3 @@ def _checked_offsets(offsets: object, ndim: int) -> npt.NDArray[np.int32]:
             raise ValueError(f"offsets[{k}] must not be all zero")
         out[k] = [int(s) for s in steps]
     return out
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array of dtype {value.dtype}"
-    return type(value).__name__
