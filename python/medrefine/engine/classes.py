@@ -8,8 +8,6 @@ convolution or linear layer with one output per class; anything else is refused 
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,6 +15,7 @@ import torch
 
 from medrefine.engine.head import last_layer, resize_outputs
 from medrefine.engine.history import Interaction, SessionState
+from medrefine.engine.quiet import quiet_stderr
 from medrefine.errors import InputError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ def add_class_step(img: ImageState, state: SessionState, name: str) -> SessionSt
         try:  # one pixel: the head must now give k + 1 logits
             # torch.fx prints the generated code's traceback to stderr when a traced head
             # fails; the failure is expected here and becomes the typed error below.
-            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            with torch.no_grad(), quiet_stderr():
                 got = str(img.runner.evaluator(torch.zeros(1, dtype=torch.int64))().shape[-1])
         except RuntimeError as exc:  # e.g. a residual sum over the old class count
             got = f"fails ({str(exc).splitlines()[0][:120]})"
