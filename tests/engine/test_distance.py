@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medrefine.engine.distance import edge_cost, euclidean_to, geodesic_to, relative_spacing
+from medrefine.engine.distance import (
+    edge_cost,
+    euclidean_map,
+    euclidean_to,
+    geodesic_map,
+    geodesic_to,
+    relative_spacing,
+)
 from medrefine.errors import InputError
 
 
@@ -89,3 +96,21 @@ def test_read_only_inputs_are_pooled_without_warnings() -> None:
     image.setflags(write=False)  # a session keeps its image read-only
     targets.setflags(write=False)
     assert np.isfinite(geodesic_to(targets, image, 1.0, 10.0)).any()
+
+
+@pytest.mark.parametrize("shape", [(81, 77, 83), (30, 40)])  # stride 2 in 3D (odd sides), 1 in 2D
+def test_a_coarse_map_reads_and_maps_as_its_upsampled_map(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    targets = rng.random(shape) > 0.999
+    targets[(0,) * len(shape)] = True
+    image = rng.normal(size=(1, *shape)).astype(np.float32)
+    points = np.stack([rng.integers(0, n, 500) for n in shape], 1)
+    for m, full in (
+        (euclidean_map(targets), euclidean_to(targets)),
+        (geodesic_map(targets, image, 2.0, 40.0), geodesic_to(targets, image, 2.0, 40.0)),
+    ):
+        assert np.array_equal(m.full(), full)
+        assert np.array_equal(m.at(points), full[tuple(points.T)])
+        gate = m.map(lambda d: np.exp(-(d**2) / 50.0))
+        assert np.array_equal(gate.full(), np.exp(-(full**2) / 50.0))
+    assert euclidean_map(targets).stride == (2 if len(shape) == 3 else 1)

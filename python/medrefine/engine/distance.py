@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -83,18 +84,55 @@ def _upsample(d: np.ndarray, stride: int, shape: tuple[int, ...]) -> np.ndarray:
     return t.numpy()
 
 
+@dataclass(frozen=True)
+class CoarseMap:
+    """A distance map of a window of ``shape``, held on the grid it was computed on: coarsened
+    by ``stride`` on every axis (1: the window's own grid). A pixel ``p`` reads
+    ``values[p // stride]``, as nearest-neighbour upsampling would give it; reading points or
+    transforming values here, before any upsampling, saves the full-size copies.
+
+    Attributes:
+        values: float64 ``ceil(shape / stride)``, pixels.
+        stride: the coarsening, >= 1.
+        shape: the window's shape.
+    """
+
+    values: np.ndarray
+    stride: int
+    shape: tuple[int, ...]
+
+    def full(self) -> np.ndarray:
+        """The map at the window's resolution, ``shape``."""
+        return self.values if self.stride == 1 else _upsample(self.values, self.stride, self.shape)
+
+    def at(self, points: np.ndarray) -> np.ndarray:
+        """Values at ``points`` ``(N, ndim)`` int (window coordinates), ``(N,)``."""
+        return self.values[tuple((points // self.stride).T)]
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> CoarseMap:
+        """``fn`` applied to every value (an elementwise function: it commutes with the
+        upsampling)."""
+        return CoarseMap(fn(self.values), self.stride, self.shape)
+
+
 def euclidean_to(targets: np.ndarray, spacing: Spacing | None = None) -> np.ndarray:
     """Euclidean distance (pixels) to the nearest True pixel of ``targets`` (inf if none); a
     step along axis ``i`` is ``spacing[i]`` pixels long (None: 1 on every axis)."""
+    return euclidean_map(targets, spacing).full()
+
+
+def euclidean_map(targets: np.ndarray, spacing: Spacing | None = None) -> CoarseMap:
+    """:func:`euclidean_to` before its upsampling."""
     if not targets.any():
-        return np.full(targets.shape, np.inf)
+        return CoarseMap(np.full(targets.shape, np.inf), 1, targets.shape)
     sampling = np.ones(targets.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
     stride = _stride(targets.shape, EDT_PIXELS)
     if stride == 1:
-        return ndimage.distance_transform_edt(~targets, sampling=sampling)
+        d = ndimage.distance_transform_edt(~targets, sampling=sampling)
+        return CoarseMap(d, 1, targets.shape)
     coarse = _pool(targets[None], stride, "max")[0] > 0
     d = ndimage.distance_transform_edt(~coarse, sampling=sampling * stride)
-    return _upsample(d, stride, targets.shape)
+    return CoarseMap(d, stride, targets.shape)
 
 
 def edge_cost(image: np.ndarray, weight: float) -> np.ndarray:
@@ -123,6 +161,17 @@ def geodesic_to(
     :func:`edge_cost` of ``image`` (``(C, *targets.shape)``); inf beyond ``limit`` pixels or
     where unreachable. With ``spacing``, a coarse axis's voxels are repeated ``round(spacing)``
     times so that the grid the distance is computed on is isotropic."""
+    return geodesic_map(targets, image, weight, limit, spacing).full()
+
+
+def geodesic_map(
+    targets: np.ndarray,
+    image: np.ndarray,
+    weight: float,
+    limit: float,
+    spacing: Spacing | None = None,
+) -> CoarseMap:
+    """:func:`geodesic_to` before its upsampling (an anisotropic ``spacing``: after it)."""
     if spacing is not None:
         repeats = tuple(max(1, round(v)) for v in spacing)
         if any(r > 1 for r in repeats):
@@ -135,14 +184,14 @@ def geodesic_to(
                 fine_i = np.repeat(fine_i, r, axis=axis + 1)
             fine_t = np.zeros(fine_i.shape[1:], dtype=bool)
             fine_t[centres] = targets
-            return geodesic_to(fine_t, fine_i, weight, limit)[centres]
+            d = geodesic_to(fine_t, fine_i, weight, limit)[centres]
+            return CoarseMap(d, 1, targets.shape)
     shape = targets.shape
     if not targets.any():
-        return np.full(shape, np.inf)
+        return CoarseMap(np.full(shape, np.inf), 1, shape)
     stride = _stride(shape, GEODESIC_PIXELS)
     if stride > 1:
         targets = _pool(targets[None], stride, "max")[0] > 0
         image = _pool(image, stride, "mean")
     coarse = geodesic_distance(edge_cost(image, weight), targets, limit=limit / stride)
-    d = coarse.astype(np.float64) * stride
-    return d if stride == 1 else _upsample(d, stride, shape)
+    return CoarseMap(coarse.astype(np.float64) * stride, stride, shape)
