@@ -218,6 +218,17 @@ def measure(
     )
 
 
+def add_scene_options(p: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--dims``, shared by the benchmarks on these scenes (``set-image``)."""
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--dims", default="2,3", help="which of 2D 512^2 and 3D 128^3, e.g. 3")
+
+
+def chosen_dims(text: str) -> list[int]:
+    """``--dims`` as a list, e.g. ``"2,3"`` -> ``[2, 3]``."""
+    return [int(d) for d in text.split(",") if d.strip()]
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``medrefine bench heads``."""
     p = sub.add_parser(
@@ -227,8 +238,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--refines", type=int, default=50, help="interactions per case")
     p.add_argument("--full", type=int, default=5, help="refines replayed on the whole image")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--dims", default="2,3", help="which of 2D 512^2 and 3D 128^3, e.g. 3")
+    add_scene_options(p)
     p.add_argument("--config", default="", help="RefineConfig overrides, comma-separated")
     p.add_argument(
         "--malloc",
@@ -263,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     cols += ["RSS MiB after refines " + "/".join(map(str, _RSS_AT))]
     for col in cols:
         table.add_column(col, justify="right")
-    dims = [int(d) for d in args.dims.split(",") if d.strip()]
+    dims = chosen_dims(args.dims)
     for d in dims:
         shape = (512, 512) if d == 2 else (128, 128, 128)
         for name, build in (("decoder", decoder_net), ("deeplab-like", deeplab_net)):

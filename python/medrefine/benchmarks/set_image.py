@@ -24,7 +24,14 @@ from rich.table import Table
 from torch import nn
 
 import medrefine as mr
-from medrefine.benchmarks.heads import decoder_net, deeplab_net, scene, split_net
+from medrefine.benchmarks.heads import (
+    add_scene_options,
+    chosen_dims,
+    decoder_net,
+    deeplab_net,
+    scene,
+    split_net,
+)
 from medrefine.benchmarks.stats import percentile
 from medrefine.engine.head_verdict import VERDICTS
 
@@ -77,8 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description=__doc__,
     )
     p.add_argument("--runs", type=int, default=7, help="set_image pairs per case")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--dims", default="2,3", help="which of 2D 512^2 and 3D 128^3, e.g. 3")
+    add_scene_options(p)
     p.set_defaults(func=run)
 
 
@@ -87,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     before = os.getloadavg()[0]
     rows = []
-    for d in [int(d) for d in args.dims.split(",") if d.strip()]:
+    for d in chosen_dims(args.dims):
         shape = (512, 512) if d == 2 else (128, 128, 128)
         for name, build in (("decoder", decoder_net), ("deeplab-like", deeplab_net)):
             torch.manual_seed(0)  # the same weights on every run
