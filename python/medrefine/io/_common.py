@@ -40,6 +40,31 @@ def check_declared(path: Path, shape: tuple[int, ...], what: str = "header") -> 
         )
 
 
+def check_geometry(
+    path: Path, spacing: tuple[float, ...] | None, affine: np.ndarray | None, what: str = "header"
+) -> None:
+    """Refuse geometry a file's ``what`` declares that no voxel grid can have: a voxel size that
+    is not a positive finite number, or an affine with a non-finite entry or a singular spatial
+    part (a zero direction). Both may be None (the format carries none).
+
+    Raises:
+        InputError: naming the file and the values.
+    """
+    if spacing is not None and not all(np.isfinite(v) and v > 0 for v in spacing):
+        raise InputError(
+            f"{path}: the {what} declares voxel sizes {tuple(float(v) for v in spacing)}: "
+            "each must be a positive finite number of mm"
+        )
+    if affine is not None:
+        if not np.isfinite(affine).all():
+            raise InputError(f"{path}: the {what} declares a non-finite affine {affine.tolist()}")
+        if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+            raise InputError(
+                f"{path}: the {what} declares a singular affine (a zero or repeated direction) "
+                f"{affine[:3, :3].tolist()}"
+            )
+
+
 def spatial(array: np.ndarray, path: Path) -> np.ndarray:
     """``array`` with length-1 trailing axes beyond the third dropped; 2D or 3D only.
 

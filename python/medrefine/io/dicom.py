@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from medrefine.errors import InputError, NotFoundError
 from medrefine.io._common import check_declared, existing
@@ -70,13 +71,45 @@ def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, Any]]:
     return found[series_uid]
 
 
+def decimals(path: Path, ds: Any, name: str, count: int) -> np.ndarray | None:
+    """The decimal-string attribute ``name`` of ``ds`` as ``(count,)`` float64, parsed from the
+    file's own text where pydicom has not converted it yet (its conversion of a malformed value
+    warns and hands the text back); None when ``ds`` has no such attribute.
+
+    Raises:
+        InputError: the value is not ``count`` finite numbers (names ``path`` and ``name``).
+    """
+    elem = ds.get_item(name)
+    if elem is None:
+        return None
+    raw = elem.value
+    if isinstance(raw, bytes):
+        raw = raw.decode("latin-1")
+    parts = raw.strip(" \0").split("\\") if isinstance(raw, str) else raw
+    if not isinstance(parts, (list, tuple, MultiValue)):
+        parts = [parts]
+    try:
+        values = np.asarray([float(str(v).strip()) for v in parts], np.float64)
+    except ValueError:
+        values = np.zeros(0)
+    if values.size != count or not np.isfinite(values).all():
+        raise InputError(f"{path}: {name} must be {count} finite numbers, got {str(raw)[:80]!r}")
+    return values
+
+
 def _check_geometry(slices: list[tuple[Path, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Orientation (row direction, column direction) shared by every slice, and their normal."""
     for f, ds in slices:
         missing = [a for a in _GEOMETRY if a not in ds]
         if missing:
             raise InputError(f"{f}: no {', '.join(missing)}: not a slice of an image series")
-    orients = [np.asarray(ds.ImageOrientationPatient, np.float64) for _, ds in slices]
+    orients = [_required(f, ds, "ImageOrientationPatient", 6) for f, ds in slices]
+    for (f, ds), o in zip(slices, orients, strict=True):
+        if min(np.linalg.norm(o[:3]), np.linalg.norm(o[3:])) < 1e-3:
+            raise InputError(f"{f}: ImageOrientationPatient holds a zero direction ({o.tolist()})")
+        spacing = _required(f, ds, "PixelSpacing", 2)
+        if (spacing <= 0).any():
+            raise InputError(f"{f}: PixelSpacing must be positive, got {spacing.tolist()}")
     sizes = [(int(ds.Rows), int(ds.Columns)) for _, ds in slices]
     # The orientation and size most slices share is the series'; name a file that differs.
     keys = [tuple(np.round(o, 3)) for o in orients]
@@ -90,10 +123,15 @@ def _check_geometry(slices: list[tuple[Path, Any]]) -> tuple[np.ndarray, np.ndar
     return iop.reshape(2, 3), np.cross(iop[:3], iop[3:])
 
 
+def _required(path: Path, ds: Any, name: str, count: int) -> np.ndarray:
+    """:func:`decimals` of an attribute :func:`_check_geometry` has found present."""
+    values = decimals(path, ds, name, count)
+    assert values is not None
+    return values
+
+
 def _sorted(folder: Path, slices: list[tuple[Path, Any]], normal: np.ndarray) -> list[Any]:
-    pos = [
-        float(np.dot(np.asarray(ds.ImagePositionPatient, np.float64), normal)) for _, ds in slices
-    ]
+    pos = [float(np.dot(_required(f, ds, "ImagePositionPatient", 3), normal)) for f, ds in slices]
     order = np.argsort(pos, kind="stable")
     ranked = [slices[i] for i in order]
     steps = np.diff(np.sort(pos))
@@ -120,8 +158,23 @@ def _pixels(path: Path) -> np.ndarray:
         raise InputError(f"{path}: unreadable pixel data ({exc})") from exc
     if arr.shape != (int(ds.Rows), int(ds.Columns)):
         raise InputError(f"{path}: pixel data of shape {arr.shape}: only single-frame grey slices")
-    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    slope = decimals(path, ds, "RescaleSlope", 1)
+    intercept = decimals(path, ds, "RescaleIntercept", 1)
+    a = np.float32(1.0 if slope is None else slope[0])
+    b = np.float32(0.0 if intercept is None else intercept[0])
+    return (arr.astype(np.float32) * a + b).astype(np.float32)
+
+
+def _thickness(path: Path, ds: Any) -> float:
+    """The slice step (mm) of a one-slice series: SpacingBetweenSlices, else SliceThickness,
+    else 1; a value that is not a positive number is refused."""
+    for name in ("SpacingBetweenSlices", "SliceThickness"):
+        found = decimals(path, ds, name, 1)
+        if found is not None:
+            if found[0] <= 0:
+                raise InputError(f"{path}: {name} must be positive, got {found[0]:g}")
+            return float(found[0])
+    return 1.0
 
 
 def read_dicom_series(path: str | Path, series_uid: str | None = None) -> Volume:
@@ -148,12 +201,12 @@ def read_dicom_series(path: str | Path, series_uid: str | None = None) -> Volume
     first = ranked[0][1]
     check_declared(p, (len(ranked), int(first.Rows), int(first.Columns)), "series")
     array = np.stack([_pixels(f) for f, _ in ranked])
-    ipp = [np.asarray(ds.ImagePositionPatient, np.float64) for _, ds in ranked]
-    row_mm, col_mm = (float(v) for v in first.PixelSpacing)
+    ipp = [_required(f, ds, "ImagePositionPatient", 3) for f, ds in ranked]
+    row_mm, col_mm = (float(v) for v in _required(ranked[0][0], first, "PixelSpacing", 2))
     if len(ipp) > 1:
         step = (ipp[-1] - ipp[0]) / (len(ipp) - 1)
     else:
-        step = normal * float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)))
+        step = normal * _thickness(ranked[0][0], first)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = (
         step,

@@ -11,7 +11,14 @@ import nibabel as nib
 import numpy as np
 
 from medrefine.errors import InputError
-from medrefine.io._common import atomic_write, check_declared, existing, mask_dtype, spatial
+from medrefine.io._common import (
+    atomic_write,
+    check_declared,
+    check_geometry,
+    existing,
+    mask_dtype,
+    spatial,
+)
 from medrefine.types import Volume
 
 _nib: Any = nib  # nibabel's own annotations are partial
@@ -26,6 +33,12 @@ def _load(path: Path) -> Any:
         raise InputError(f"{path}: not a NIfTI image (nibabel read a {type(img).__name__})")
     shape = tuple(int(n) for n in img.shape)
     check_declared(path, shape)
+    stored = img.get_data_dtype()
+    if stored.kind not in "biuf":
+        raise InputError(
+            f"{path}: voxels of type {stored} (NIfTI datatype {int(img.header['datatype'])}): "
+            "only real numbers (integer or float) are read, not complex or RGB voxels"
+        )
     if not path.name.endswith(".gz"):
         need = (
             int(img.header.get_data_offset()) + int(np.prod(shape)) * img.get_data_dtype().itemsize
@@ -59,7 +72,9 @@ def read_nifti(
     img = _load(p)
     data = spatial(_voxels(p, img, dtype), p)
     spacing = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
-    return data, spacing, np.asarray(img.affine, dtype=np.float64)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    check_geometry(p, spacing, affine)
+    return data, spacing, affine
 
 
 def read_nifti_volume(path: str | Path) -> Volume:

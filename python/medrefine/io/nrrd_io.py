@@ -13,7 +13,14 @@ import nrrd
 import numpy as np
 
 from medrefine.errors import InputError
-from medrefine.io._common import atomic_write, check_declared, existing, mask_dtype, spatial
+from medrefine.io._common import (
+    atomic_write,
+    check_declared,
+    check_geometry,
+    existing,
+    mask_dtype,
+    spatial,
+)
 from medrefine.io.nifti import affine_of
 from medrefine.types import Volume
 
@@ -57,8 +64,8 @@ def read_nrrd(path: str | Path) -> Volume:
     try:
         with p.open("rb") as fh:
             header = nrrd.read_header(fh)
-    except (nrrd.NRRDError, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise InputError(f"{p}: not a readable NRRD header ({exc})") from exc
+    except Exception as exc:  # NRRDError, UnicodeDecodeError, StopIteration (an empty file), ...
+        raise InputError(f"{p}: not a readable NRRD header ({type(exc).__name__}: {exc})") from exc
     check_declared(p, tuple(int(n) for n in header.get("sizes", ())))
     try:
         data, header = nrrd.read(str(p), index_order="F")
@@ -72,6 +79,7 @@ def read_nrrd(path: str | Path) -> Volume:
         spacing = tuple(float(s) for s in header["spacings"][: array.ndim])
     else:
         spacing = None
+    check_geometry(p, spacing, affine)
     return Volume(array, spacing=spacing, affine=affine)
 
 

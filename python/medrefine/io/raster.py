@@ -7,6 +7,8 @@ spacing in mm; nothing else here carries spacing or an affine.
 
 from __future__ import annotations
 
+import threading
+import tokenize
 import warnings
 from pathlib import Path
 
@@ -14,11 +16,15 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from medrefine.errors import InputError, ResourceError
+from medrefine.errors import InputError, MedrefineError, ResourceError
 from medrefine.io._common import atomic_write, check_declared, existing, mask_dtype, spatial
 from medrefine.types import Volume
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: Held while Pillow reads a header with its size warning silenced: ``warnings.catch_warnings``
+#: swaps the process-wide filter list, and two readers interleaving would leave one's "ignore"
+#: installed for good (Python before 3.14 has no per-thread filters). The decode runs outside.
+_QUIET_OPEN = threading.Lock()
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -31,13 +37,15 @@ def read_png(path: str | Path) -> np.ndarray:
     """
     p = existing(path)
     try:
-        with warnings.catch_warnings():
+        with _QUIET_OPEN, warnings.catch_warnings():
+            # medrefine's own limit (check_declared) replaces Pillow's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                bands = len(im.getbands())
-                check_declared(p, (im.size[1], im.size[0], bands))
-                im.load()
-                arr = np.asarray(im)
+            opened = Image.open(p)  # reads the header only
+        with opened as im:
+            bands = len(im.getbands())
+            check_declared(p, (im.size[1], im.size[0], bands))
+            im.load()
+            arr = np.asarray(im)
     except Image.DecompressionBombError as exc:
         raise ResourceError(f"{p}: the header declares too many pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -51,7 +59,9 @@ def _tiff_spacing(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None
     if ndim != 2 or unit is None or int(unit.value) != 3 or "XResolution" not in tags:
         return None
     (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
-    return (10.0 * yd / yn, 10.0 * xd / xn) if xn and yn else None
+    if not (xn > 0 and yn > 0 and xd > 0 and yd > 0):
+        return None  # resolution tags are metadata here, often left empty: no spacing then
+    return (10.0 * yd / yn, 10.0 * xd / xn)
 
 
 def read_tiff(path: str | Path) -> Volume:
@@ -67,8 +77,12 @@ def read_tiff(path: str | Path) -> Volume:
                 arr = np.moveaxis(arr, -1, 0)
             arr = spatial(arr, p)
             spacing = _tiff_spacing(tif, arr.ndim)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-        raise InputError(f"{p}: not a readable TIFF file ({exc})") from exc
+    except MedrefineError:
+        raise
+    except MemoryError as exc:
+        raise ResourceError(f"{p}: not enough memory to read this TIFF file ({exc})") from exc
+    except Exception as exc:  # a corrupt file reaches tifffile's asserts and divisions too
+        raise InputError(f"{p}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     return Volume(arr, spacing=spacing)
 
 
@@ -86,7 +100,7 @@ def read_npy(path: str | Path) -> np.ndarray:
             )
             shape, _, dtype = read(fh)
             offset = fh.tell()
-    except (ValueError, OSError, SyntaxError) as exc:
+    except (ValueError, OSError, SyntaxError, tokenize.TokenError) as exc:
         raise InputError(f"{p}: not a .npy file ({exc})") from exc
     if len(shape) not in (2, 3, 4):
         raise InputError(f"{p}: expected a 2D or 3D image (optionally channel-first), got {shape}")
