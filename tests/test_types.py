@@ -30,6 +30,11 @@ def test_marks_normalise_numpy_coordinates() -> None:
         (lambda: Box(1, (0, 0), (5, 5, 5)), "same number"),
         (lambda: Paint(1, np.zeros((0, 2), int)), "non-empty"),
         (lambda: Paint(1, np.zeros((3, 2), float)), "integers"),
+        # raised TypeError / ValueError from inside the constructors before
+        (lambda: Scribble(1, 5), "sequence of points"),
+        (lambda: Scribble(1, None), "sequence of points"),
+        (lambda: Scribble(1, "ab"), "sequence of points"),
+        (lambda: Paint(1, [[1, 2], [3]]), "non-empty \\(N, 2\\|3\\) array"),
     ],
 )
 def test_invalid_marks(factory, match) -> None:

@@ -61,6 +61,8 @@ class Scribble:
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", _label(self.label))
         object.__setattr__(self, "radius", _radius(self.radius))
+        if isinstance(self.points, (str, bytes)) or not isinstance(self.points, Iterable):
+            raise InputError(f"scribble points must be a sequence of points, got {self.points!r}")
         pts = tuple(_point(p, "scribble point") for p in self.points)
         if not pts:
             raise InputError("a scribble needs at least one point")
@@ -129,7 +131,10 @@ class Paint:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", _label(self.label))
-        px = np.asarray(self.pixels)
+        try:
+            px = np.asarray(self.pixels)
+        except ValueError as exc:  # a ragged list: rows of different lengths
+            raise InputError(f"paint pixels must be a non-empty (N, 2|3) array ({exc})") from exc
         if px.ndim != 2 or px.shape[1] not in (2, 3) or px.shape[0] == 0:
             raise InputError(f"paint pixels must be a non-empty (N, 2|3) array, got {px.shape}")
         if not np.issubdtype(px.dtype, np.integer):

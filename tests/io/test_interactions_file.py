@@ -82,6 +82,29 @@ def _write(path: Path, doc: object) -> Path:
             {
                 "format": "medrefine-interactions",
                 "version": 1,
+                "interactions": [
+                    {"kind": "refine", "marks": [{"type": "scribble", "label": 1, "points": 7}]}
+                ],
+            },
+            "interaction 0: scribble points must be a sequence",
+        ),
+        (
+            {
+                "format": "medrefine-interactions",
+                "version": 1,
+                "interactions": [
+                    {
+                        "kind": "refine",
+                        "marks": [{"type": "paint", "label": 1, "pixels": [[1, 2], [3]]}],
+                    }
+                ],
+            },
+            "interaction 0: paint pixels must be",
+        ),
+        (
+            {
+                "format": "medrefine-interactions",
+                "version": 1,
                 "interactions": [{"kind": "add_class"}],
             },
             "needs a non-empty class_name",

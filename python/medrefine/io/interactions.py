@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
-
 from medrefine.errors import InputError
 from medrefine.io._common import atomic_write, existing
 from medrefine.types import Box, Click, Mark, Paint, Scribble
@@ -99,7 +97,7 @@ def mark_from_json(obj: Any) -> Mark:
         if kind == "box":
             return Box(obj["label"], obj["start"], obj["stop"])
         if kind == "paint":
-            return Paint(obj["label"], np.asarray(obj["pixels"]))
+            return Paint(obj["label"], obj["pixels"])
     except KeyError as exc:
         raise InputError(f"a {kind} mark needs {exc.args[0]!r}") from exc
     raise InputError(f"unknown mark type {kind!r} (scribble, click, box or paint)")
