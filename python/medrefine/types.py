@@ -61,9 +61,10 @@ class Scribble:
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", _label(self.label))
         object.__setattr__(self, "radius", _radius(self.radius))
-        if isinstance(self.points, (str, bytes)) or not isinstance(self.points, Iterable):
-            raise InputError(f"scribble points must be a sequence of points, got {self.points!r}")
-        pts = tuple(_point(p, "scribble point") for p in self.points)
+        given: object = self.points  # a caller may pass anything
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            raise InputError(f"scribble points must be a sequence of points, got {given!r}")
+        pts = tuple(_point(p, "scribble point") for p in given)
         if not pts:
             raise InputError("a scribble needs at least one point")
         if len({len(p) for p in pts}) != 1:
