@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import medrefine as mr
+from medrefine.errors import InputError
 from medrefine.models.unet import UNet, UNetConfig
-from medrefine.models.zoo import RECIPES
+from medrefine.models.zoo import RECIPES, load_model
+from medrefine.samples import load_sample
 
 
 def test_a_users_network_sees_its_input_unchanged(net2d: UNet) -> None:
@@ -33,3 +36,36 @@ def test_zoo_models_carry_their_own_preprocessing() -> None:
     for name in mr.list_models():
         assert mr.load_model(name).preprocessing == RECIPES[name].preprocessing
         assert RECIPES[name].preprocessing.normalize
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("fetalhead-unet2d", (40, 50)), ("nuclei-unet2d", (8, 8)), ("hippocampus-unet3d", (5, 6, 7))],
+)
+def test_an_image_within_one_multiple_along_every_axis_is_segmented(
+    name: str, shape: tuple[int, ...]
+) -> None:
+    # Padded to exactly one multiple, every zoo network reached a single pixel at its deepest
+    # level and set_image failed in instance normalisation.
+    session = mr.Session(load_model(name))
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    assert session.set_image(image).shape == shape
+    session.add(mr.Click(1, tuple(n // 2 for n in shape), radius=1))
+    assert session.refine().mask.shape == shape
+
+
+def test_a_uint64_image_is_normalised_like_its_scaled_copy() -> None:
+    # float32 statistics of values near 2**63 overflow: the std was inf and the image zeros.
+    session = mr.Session(load_model("nuclei-unet2d"))
+    sample = load_sample("nuclei-fluorescence").image.astype(np.float64)
+    image = np.rint(sample / sample.max() * 2.0**62).astype(np.uint64)
+    want = session.set_image(image.astype(np.float64) / 2.0**62)  # z-scoring ignores the scale
+    assert len(np.unique(want)) > 1
+    np.testing.assert_array_equal(session.set_image(image), want)
+
+
+def test_values_beyond_float32_are_refused_by_name() -> None:
+    session = mr.Session(load_model("nuclei-unet2d"))
+    with pytest.raises(InputError, match="beyond float32's range"):
+        session.set_image(np.full((3, 16, 16), 1e300))
+    assert session.set_image(np.ones((3, 16, 16))).shape == (16, 16)  # still usable

@@ -53,6 +53,12 @@ class Preprocessing:
     def channel_first(self, image: np.ndarray) -> np.ndarray:
         """``image`` as float32 ``(channels, *spatial)`` with the model's channel count."""
         self.spatial_shape(image)
+        if image.dtype.kind == "f" and image.dtype.itemsize > 4 and np.isfinite(image).all():
+            top = float(np.abs(image).max(initial=0.0))
+            if top > float(np.finfo(np.float32).max):
+                raise InputError(
+                    f"image values reach {top:.3g}, beyond float32's range (3.4e38): rescale it"
+                )
         arr = np.asarray(image, dtype=np.float32)
         if arr.ndim == self.spatial_dims:
             arr = arr[None]
@@ -75,16 +81,30 @@ class Preprocessing:
             raise InputError("image contains NaN or infinite values")
         if self.normalize:
             flat = arr.reshape(arr.shape[0], -1)
-            mean = flat.mean(axis=1).reshape((-1,) + (1,) * self.spatial_dims)
-            std = flat.std(axis=1).reshape((-1,) + (1,) * self.spatial_dims)
-            arr = (arr - mean) / np.maximum(std, 1e-6)
+            with np.errstate(over="ignore"):
+                mean, std = flat.mean(axis=1), flat.std(axis=1)
+            if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+                # squares of large values (a uint64 image) overflow float32, and an infinite
+                # std would turn the whole image into zeros: float64 statistics then
+                mean = flat.mean(axis=1, dtype=np.float64).astype(np.float32)
+                std = flat.std(axis=1, dtype=np.float64).astype(np.float32)
+            shape = (-1,) + (1,) * self.spatial_dims
+            arr = (arr - mean.reshape(shape)) / np.maximum(std.reshape(shape), 1e-6)
         return self.pad(torch.from_numpy(np.ascontiguousarray(arr))[None])
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad ``(N, C, *spatial)`` at the high end of each spatial axis to ``multiple``."""
+        """Pad ``(N, C, *spatial)`` at the high end of each spatial axis to ``multiple``.
+
+        An image that fits in one ``multiple`` along every axis gets two along its last: a
+        network downsampling by ``multiple`` would otherwise reach a single pixel, where
+        instance normalisation has no statistics (every zoo network failed on such images).
+        """
+        sizes = [-(-int(n) // self.multiple) * self.multiple for n in x.shape[2:]]
+        if self.multiple > 1 and all(n == self.multiple for n in sizes):
+            sizes[-1] = 2 * self.multiple
         pads: list[int] = []
-        for size in reversed(x.shape[2:]):
-            pads += [0, (-size) % self.multiple]
+        for size, padded in zip(reversed(x.shape[2:]), reversed(sizes), strict=True):
+            pads += [0, padded - int(size)]
         if not any(pads):
             return x
         return F.pad(x, pads, mode="replicate")
