@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -363,8 +364,12 @@ def test_plain_bad_input_raises_typed_errors(model2d, case2d) -> None:
     s = mr.Session(model2d)
     with pytest.raises(InputError, match="too small"):
         s.set_image(np.zeros((1, 5), np.float32))
+    # A backbone failure becomes a typed error: the nuclei network without its own padding
+    # (multiple 1) reaches a single pixel on a 3x3 image (with it, the image is padded enough).
+    nuclei = mr.load_model("nuclei-unet2d")
+    unpadded = replace(nuclei, preprocessing=mr.Preprocessing(2, channels=3, multiple=1))
     with pytest.raises(InputError, match="cannot process an input"):
-        mr.Session(mr.load_model("nuclei-unet2d")).set_image(np.zeros((3, 3), np.float32))
+        mr.Session(unpadded).set_image(np.zeros((3, 3), np.float32))
     s.set_image(image)
     with pytest.raises(InputError, match="must be a Scribble, Click, Box or Paint"):
         s.add(None)  # type: ignore[arg-type]
