@@ -21,11 +21,11 @@ from medrefine.io._common import atomic_write, check_declared, existing, mask_dt
 from medrefine.types import Volume
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
 #: Held while Pillow reads a header with its size warning silenced: ``warnings.catch_warnings``
 #: swaps the process-wide filter list, and two readers interleaving would leave one's "ignore"
 #: installed for good (Python before 3.14 has no per-thread filters). The decode runs outside.
 _QUIET_OPEN = threading.Lock()
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def read_png(path: str | Path) -> np.ndarray:
