@@ -41,9 +41,9 @@ def check_declared(path: Path, shape: tuple[int, ...], what: str = "header") -> 
 
 
 def check_geometry(
-    path: Path, spacing: tuple[float, ...] | None, affine: np.ndarray | None, what: str = "header"
+    path: Path, spacing: tuple[float, ...] | None, affine: np.ndarray | None
 ) -> None:
-    """Refuse geometry a file's ``what`` declares that no voxel grid can have: a voxel size that
+    """Refuse geometry a file's header declares that no voxel grid can have: a voxel size that
     is not a positive finite number, or an affine with a non-finite entry or a singular spatial
     part (a zero direction). Both may be None (the format carries none).
 
@@ -52,15 +52,15 @@ def check_geometry(
     """
     if spacing is not None and not all(np.isfinite(v) and v > 0 for v in spacing):
         raise InputError(
-            f"{path}: the {what} declares voxel sizes {tuple(float(v) for v in spacing)}: "
+            f"{path}: the header declares voxel sizes {tuple(float(v) for v in spacing)}: "
             "each must be a positive finite number of mm"
         )
     if affine is not None:
         if not np.isfinite(affine).all():
-            raise InputError(f"{path}: the {what} declares a non-finite affine {affine.tolist()}")
+            raise InputError(f"{path}: the header declares a non-finite affine {affine.tolist()}")
         if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
             raise InputError(
-                f"{path}: the {what} declares a singular affine (a zero or repeated direction) "
+                f"{path}: the header declares a singular affine (a zero or repeated direction) "
                 f"{affine[:3, :3].tolist()}"
             )
 

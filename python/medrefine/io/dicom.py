@@ -71,7 +71,7 @@ def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, Any]]:
     return found[series_uid]
 
 
-def decimals(path: Path, ds: Any, name: str, count: int) -> np.ndarray | None:
+def _decimals(path: Path, ds: Any, name: str, count: int) -> np.ndarray | None:
     """The decimal-string attribute ``name`` of ``ds`` as ``(count,)`` float64, parsed from the
     file's own text where pydicom has not converted it yet (its conversion of a malformed value
     warns and hands the text back); None when ``ds`` has no such attribute.
@@ -124,8 +124,8 @@ def _check_geometry(slices: list[tuple[Path, Any]]) -> tuple[np.ndarray, np.ndar
 
 
 def _required(path: Path, ds: Any, name: str, count: int) -> np.ndarray:
-    """:func:`decimals` of an attribute :func:`_check_geometry` has found present."""
-    values = decimals(path, ds, name, count)
+    """:func:`_decimals` of an attribute :func:`_check_geometry` has found present."""
+    values = _decimals(path, ds, name, count)
     assert values is not None
     return values
 
@@ -158,8 +158,8 @@ def _pixels(path: Path) -> np.ndarray:
         raise InputError(f"{path}: unreadable pixel data ({exc})") from exc
     if arr.shape != (int(ds.Rows), int(ds.Columns)):
         raise InputError(f"{path}: pixel data of shape {arr.shape}: only single-frame grey slices")
-    slope = decimals(path, ds, "RescaleSlope", 1)
-    intercept = decimals(path, ds, "RescaleIntercept", 1)
+    slope = _decimals(path, ds, "RescaleSlope", 1)
+    intercept = _decimals(path, ds, "RescaleIntercept", 1)
     a = np.float32(1.0 if slope is None else slope[0])
     b = np.float32(0.0 if intercept is None else intercept[0])
     return (arr.astype(np.float32) * a + b).astype(np.float32)
@@ -169,7 +169,7 @@ def _thickness(path: Path, ds: Any) -> float:
     """The slice step (mm) of a one-slice series: SpacingBetweenSlices, else SliceThickness,
     else 1; a value that is not a positive number is refused."""
     for name in ("SpacingBetweenSlices", "SliceThickness"):
-        found = decimals(path, ds, name, 1)
+        found = _decimals(path, ds, name, 1)
         if found is not None:
             if found[0] <= 0:
                 raise InputError(f"{path}: {name} must be positive, got {found[0]:g}")
