@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from medrefine.engine.cache import FeatureCache, image_digest
+from medrefine.errors import InputError
 
 
 def _f(n: int) -> tuple[torch.Tensor, ...]:
@@ -50,3 +52,13 @@ def test_image_digest_depends_on_values_dtype_and_shape() -> None:
 
 def test_shared_cache_is_one_object() -> None:
     assert FeatureCache.shared() is FeatureCache.shared()
+
+
+@pytest.mark.parametrize("bad", [-1, "1", 1.5, True, None])
+def test_budget_that_is_not_a_byte_count_is_refused_by_type(bad: object) -> None:
+    with pytest.raises(InputError, match="max_bytes"):
+        FeatureCache(max_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_budget_of_numpy_integer_is_taken() -> None:
+    assert FeatureCache(max_bytes=np.int64(10)).stats.max_bytes == 10

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medrefine.errors import InputError
+
 CacheKey = tuple[str, str, str]
 _SHARED: FeatureCache | None = None
 _SHARED_LOCK = threading.Lock()
@@ -50,11 +52,22 @@ class FeatureCache:
 
     An entry larger than the whole budget is not stored (``put`` returns False), so one huge
     volume never empties the cache of everyone else's images.
+
+    Args:
+        max_bytes: the budget, bytes (an integer >= 0; 0 stores nothing). Anything else raises
+            :class:`~medrefine.errors.InputError`.
     """
 
     def __init__(self, max_bytes: int = 2 << 30) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+            raise InputError(
+                f"FeatureCache max_bytes must be an integer number of bytes, got {max_bytes!r}"
+            )
         if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+            raise InputError(
+                f"FeatureCache max_bytes must be >= 0 (0 keeps nothing), got {max_bytes}"
+            )
+        max_bytes = int(max_bytes)
         self.max_bytes = max_bytes
         self._entries: OrderedDict[CacheKey, Features] = OrderedDict()
         self._bytes = 0
