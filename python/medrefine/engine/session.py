@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -31,6 +32,12 @@ from medrefine.engine.refine import RefineConfig
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
 from medrefine.types import Mark, RefineProgress, RefineResult, Volume
+
+
+def _visible(name: str) -> bool:
+    """Whether ``name`` has a character that shows: not whitespace, a control or format
+    character (zero-width space, joiners, direction marks), or unassigned."""
+    return any(not c.isspace() and unicodedata.category(c)[0] not in "CZ" for c in name)
 
 
 def _unchanged(state: SessionState) -> RefineResult:
@@ -87,7 +94,7 @@ class Session:
         if limits is not None and not isinstance(limits, SessionLimits):
             raise InputError(f"limits must be a SessionLimits, got {type(limits).__name__}")
         self.model = model
-        self.config = config or RefineConfig()
+        self._config = config or RefineConfig()
         self.limits = limits or SessionLimits()
         self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
@@ -97,6 +104,25 @@ class Session:
         self._lock = threading.RLock()
         self._img: step.ImageState | None = None
         self._pending: tuple[Mark, ...] = ()
+
+    @property
+    @locked
+    def config(self) -> RefineConfig:
+        """Refinement settings the next call uses (a frozen :class:`RefineConfig`)."""
+        return self._config
+
+    @config.setter
+    @locked
+    def config(self, config: RefineConfig) -> None:
+        """Replace the settings, under the session's lock (between two calls, never during
+        one). Raises InputError for anything but a :class:`RefineConfig`; e.g.
+        ``session.config = RefineConfig.shifted()`` or ``session.config.with_overrides(...)``."""
+        if not isinstance(config, RefineConfig):
+            raise InputError(
+                f"config must be a RefineConfig (e.g. RefineConfig() or RefineConfig.shifted()), "
+                f"got {type(config).__name__}"
+            )
+        self._config = config
 
     # ----------------------------------------------------------------- image
     @locked
@@ -217,12 +243,16 @@ class Session:
         marks of the new class are refined on.
 
         Raises:
-            InputError: an empty or existing name. ResourceError: over ``limits.max_classes``.
+            InputError: not a string, no visible character (empty, only spaces or other
+                whitespace or invisible format characters), or an existing name.
+            ResourceError: over ``limits.max_classes``.
         """
         img = self._require_image()
         state = img.history.current
-        if not isinstance(name, str) or not name or name in state.class_names:
-            raise InputError(f"class name must be a new, non-empty string, got {name!r}")
+        if not isinstance(name, str) or not _visible(name) or name in state.class_names:
+            raise InputError(
+                f"class name must be a new string with a visible character, got {name!r}"
+            )
         self.limits.check_classes(len(state.class_names) + 1)
         self._commit(img, classes.add_class_step(img, state, name))
         return len(state.class_names)
