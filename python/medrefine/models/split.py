@@ -21,8 +21,11 @@ import torch
 from torch import fx, nn
 
 from medrefine.backends.base import FeatureExtractor
+from medrefine.engine.quiet import quiet_stderr
 from medrefine.errors import UnsupportedModelError
 from medrefine.models.activation import LogProbabilities, looks_like_probabilities, strip_activation
+from medrefine.models.checks import agree, check_classes, probe, reference
+from medrefine.models.modes import owned_copy, per_image_norms
 from medrefine.models.preprocess import Preprocessing
 from medrefine.models.tracing import symbolic_trace
 
@@ -107,48 +110,6 @@ def _split_graph(gm: fx.GraphModule, head: Sequence[str]) -> tuple[fx.Graph, fx.
     return back, hd, len(features)
 
 
-def _probe(net: nn.Module, spatial_dims: int, multiple: int = 1) -> torch.Tensor:
-    channels = next(
-        (
-            int(getattr(m, "in_channels"))  # noqa: B009
-            for m in net.modules()
-            if isinstance(getattr(m, "in_channels", None), int)
-        ),
-        None,
-    )
-    if channels is None:
-        raise UnsupportedModelError("cannot tell the network's input channels; pass example=")
-    gen = torch.Generator().manual_seed(0)
-    size = max(64 if spatial_dims == 2 else 32, 2 * multiple)
-    return torch.randn((1, channels) + (size,) * spatial_dims, generator=gen)
-
-
-def _verify(net: nn.Module, backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> int:
-    """Check that head(backbone(x)) reproduces net(x); returns the output's channel count."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            want = net(x)
-            got = head(*backbone(x))
-    except Exception as exc:  # the split graph itself failed
-        raise UnsupportedModelError(
-            f"the split network fails on an input of shape {tuple(x.shape)}: {exc}; torch.fx may "
-            "have traced data-dependent control flow wrongly (pass example= if the shape is wrong)"
-        ) from exc
-    finally:
-        net.train(was_training)
-    if not isinstance(want, torch.Tensor):
-        keys = list(want) if isinstance(want, dict) else f"a {type(want).__name__}"
-        raise UnsupportedModelError(
-            f"the network returns {keys}, not one logits tensor; split a module that returns "
-            "it, e.g. one whose forward returns net(x)['out'] (torchvision's segmentation models)"
-        )
-    if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-4):
-        raise UnsupportedModelError("backbone + head do not reproduce the network's output")
-    return int(want.shape[1])
-
-
 def logits_head(head: fx.GraphModule, features: Sequence[torch.Tensor]) -> tuple[nn.Module, str]:
     """``head`` made to return logits, and what was done (one of ``OutputKinds``).
 
@@ -166,20 +127,6 @@ def logits_head(head: fx.GraphModule, features: Sequence[torch.Tensor]) -> tuple
         _log.info("the network outputs probabilities; the head returns their log")
         return LogProbabilities(head), "log-probabilities"
     return head, kind
-
-
-def check_classes(num_classes: int, channels: int) -> None:
-    """Refuse a ``num_classes`` that differs from the network's output channels (one logit per
-    class, background included): a mark of a class the head has no channel for would fail."""
-    if num_classes == channels:
-        return
-    hint = f"pass num_classes={channels}"
-    if channels == 1:
-        hint = "a single sigmoid channel is not supported: give the network two output logits"
-    raise UnsupportedModelError(
-        f"num_classes={num_classes}, but the network outputs {channels} channels (one per "
-        f"class, background included); {hint}"
-    )
 
 
 def as_given(spatial_dims: int) -> Preprocessing:
@@ -269,27 +216,40 @@ class SplitModel:
         ``preprocessing`` None gives the network exactly the user's image (:func:`as_given`:
         no normalisation, no padding); pass a :class:`Preprocessing` for anything else.
 
+        ``net`` itself is never changed: the split is made from a copy. It reproduces ``net`` in
+        the train/eval modes its submodules have (:mod:`medrefine.models.modes`: a norm with
+        running statistics in train mode becomes per-image statistics; train-mode dropout is
+        refused). The network must return one logits tensor ``(1, K, *spatial)`` with its
+        input's spatial shape (:mod:`medrefine.models.checks`).
+
         The split is checked on ``example`` (an input ``(1, C, *spatial)``; by default random
         values of 64 pixels per axis (32 in 3D), at least twice the preprocessing's pad multiple,
-        with C read off the first convolution): backbone
-        then head must reproduce ``net``'s output, or :class:`UnsupportedModelError` is raised
-        (torch.fx follows Python control flow on placeholder values, which some networks
-        branch on).
+        with C read off the first convolution): backbone then head, run in eval mode as a
+        session runs them, must reproduce ``net``'s output as its owner runs it, or
+        :class:`UnsupportedModelError` is raised (torch.fx follows Python control flow on
+        placeholder values, which some networks branch on).
         """
-        try:
-            gm = symbolic_trace(net)
-        except Exception as exc:  # fx raises many types for untraceable control flow
-            raise UnsupportedModelError(
-                f"torch.fx cannot trace {type(net).__name__}: {exc}"
-            ) from exc
-        back, hd, _ = _split_graph(gm, list(head))
-        backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
         prep = preprocessing or as_given(spatial_dims)
-        probe = example if example is not None else _probe(net, spatial_dims, prep.multiple)
-        check_classes(num_classes, _verify(net, backbone, head_gm, probe))
-        backbone.eval(), head_gm.eval()  # as the session runs them
-        with torch.no_grad():
-            head_out, kind = logits_head(head_gm, backbone(probe))
+        work = owned_copy(net)
+        x = example if example is not None else probe(work, spatial_dims, prep.multiple)
+        with quiet_stderr():  # torch.fx prints a traceback and its code before it raises
+            want = reference(work, x, spatial_dims, given=example is not None)
+            per_image_norms(work, spatial_dims)
+            trained = sum(m.training for m in work.modules())
+            try:
+                gm = symbolic_trace(work)
+            except Exception as exc:  # fx raises many types for untraceable control flow
+                detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UnsupportedModelError(
+                    f"torch.fx cannot trace {type(net).__name__}: {detail}; split it through "
+                    "ONNX instead (export_module, then SplitModel.from_onnx)"
+                ) from exc
+            back, hd, _ = _split_graph(gm, list(head))
+            backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
+            backbone.eval(), head_gm.eval()  # as the session runs them
+            check_classes(num_classes, agree(want, backbone, head_gm, x, trained))
+            with torch.no_grad():
+                head_out, kind = logits_head(head_gm, backbone(x))
         return cls(backbone, head_out, num_classes, spatial_dims, prep, output_kind=kind, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -303,9 +263,15 @@ class SplitModel:
         **kwargs: object,
     ) -> SplitModel:
         """Use an explicit backbone (returning a tensor or a tuple of tensors) and head;
-        ``preprocessing`` None feeds the user's image unchanged (:func:`as_given`)."""
+        ``preprocessing`` None feeds the user's image unchanged (:func:`as_given`).
+
+        Both are copied (the originals are never changed) and made to compute in eval mode
+        what they compute in their modes (:mod:`medrefine.models.modes`)."""
         prep = preprocessing or as_given(spatial_dims)
-        return cls(_TupleBackbone(backbone), head, num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
+        parts = owned_copy(backbone), owned_copy(head)
+        for part in parts:
+            per_image_norms(part, spatial_dims)
+        return cls(_TupleBackbone(parts[0]), parts[1], num_classes, spatial_dims, prep, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_onnx(
