@@ -67,3 +67,15 @@ def test_class_name_without_a_visible_character_is_refused(session: mr.Session, 
 @pytest.mark.parametrize("name", ["lesion", " lesion ", "é", "\u75c5\u53d8"])
 def test_class_name_with_a_visible_character_is_taken(session: mr.Session, name: str) -> None:
     assert session.add_class(name) == 3 and session.class_names[-1] == name
+
+
+def test_the_image_edges_are_read_on_is_z_scored_whatever_its_scale(
+    model2d: mr.SplitModel, case2d: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # A network fed the image as given (model2d) still has edges and region growing read a
+    # z-scored copy; an absolute floor of 1e-6 on its std flattened an image scaled by 1e-8.
+    session = mr.Session(model2d, cache=mr.FeatureCache(max_bytes=0))
+    session.set_image(case2d[0])
+    want = session._require_image().image
+    session.set_image((case2d[0] * np.float32(1e-8)).astype(np.float32))
+    np.testing.assert_allclose(session._require_image().image, want, atol=1e-5)

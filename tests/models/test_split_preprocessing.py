@@ -8,6 +8,7 @@ import torch
 
 import medrefine as mr
 from medrefine.errors import InputError
+from medrefine.models.preprocess import zscore
 from medrefine.models.unet import UNet, UNetConfig
 from medrefine.models.zoo import RECIPES, load_model
 from medrefine.samples import load_sample
@@ -69,3 +70,42 @@ def test_values_beyond_float32_are_refused_by_name() -> None:
     with pytest.raises(InputError, match="beyond float32's range"):
         session.set_image(np.full((3, 16, 16), 1e300))
     assert session.set_image(np.ones((3, 16, 16))).shape == (16, 16)  # still usable
+
+
+SAMPLE_MODELS = [
+    ("nuclei-unet2d", "nuclei-stained"),
+    ("nuclei-unet2d", "nuclei-fluorescence"),
+    ("fetalhead-unet2d", "fetalhead"),
+    ("hippocampus-unet3d", "hippocampus-007"),
+]
+
+
+@pytest.mark.parametrize(("name", "sample"), SAMPLE_MODELS)
+@pytest.mark.parametrize("scale", [1e-8, 1e-30])
+def test_the_mask_does_not_depend_on_the_images_scale(name: str, sample: str, scale: float) -> None:
+    # An absolute floor of 1e-6 on the std changed the mask of a float32 image scaled by 1e-8
+    # (the fluorescence sample's std is then about 1e-7).
+    image = np.asarray(load_sample(sample).image, dtype=np.float32)
+    session = mr.Session(load_model(name), cache=mr.FeatureCache(max_bytes=0))
+    want = session.set_image(image)
+    scaled = (image * np.float32(scale)).astype(np.float32)
+    np.testing.assert_array_equal(session.set_image(scaled), want)
+
+
+def test_a_float64_image_below_float32s_range_is_normalised_like_its_own_scale() -> None:
+    image = load_sample("nuclei-fluorescence").image.astype(np.float64)
+    session = mr.Session(load_model("nuclei-unet2d"), cache=mr.FeatureCache(max_bytes=0))
+    want = session.set_image(image)
+    np.testing.assert_array_equal(session.set_image(image * 1e-300), want)
+
+
+def test_zscore_matches_the_direct_formula_and_ignores_the_scale() -> None:
+    rng = np.random.default_rng(1)
+    image = (rng.random((3, 20, 30)) * 255).astype(np.float32)
+    flat = image.reshape(3, -1)
+    direct = (image - flat.mean(1)[:, None, None]) / flat.std(1)[:, None, None]
+    np.testing.assert_array_equal(zscore(image), direct)  # bit for bit where no floor applies
+    np.testing.assert_array_equal(zscore(image * np.float32(2.0**-100)), direct)
+    np.testing.assert_allclose(zscore(image * np.float32(1e-8)), direct, atol=2e-6)
+    flat_channel = np.full((1, 4, 4), 1e-9, dtype=np.float32)
+    assert not zscore(flat_channel).any() and not zscore(np.zeros((2, 3, 3), np.float32)).any()

@@ -34,6 +34,7 @@ from medrefine.engine.pointwise import as_row_head
 from medrefine.engine.propagate import class_distances, fuse, propagates
 from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import InputError, NumericalError, StateError
+from medrefine.models.preprocess import zscore
 from medrefine.models.split import SplitModel
 from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble
 
@@ -107,10 +108,7 @@ class ImageState:
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
-    flat = x.reshape(x.shape[0], -1)
-    mean = flat.mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-    std = flat.std(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.asarray((x - mean) / np.maximum(std, 1e-6), dtype=np.float32)
+    return zscore(np.asarray(x, dtype=np.float32))  # scale-invariant (relative std floor)
 
 
 def load_image(

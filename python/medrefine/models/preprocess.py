@@ -19,6 +19,37 @@ from medrefine.errors import InputError
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
+#: The least standard deviation a channel is divided by, as a fraction of its largest magnitude
+#: (:func:`zscore`). A channel whose values vary less is flat at float32's precision (7
+#: significant digits): its variations are a few units in the last place.
+RELATIVE_STD_FLOOR = 1e-6
+
+
+def zscore(arr: np.ndarray) -> np.ndarray:
+    """Each channel of ``arr`` (``(C, *spatial)``, float32) z-scored over its pixels, float32.
+
+    Scale-invariant: the statistics are taken on each channel divided by the power of two just
+    above its largest magnitude (exact: a channel at any scale within float32's range, 1e-8 or
+    1e30, is normalised as at its own scale, bit for bit when the scales differ by a power of
+    two, and its squares neither overflow nor underflow), and the standard deviation is floored
+    at :data:`RELATIVE_STD_FLOOR` times the largest magnitude, not at an absolute value. A
+    channel of zeros stays zeros. An image whose standard deviation is above the floor gets the
+    same values as ``(x - x.mean()) / x.std()`` computed directly in float32.
+    """
+    channels = arr.shape[0]
+    top = np.abs(arr.reshape(channels, -1)).max(axis=1)
+    _, exponent = np.frexp(top)
+    shape = (-1,) + (1,) * (arr.ndim - 1)
+    unit = np.ldexp(arr, -exponent.reshape(shape)).astype(np.float32, copy=False)
+    flat = unit.reshape(channels, -1)
+    mean, std = flat.mean(axis=1), flat.std(axis=1)
+    floor = np.float32(RELATIVE_STD_FLOOR) * np.ldexp(top, -exponent).astype(np.float32)
+    std = np.maximum(std, floor)
+    std[std == 0] = 1  # a channel of zeros
+    unit -= mean.reshape(shape)
+    unit /= std.reshape(shape)
+    return unit
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -29,7 +60,7 @@ class Preprocessing:
         channels: channels the network takes (1 grey or 3 RGB); grey is repeated to RGB, RGB is
             turned to grey by luminance; a fourth (alpha) channel is dropped. None: as given.
         multiple: every spatial size is padded up to a multiple of this.
-        normalize: z-score each channel over the image.
+        normalize: z-score each channel over the image (:func:`zscore`: scale-invariant).
     """
 
     spatial_dims: int
@@ -59,6 +90,10 @@ class Preprocessing:
                 raise InputError(
                     f"image values reach {top:.3g}, beyond float32's range (3.4e38): rescale it"
                 )
+            if self.normalize and 0.0 < top < float(np.finfo(np.float32).tiny):
+                # below float32's normal range its values would lose their digits or become 0;
+                # z-scoring ignores the scale, and a power of two changes no digit
+                image = np.ldexp(image, -int(np.frexp(top)[1]))
         arr = np.asarray(image, dtype=np.float32)
         if arr.ndim == self.spatial_dims:
             arr = arr[None]
@@ -80,16 +115,7 @@ class Preprocessing:
         if not np.isfinite(arr).all():
             raise InputError("image contains NaN or infinite values")
         if self.normalize:
-            flat = arr.reshape(arr.shape[0], -1)
-            with np.errstate(over="ignore"):
-                mean, std = flat.mean(axis=1), flat.std(axis=1)
-            if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-                # squares of large values (a uint64 image) overflow float32, and an infinite
-                # std would turn the whole image into zeros: float64 statistics then
-                mean = flat.mean(axis=1, dtype=np.float64).astype(np.float32)
-                std = flat.std(axis=1, dtype=np.float64).astype(np.float32)
-            shape = (-1,) + (1,) * self.spatial_dims
-            arr = (arr - mean.reshape(shape)) / np.maximum(std.reshape(shape), 1e-6)
+            arr = zscore(arr)
         return self.pad(torch.from_numpy(np.ascontiguousarray(arr))[None])
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
