@@ -16,12 +16,13 @@ from medrefine.engine.session import Session
 from medrefine.kernels import geodesic_distance, region_grow
 from medrefine.models import Preprocessing, SplitModel, list_models, load_model, model_card
 from medrefine.samples import list_samples, load_sample
-from medrefine.types import Box, Click, Mark, Paint, RefineResult, Scribble, Volume
+from medrefine.types import Box, ClassChange, Click, Mark, Paint, RefineResult, Scribble, Volume
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Box",
+    "ClassChange",
     "Click",
     "FeatureCache",
     "Interaction",

@@ -172,6 +172,28 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class ClassChange:
+    """How one refine changed one class's pixels, against the mask before it.
+
+    *Inside* is the marks' reach (where the gate let the adapted head act, the marked, enclosed
+    and grown pixels, and what a box took from its class: :mod:`medrefine.engine.reach`);
+    *outside* is the rest of the image. A class no mark of the session names never gains a
+    pixel outside.
+
+    Attributes:
+        label: the class.
+        gained_inside, gained_outside: pixels that became this class.
+        lost_inside, lost_outside: pixels that were this class and became another.
+    """
+
+    label: int
+    gained_inside: int
+    gained_outside: int
+    lost_inside: int
+    lost_outside: int
+
+
+@dataclass(frozen=True)
 class RefineResult:
     """Outcome of one :meth:`medrefine.Session.refine` call.
 
@@ -195,6 +217,10 @@ class RefineResult:
         propagation: the length scale (pixels of geodesic distance per nat) at which the
             marks' image-led propagation was fused into the mask, or None when the network's
             prediction stands (:mod:`medrefine.engine.propagate`).
+        changes: per class (index = label), the pixels this refine gained and lost inside and
+            outside the marks' reach, against the mask before it (:class:`ClassChange`).
+        unmarked: the classes no mark of the session names (kept from gaining pixels outside
+            the reach).
     """
 
     mask: np.ndarray = field(compare=False)
@@ -209,6 +235,14 @@ class RefineResult:
     honoured_before: float = 1.0
     note: str = ""
     propagation: float | None = None
+    changes: tuple[ClassChange, ...] = ()
+    unmarked: tuple[int, ...] = ()
+
+    @property
+    def outside_gain_unmarked(self) -> int:
+        """Pixels that classes nobody marked gained outside the marks' reach: 0 by the rule of
+        :mod:`medrefine.engine.reach`."""
+        return sum(c.gained_outside for c in self.changes if c.label in self.unmarked)
 
     @property
     def honoured_fraction(self) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medrefine.engine.config import MarksConfig
-from medrefine.engine.constraints import build, rasterize
+from medrefine.engine.constraints import build, enclosed, rasterize
 from medrefine.errors import InputError
 from medrefine.types import Box, Click, Paint, Scribble
 
@@ -143,3 +143,39 @@ def test_a_bad_spacing_is_refused() -> None:
             np.zeros((1, 4, 4)),
             spacing=(1.0, 0.0),
         )
+
+
+def _ring(centre: tuple[int, int], radius: float, n: int = 24) -> list[tuple[int, int]]:
+    """Points on a circle, the last one short of the first (as a hand closes a ring)."""
+    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)[: n - 1]
+    return [
+        (round(centre[0] + radius * np.sin(a)), round(centre[1] + radius * np.cos(a))) for a in t
+    ]
+
+
+def test_a_closed_stroke_marks_what_it_encloses() -> None:
+    shape = (40, 40)
+    ring = Scribble(2, _ring((20, 20), 10), radius=1)
+    inside = _coords(enclosed(ring, shape), shape)
+    assert (20, 20) in inside and (12, 20) in inside and (2, 2) not in inside
+    assert not inside & _coords(rasterize(ring, shape), shape)
+    cons = build([ring], shape, MarksConfig())
+    at_centre = np.searchsorted(cons.index, 20 * 40 + 20)
+    assert cons.label[at_centre] == 2 and cons.written[at_centre] and cons.required[at_centre]
+    assert not cons.drawn[at_centre]  # enclosed, not drawn: the colour model learns the line
+
+
+def test_open_strokes_background_rings_and_off_slice_strokes_enclose_nothing() -> None:
+    shape = (40, 40)
+    arc = _ring((20, 20), 10)[:12]
+    assert enclosed(Scribble(1, arc, radius=1), shape).size == 0
+    assert enclosed(Scribble(0, _ring((20, 20), 10), radius=1), shape).size == 0
+    tilted = [(z, y, x) for z, (y, x) in enumerate(_ring((20, 20), 10))]
+    assert enclosed(Scribble(1, tilted, radius=1), (30, 40, 40)).size == 0
+
+
+def test_a_ring_in_one_slice_of_a_volume_fills_that_slice_only() -> None:
+    shape = (5, 40, 40)
+    ring = Scribble(1, [(2, y, x) for y, x in _ring((20, 20), 10)], radius=1)
+    inside = np.stack(np.unravel_index(enclosed(ring, shape), shape), 1)
+    assert inside.shape[0] > 200 and set(inside[:, 0].tolist()) == {2}

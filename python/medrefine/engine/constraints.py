@@ -3,6 +3,11 @@
 Rules (coordinates in array order, 2D ``(y, x)``, 3D ``(z, y, x)``):
 
 - Scribble: its polyline, sampled at half-pixel steps, dilated by a ball of ``radius`` pixels.
+  A closed scribble of a class other than background (its ends within
+  ``CLOSE_FRACTION`` of its length, or a stroke that crosses itself) also marks what it
+  encloses, in its plane (2D, or the one slice a 3D scribble lies in): a ring drawn around a
+  structure says "this is c" of its inside too. A background ring marks only its line (it
+  more often fences a structure in than erases it).
 - Click: a ball of ``radius`` around the point. Paint: exactly its pixels.
 - Box of class c: "c lies inside". If the network's mask shows no c inside the box (a missed
   object), its central region (``box_center_fraction`` of each side, at least one pixel) is a
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
+from scipy import ndimage
 
 from medrefine.engine.config import MarksConfig
 from medrefine.engine.distance import relative_spacing
@@ -55,8 +61,11 @@ class Constraints:
             float32), one entry per pixel, sorted by index.
         required: bool per positive entry; True for the clinician's own pixels and box centres
             (these decide the stop rule and ``satisfied``), False for region-grown hints.
-        written: bool per positive entry; True for drawn pixels (scribbles, clicks, paint), which
-            are written into the returned mask.
+        written: bool per positive entry; True for drawn pixels (scribbles, clicks, paint) and
+            what a closed stroke encloses, which are written into the returned mask.
+        drawn: bool per positive entry; True for the pixels a stroke, click or paint covers
+            (written, and not only enclosed by a closed stroke): what the colour models of
+            :mod:`medrefine.engine.appearance` learn from.
         neg_index, neg_label: "pixel is not class ``neg_label``" entries the loss sees.
         box_classes, box_regions: per boxed class, a bool mask of the union of its boxes (the
             returned mask never shows that class outside it).
@@ -68,6 +77,7 @@ class Constraints:
     weight: np.ndarray
     required: np.ndarray
     written: np.ndarray
+    drawn: np.ndarray
     neg_index: np.ndarray
     neg_label: np.ndarray
     box_classes: tuple[int, ...]
@@ -94,6 +104,40 @@ def _polyline(points: Sequence[tuple[int, ...]]) -> np.ndarray:
         t = np.linspace(0.0, 1.0, n + 1)[1:, None]
         out.append(a + t * (b - a))
     return np.rint(np.concatenate(out)).astype(np.int64)
+
+
+#: A scribble whose ends are closer than this fraction of its length is closed (its last point
+#: joins its first).
+CLOSE_FRACTION = 0.15
+
+
+def enclosed(mark: Scribble, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat indices (int64, sorted) of the pixels a closed scribble encloses and does not cover;
+    empty for background (class 0), an open stroke, or a 3D stroke not within one slice."""
+    pts = np.asarray(mark.points, dtype=np.int64)
+    if mark.label == 0 or len(pts) < 3:
+        return np.zeros(0, np.int64)
+    flat_axes = [a for a in range(len(shape)) if np.all(pts[:, a] == pts[0, a])]
+    if len(shape) == 3 and not flat_axes:
+        return np.zeros(0, np.int64)  # not drawn in one slice: nothing is enclosed
+    steps = np.linalg.norm(np.diff(pts, axis=0).astype(np.float64), axis=1)
+    gap = float(np.linalg.norm((pts[-1] - pts[0]).astype(np.float64)))
+    path = [tuple(p) for p in pts]
+    if 0 < gap <= CLOSE_FRACTION * float(steps.sum()):
+        path.append(path[0])
+    line = _dilate(_polyline(path), mark.radius, shape)
+    lo, hi = line.min(0), line.max(0) + 1
+    crop = np.zeros(tuple(hi - lo), dtype=bool)
+    crop[tuple((line - lo).T)] = True
+    if len(shape) == 3:  # fill within the stroke's slice only
+        axis = flat_axes[0]
+        plane = tuple(slice(None) if a != axis else int(pts[0, a] - lo[a]) for a in range(3))
+        filled = np.zeros_like(crop)
+        filled[plane] = ndimage.binary_fill_holes(crop[plane])
+    else:
+        filled = ndimage.binary_fill_holes(crop)
+    inside = np.argwhere(filled & ~crop) + lo
+    return np.ravel_multi_index(tuple(inside.T), shape).astype(np.int64)
 
 
 def _check_inside(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
@@ -227,7 +271,7 @@ def build(
     >>> cons.index.tolist(), cons.label.tolist()
     ([7, 11, 12, 13, 17], [1, 1, 1, 1, 1])
     """
-    parts: list[tuple[np.ndarray, int, bool]] = []  # (flat indices, class, drawn)
+    parts: list[tuple[np.ndarray, int, bool, bool]] = []  # (flat indices, class, written, drawn)
     boxes: list[Box] = []
     for mark in marks:
         if isinstance(mark, Box):
@@ -238,31 +282,36 @@ def build(
                 or not (network_mask[_box_slices(mark, shape)] == mark.label).any()
             ):
                 centre = _flat(_box_center(mark, config.box_center_fraction), shape)
-                parts.append((centre, mark.label, False))
+                parts.append((centre, mark.label, False, False))
         else:
-            parts.append((rasterize(mark, shape), mark.label, True))
+            parts.append((rasterize(mark, shape), mark.label, True, True))
+            if isinstance(mark, Scribble):
+                parts.append((enclosed(mark, shape), mark.label, True, False))
     if parts:
         index = np.concatenate([p[0] for p in parts]).astype(np.int64)
         label = np.concatenate([np.full(p[0].size, p[1], np.int64) for p in parts])
-        drawn = np.concatenate([np.full(p[0].size, p[2]) for p in parts])
-        index, label, drawn = _last_wins(index, label, drawn)
+        written = np.concatenate([np.full(p[0].size, p[2]) for p in parts])
+        drawn = np.concatenate([np.full(p[0].size, p[3]) for p in parts])
+        index, label, written, drawn = _last_wins(index, label, written, drawn)
     else:
-        index, label, drawn = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+        index, label = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        written, drawn = np.zeros(0, bool), np.zeros(0, bool)
     required = np.ones(index.size, dtype=bool)
     weight = np.ones(index.size, dtype=np.float32)
-    if config.grow and drawn.any():
+    if config.grow and written.any():
         if image is None:
             raise InputError("region growing needs the image")
-        g_index, g_label = _grow(index[drawn], label[drawn], image, shape, config, spacing)
+        g_index, g_label = _grow(index[written], label[written], image, shape, config, spacing)
         keep = ~np.isin(g_index, index)
         index = np.concatenate([index, g_index[keep]])
         label = np.concatenate([label, g_label[keep]])
         weight = np.concatenate([weight, np.full(keep.sum(), config.grown_weight, np.float32)])
         required = np.concatenate([required, np.zeros(keep.sum(), bool)])
+        written = np.concatenate([written, np.zeros(keep.sum(), bool)])
         drawn = np.concatenate([drawn, np.zeros(keep.sum(), bool)])
         order = np.argsort(index, kind="stable")
         index, label, weight = index[order], label[order], weight[order]
-        required, drawn = required[order], drawn[order]
+        required, written, drawn = required[order], written[order], drawn[order]
     neg_index, neg_label, box_classes, box_regions = _negatives(boxes, shape, config, seed)
     clash = np.zeros(neg_index.size, dtype=bool)
     for c in box_classes:  # a positive mark of class c overrides "not c" there
@@ -270,7 +319,17 @@ def build(
         clash[of_c] = np.isin(neg_index[of_c], index[label == c])
     neg_index, neg_label = neg_index[~clash], neg_label[~clash]
     return Constraints(
-        shape, index, label, weight, required, drawn, neg_index, neg_label, box_classes, box_regions
+        shape,
+        index,
+        label,
+        weight,
+        required,
+        written,
+        drawn,
+        neg_index,
+        neg_label,
+        box_classes,
+        box_regions,
     )
 
 

@@ -32,6 +32,7 @@ from medrefine.engine.history import History, Interaction, PackedMask, SessionSt
 from medrefine.engine.limits import SessionLimits
 from medrefine.engine.pointwise import as_row_head
 from medrefine.engine.propagate import class_distances, fuse, propagates
+from medrefine.engine.reach import class_changes, hold_unmarked, marked_classes, reach_map
 from medrefine.engine.refine import RefineConfig, Refiner
 from medrefine.errors import InputError, NumericalError, StateError
 from medrefine.models.preprocess import zscore
@@ -299,6 +300,11 @@ def refine_step(
             logits = fuse(logits, distances, scale, cap, likelihoods, weight)
         for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
             logits[c][~torch.from_numpy(region)] = -torch.inf
+        shown = state.mask.unpack()  # the mask before this refine
+        spacing = relative_spacing(img.spacing, len(img.shape))
+        reach = reach_map(plan.weights, plan.wrong_index, cons, shown, cfg.gate, spacing)
+        marked = marked_classes(marks)
+        hold_unmarked(logits, marked, reach, shown)
         # A NaN or +inf from the adapted head reaches every pixel's maximum (the gate's
         # base + g * (adapted - base) keeps it even where g = 0).
         predicted, top_floor, top = labels_and_top(logits)
@@ -321,8 +327,16 @@ def refine_step(
             loss_trace=outcome.loss_trace,
             mode=img.runner.mode,
             honoured_before=1.0 if not req.any() else before / int(req.sum()),
-            note=_stuck_note(before, int(req.sum()) - int(wrong.size), outcome.iterations),
+            note=_stuck_note(
+                before,
+                int(req.sum()) - int(wrong.size),
+                int(req.sum()),
+                outcome.iterations,
+                outcome.loss_trace,
+            ),
             propagation=scale,
+            changes=class_changes(shown, mask, reach, k),
+            unmarked=tuple(c for c in range(k) if c not in marked),
         )
         entry = Interaction("refine", pending, result, packed=packed)
         new = SessionState(
@@ -358,7 +372,7 @@ def _likelihoods(
     fusion leaves appearance out."""
     if config.propagate.appearance <= 0:
         return None
-    index, label = cons.index[cons.written], cons.label[cons.written]
+    index, label = cons.index[cons.drawn], cons.label[cons.drawn]
     bins = config.propagate.bins
     return class_log_likelihoods(img.image, index, label, k, bins, img.colour_cells(bins))
 
@@ -368,16 +382,29 @@ def _colour_cells(image: np.ndarray, bins: int) -> np.ndarray:
     return _frozen(bin_index(image, bins))
 
 
-def _stuck_note(before: int, after: int, iterations: int) -> str:
+def _stuck_note(
+    before: int, after: int, total: int, iterations: int, losses: tuple[float, ...]
+) -> str:
     """Why a refine that took steps did not move the network's prediction at the marks ("" if
-    it did, or took none)."""
-    if iterations == 0 or after > before:
+    it did, took none, or every drawn pixel was already predicted as its class). ``losses`` is
+    the loop's objective per step: flat means the head's output does not answer its weights."""
+    if iterations == 0 or after > before or before >= total:
         return ""
-    return (
-        f"the refinement did not move the network's prediction at the marks: {before} drawn "
-        f"pixels predicted as their class before, {after} after {iterations} steps; the mask "
-        "shows the marks only where they are written into it. Check that the head returns "
-        "logits (SplitModel.output_kind) and that it can reach the marks (cut earlier)"
+    stuck = (
+        f"the refinement did not move the network's prediction at the marks: {before} of "
+        f"{total} drawn pixels predicted as their class before, {after} after {iterations} "
+        "steps; the mask shows the marks only where they are written into it. "
+    )
+    finite = [v for v in losses if math.isfinite(v)]
+    if len(finite) >= 2 and max(finite) - min(finite) <= 1e-6 * max(1.0, abs(finite[0])):
+        return stuck + (
+            "The objective did not change: the head's output does not depend on the weights "
+            "being adapted. Check that the head returns logits (SplitModel.output_kind) and "
+            "that it can reach the marks (cut earlier)"
+        )
+    return stuck + (
+        "The network is confident against them there: add marks of that class nearby, or "
+        "allow more steps (loop.max_iterations) or a larger step (loop.lr)"
     )
 
 
