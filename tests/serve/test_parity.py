@@ -23,6 +23,9 @@ def _same_result(a: mr.RefineResult, b: mr.RefineResult) -> None:
     )
     np.testing.assert_array_equal(a.wrong_where, b.wrong_where)
     assert a.loss_trace == pytest.approx(b.loss_trace, rel=1e-5)  # float32 summation order
+    assert (a.note, a.changes, a.unmarked) == (b.note, b.changes, b.unmarked)
+    assert a.honoured_before == pytest.approx(b.honoured_before)
+    assert sum(c.gained_inside + c.gained_outside for c in b.changes) > 0
 
 
 def test_2d_session_matches_in_process(served: Served, nuclei: np.ndarray) -> None:

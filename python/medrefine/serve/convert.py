@@ -241,6 +241,19 @@ def summary_to_proto(result: mr.RefineResult) -> pb.RefineSummary:
         mode=result.mode,
         wrong_where=where.reshape(-1).tolist(),
         wrong_where_truncated=len(where) < len(result.wrong_where),
+        honoured_before=result.honoured_before,
+        note=result.note,
+        changes=[
+            pb.ClassChange(
+                label=c.label,
+                gained_inside=c.gained_inside,
+                gained_outside=c.gained_outside,
+                lost_inside=c.lost_inside,
+                lost_outside=c.lost_outside,
+            )
+            for c in result.changes
+        ],
+        unmarked=list(result.unmarked),
     )
 
 
@@ -257,6 +270,15 @@ def summary_from_proto(msg: pb.RefineSummary, mask: np.ndarray, ndim: int) -> mr
         seconds=msg.seconds,
         loss_trace=tuple(msg.loss_trace),
         mode=msg.mode,
+        honoured_before=msg.honoured_before,
+        note=msg.note,
+        changes=tuple(
+            mr.ClassChange(
+                c.label, c.gained_inside, c.gained_outside, c.lost_inside, c.lost_outside
+            )
+            for c in msg.changes
+        ),
+        unmarked=tuple(msg.unmarked),
     )
 
 

@@ -321,7 +321,7 @@ class RefineProgress(_message.Message):
     def __init__(self, iteration: _Optional[int] = ..., max_iterations: _Optional[int] = ..., loss: _Optional[float] = ..., wrong_marks: _Optional[int] = ...) -> None: ...
 
 class RefineSummary(_message.Message):
-    __slots__ = ("iterations", "satisfied", "wrong_marks", "marked_pixels", "seconds", "loss_trace", "mode", "wrong_where", "wrong_where_truncated")
+    __slots__ = ("iterations", "satisfied", "wrong_marks", "marked_pixels", "seconds", "loss_trace", "mode", "wrong_where", "wrong_where_truncated", "honoured_before", "note", "changes", "unmarked")
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     SATISFIED_FIELD_NUMBER: _ClassVar[int]
     WRONG_MARKS_FIELD_NUMBER: _ClassVar[int]
@@ -331,6 +331,10 @@ class RefineSummary(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     WRONG_WHERE_FIELD_NUMBER: _ClassVar[int]
     WRONG_WHERE_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    HONOURED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UNMARKED_FIELD_NUMBER: _ClassVar[int]
     iterations: int
     satisfied: bool
     wrong_marks: int
@@ -340,7 +344,25 @@ class RefineSummary(_message.Message):
     mode: str
     wrong_where: _containers.RepeatedScalarFieldContainer[int]
     wrong_where_truncated: bool
-    def __init__(self, iterations: _Optional[int] = ..., satisfied: _Optional[bool] = ..., wrong_marks: _Optional[int] = ..., marked_pixels: _Optional[int] = ..., seconds: _Optional[float] = ..., loss_trace: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., wrong_where: _Optional[_Iterable[int]] = ..., wrong_where_truncated: _Optional[bool] = ...) -> None: ...
+    honoured_before: float
+    note: str
+    changes: _containers.RepeatedCompositeFieldContainer[ClassChange]
+    unmarked: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, iterations: _Optional[int] = ..., satisfied: _Optional[bool] = ..., wrong_marks: _Optional[int] = ..., marked_pixels: _Optional[int] = ..., seconds: _Optional[float] = ..., loss_trace: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., wrong_where: _Optional[_Iterable[int]] = ..., wrong_where_truncated: _Optional[bool] = ..., honoured_before: _Optional[float] = ..., note: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[ClassChange, _Mapping]]] = ..., unmarked: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ClassChange(_message.Message):
+    __slots__ = ("label", "gained_inside", "gained_outside", "lost_inside", "lost_outside")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    GAINED_INSIDE_FIELD_NUMBER: _ClassVar[int]
+    GAINED_OUTSIDE_FIELD_NUMBER: _ClassVar[int]
+    LOST_INSIDE_FIELD_NUMBER: _ClassVar[int]
+    LOST_OUTSIDE_FIELD_NUMBER: _ClassVar[int]
+    label: int
+    gained_inside: int
+    gained_outside: int
+    lost_inside: int
+    lost_outside: int
+    def __init__(self, label: _Optional[int] = ..., gained_inside: _Optional[int] = ..., gained_outside: _Optional[int] = ..., lost_inside: _Optional[int] = ..., lost_outside: _Optional[int] = ...) -> None: ...
 
 class RefineResponse(_message.Message):
     __slots__ = ("mask", "summary", "status")
