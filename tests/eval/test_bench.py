@@ -82,7 +82,15 @@ def test_bench_accuracy_writes_records_summary_and_plots(mini_dsb: Path, tmp_pat
     assert first[("marks-only", "nuclei-stained")]["dice"] == pytest.approx(
         first[("medrefine", "nuclei-stained")]["dice"]
     )
-    assert "| `medrefine` | 2 |" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "| `medrefine` | 2 |" in summary
+    # every medrefine refine reports what it changed outside the marks' reach, per class
+    refined = [r for r in records if r["method"] == "medrefine" and r["interaction"] > 0]
+    assert all("unmarked_outside_gain" in r["extra"] for r in refined if not r["carried"])
+    assert (
+        "Outside the marks' reach" in summary
+        and "| `marks-only` |" not in summary.split("Outside the marks' reach")[1]
+    )
     assert (out / "dice.png").stat().st_size > 0
     assert len(list(out.glob("overlay-*.png"))) == 3
     # One failure overlay per method that ever lost Dice in one interaction.
@@ -137,6 +145,20 @@ def test_new_class_method_maps_labels_both_ways() -> None:
     assert stroke.label == 1 and pred is not None
     assert (pred[tuple(stroke.pixels.T)] == 1).all()  # the new channel maps back to label 1
     assert trace[-1][0].dice > 0.0
+
+
+def test_summary_averages_outside_reach_changes_per_class() -> None:
+    from medrefine.eval.harness import Record
+
+    def rec(k: int, gain0: float, loss1: float, unmarked: float) -> Record:
+        extra = {"outside_gain_0": gain0, "outside_loss_0": 0.0}
+        extra |= {"outside_gain_1": 0.0, "outside_loss_1": loss1, "unmarked_outside_gain": unmarked}
+        return Record("m", "a", k, 0.5, {1: 0.5}, 1.0, extra=extra)
+
+    (s,) = summarize([Record("m", "a", 0, 0.5, {1: 0.5}, 1.0), rec(1, 10, 4, 0), rec(2, 30, 0, 2)])
+    assert s.outside == ((0, 20.0, 0.0), (1, 0.0, 2.0)) and s.unmarked_outside_gain == 2.0
+    (none,) = summarize([Record("g", "a", 0, 0.0, {1: 0.0}, 1.0), Record("g", "a", 1, 0.7, {}, 1)])
+    assert none.outside == () and none.unmarked_outside_gain is None
 
 
 def test_summary_reports_worst_step_including_the_first() -> None:

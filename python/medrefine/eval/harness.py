@@ -14,6 +14,7 @@ from medrefine.eval.metrics import dice_per_class
 from medrefine.eval.robot import Robot
 from medrefine.eval.robot.regions import has_error
 from medrefine.eval.robot.types import Effort, RobotConfig, Stroke, paint
+from medrefine.types import RefineResult
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ class Record:
         out = asdict(self)
         out["dice_per_class"] = {str(k): v for k, v in self.dice_per_class.items()}
         return out
+
+
+def _extra(result: RefineResult | None) -> dict[str, float]:
+    """A refine's figures beyond Dice: the propagation's scale, and per session class the
+    pixels gained and lost outside the marks' reach (``outside_gain_<c>``,
+    ``outside_loss_<c>``), with the part gained by classes no mark named
+    (``unmarked_outside_gain``, held at 0 by :mod:`medrefine.engine.reach`)."""
+    if result is None:
+        return {}
+    out: dict[str, float] = {}
+    if result.propagation is not None:
+        out["propagation"] = result.propagation
+    for c in result.changes:
+        out[f"outside_gain_{c.label}"] = float(c.gained_outside)
+        out[f"outside_loss_{c.label}"] = float(c.lost_outside)
+    if result.changes:
+        out["unmarked_outside_gain"] = float(result.outside_gain_unmarked)
+    return out
 
 
 def _score(gt: np.ndarray, pred: np.ndarray | None, k: int) -> tuple[float, dict[int, float]]:
@@ -111,8 +130,6 @@ def simulate(
             effort.boxes,
             iterations=None if result is None else result.iterations,
             honoured=None if result is None else result.honoured_fraction,
-            extra={}
-            if result is None or result.propagation is None
-            else {"propagation": result.propagation},
+            extra=_extra(result),
         )
         yield rec, pred, strokes

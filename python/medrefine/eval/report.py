@@ -34,6 +34,10 @@ class MethodSummary:
             a gain by construction).
         worst_mean_step: the most negative change of the mean Dice between consecutive k.
         honoured: mean share of marked pixels the network itself predicts (medrefine only).
+        outside: per session class, the mean pixels a refine gained and lost outside the marks'
+            reach, ``(class, gained, lost)`` (medrefine only; :mod:`medrefine.engine.reach`).
+        unmarked_outside_gain: pixels classes no mark named gained outside the reach, summed
+            over every refine (medrefine only; 0 by the engine's rule).
     """
 
     method: str
@@ -49,6 +53,27 @@ class MethodSummary:
     worst_drop: float
     worst_mean_step: float
     honoured: float | None
+    outside: tuple[tuple[int, float, float], ...] = ()
+    unmarked_outside_gain: float | None = None
+
+
+def _outside(ran: Sequence[Record]) -> tuple[tuple[tuple[int, float, float], ...], float | None]:
+    """Mean outside-reach gains and losses per class, and the never-marked classes' total."""
+    with_reach = [r for r in ran if "unmarked_outside_gain" in r.extra]
+    if not with_reach:
+        return (), None
+    classes = sorted(
+        {int(k.rsplit("_", 1)[1]) for r in with_reach for k in r.extra if k[:13] == "outside_gain_"}
+    )
+    rows = tuple(
+        (
+            c,
+            float(np.mean([r.extra.get(f"outside_gain_{c}", 0.0) for r in with_reach])),
+            float(np.mean([r.extra.get(f"outside_loss_{c}", 0.0) for r in with_reach])),
+        )
+        for c in classes
+    )
+    return rows, float(sum(r.extra["unmarked_outside_gain"] for r in with_reach))
 
 
 def _curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
@@ -72,6 +97,7 @@ def summarize(records: Sequence[Record]) -> list[MethodSummary]:
         n90 = [noc(list(c[1:]), 0.90) for c in per_case]
         steps = np.diff(per_case, axis=1) if per_case.shape[1] > 1 else np.zeros((1, 1))
         mean = per_case.mean(axis=0)
+        outside, unmarked_gain = _outside(ran)
         result.append(
             MethodSummary(
                 method=method,
@@ -89,6 +115,8 @@ def summarize(records: Sequence[Record]) -> list[MethodSummary]:
                 worst_drop=float(steps.min()),
                 worst_mean_step=float(np.diff(mean).min()) if mean.size > 1 else float("nan"),
                 honoured=float(np.mean(hon)) if hon else None,
+                outside=outside,
+                unmarked_outside_gain=unmarked_gain,
             )
         )
     return result
@@ -144,6 +172,7 @@ def markdown(summaries: Sequence[MethodSummary], title: str, upto: int = 5) -> s
             ]
         )
         lines.append("| " + " | ".join(row) + " |")
+    lines += _reach_table(summaries)
     if summaries and len(summaries[0].dice) - 1 > k:
         lines += [
             "",
@@ -151,6 +180,34 @@ def markdown(summaries: Sequence[MethodSummary], title: str, upto: int = 5) -> s
             + "; ".join(f"`{s.method}` " + " ".join(f"{d:.3f}" for d in s.dice) for s in summaries),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _reach_table(summaries: Sequence[MethodSummary]) -> list[str]:
+    """Lines of the outside-the-reach table (empty when no method reports a reach)."""
+    shown = [s for s in summaries if s.unmarked_outside_gain is not None]
+    if not shown:
+        return []
+    classes = sorted({c for s in shown for c, _, _ in s.outside})
+    head = [
+        "method",
+        *[f"class {c} +/-" for c in classes],
+        "never-marked classes' gain (all refines)",
+    ]
+    lines = [
+        "",
+        "Outside the marks' reach (mean pixels per refine gained / lost, per session class; "
+        "the reach is the open gate plus the marked, enclosed and grown pixels):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in shown:
+        per = {c: (g, lost) for c, g, lost in s.outside}
+        cells = [f"+{per[c][0]:.0f} / -{per[c][1]:.0f}" if c in per else "" for c in classes]
+        lines.append(
+            f"| `{s.method}` | " + " | ".join(cells) + f" | {s.unmarked_outside_gain:.0f} |"
+        )
+    return lines
 
 
 def plot_curves(summaries: Sequence[MethodSummary], path: Path, title: str) -> Path:
