@@ -79,3 +79,61 @@ def test_the_image_edges_are_read_on_is_z_scored_whatever_its_scale(
     want = session._require_image().image
     session.set_image((case2d[0] * np.float32(1e-8)).astype(np.float32))
     np.testing.assert_allclose(session._require_image().image, want, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rgb() -> mr.Session:
+    return mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache(max_bytes=0))
+
+
+@pytest.fixture(scope="module")
+def volume3d() -> mr.Session:
+    return mr.Session(mr.load_model("hippocampus-unet3d"), cache=mr.FeatureCache(max_bytes=0))
+
+
+def _noise(shape: tuple[int, ...]) -> np.ndarray:
+    return (np.random.default_rng(0).random(shape) * 255).astype(np.float32)
+
+
+def test_channels_last_rgb_that_also_reads_channel_first_is_refused(rgb: mr.Session) -> None:
+    image = _noise((3, 256, 3))  # a 3x256 RGB strip, channels last
+    with pytest.raises(InputError, match=r"\(256, 3\).*\(3, 256\).*channels_last") as info:
+        rgb.set_image(image)
+    assert "channels_last=True" in str(info.value) and "channels_last=False" in str(info.value)
+    assert rgb.set_image(image, channels_last=True).shape == (3, 256)
+    assert rgb.set_image(image, channels_last=False).shape == (256, 3)
+
+
+def test_an_rgb_picture_given_to_the_3d_model_is_refused(volume3d: mr.Session) -> None:
+    picture = _noise((47, 40, 3))
+    with pytest.raises(InputError, match=r"volume of \(47, 40, 3\).*2D picture of \(47, 40\)"):
+        volume3d.set_image(picture)
+    with pytest.raises(InputError, match="2 spatial axes"):
+        volume3d.set_image(picture, channels_last=True)
+    assert volume3d.set_image(picture, channels_last=False).shape == (47, 40, 3)
+
+
+def test_a_stack_of_four_slices_is_not_taken_as_rgba(rgb: mr.Session) -> None:
+    stack = _noise((4, 64, 64))  # four different slices: the 4th is no alpha channel
+    with pytest.raises(InputError, match=r"4 channels and the 4th varies.*image\[:3\]"):
+        rgb.set_image(stack)
+    with pytest.raises(InputError, match="4th varies"):
+        rgb.set_image(stack, channels_last=False)
+    assert rgb.set_image(stack[:3]).shape == (64, 64)
+    opaque = stack.copy()
+    opaque[3] = 255  # a real alpha channel, fully opaque: dropping it loses nothing
+    np.testing.assert_array_equal(rgb.set_image(opaque), rgb.set_image(stack[:3]))
+
+
+def test_unambiguous_layouts_are_taken_as_before(rgb: mr.Session, volume3d: mr.Session) -> None:
+    assert rgb.set_image(_noise((3, 64, 48))).shape == (64, 48)
+    assert rgb.set_image(_noise((64, 48))).shape == (64, 48)
+    assert rgb.set_image(_noise((64, 48, 3)), channels_last=True).shape == (64, 48)
+    assert volume3d.set_image(_noise((20, 24, 16))).shape == (20, 24, 16)
+    assert volume3d.set_image(_noise((1, 20, 24, 16))).shape == (20, 24, 16)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.0])
+def test_channels_last_that_is_not_a_bool_is_refused(rgb: mr.Session, bad: object) -> None:
+    with pytest.raises(InputError, match="channels_last must be"):
+        rgb.set_image(_noise((3, 64, 48)), channels_last=bad)  # type: ignore[arg-type]

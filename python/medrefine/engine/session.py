@@ -126,22 +126,31 @@ class Session:
 
     # ----------------------------------------------------------------- image
     @locked
-    def set_image(self, image: np.ndarray | Volume) -> np.ndarray:
+    def set_image(
+        self, image: np.ndarray | Volume, *, channels_last: bool | None = None
+    ) -> np.ndarray:
         """Compute (or fetch) the image's features and return the network's own mask.
 
         Args:
             image: ``(H, W)``, ``(C, H, W)``, ``(D, H, W)`` or ``(C, D, H, W)`` numeric array (or a
                 :class:`Volume`), spatial axes in array order; finite values only.
+            channels_last: None: ``image`` is channel-first (or has no channel axis), and a
+                shape that also reads as a picture with its channels last (``(3, 256, 3)``,
+                or ``(47, 40, 3)`` for a 3D model) is refused; True: its last axis is the
+                channels; False: channel-first whatever its sizes
+                (:meth:`~medrefine.models.preprocess.Preprocessing.layout`).
 
         Returns:
             Label mask of the image's spatial shape (uint8; int32 beyond 256 classes), a new
             array.
 
         Raises:
-            InputError: not a numeric array, wrong rank, NaN, or an image the network cannot
-                take. ResourceError: more pixels than ``limits.max_voxels``.
+            InputError: not a numeric array, wrong rank, NaN, an ambiguous layout, or an image
+                the network cannot take. ResourceError: more pixels than ``limits.max_voxels``.
         """
         array = image.array if isinstance(image, Volume) else image
+        if isinstance(array, np.ndarray):
+            array = self.model.preprocessing.layout(array, channels_last)
         spacing = image.spacing if isinstance(image, Volume) else None
         img, mask = step.load_image(
             array,
@@ -251,7 +260,7 @@ class Session:
         state = img.history.current
         if not isinstance(name, str) or not _visible(name) or name in state.class_names:
             raise InputError(
-                f"class name must be a new string with a visible character, got {name!r}"
+                f"class name must be a new, non-empty string with a visible character, got {name!r}"
             )
         self.limits.check_classes(len(state.class_names) + 1)
         self._commit(img, classes.add_class_step(img, state, name))

@@ -1,9 +1,10 @@
 """Turn an image as a user loads it into the network's input tensor, and back.
 
 Images are channel-first with spatial axes in array order: 2D ``(H, W)`` or ``(C, H, W)``,
-3D ``(D, H, W)`` or ``(C, D, H, W)``. Any numeric dtype. The network sees float32, per-channel
-z-scored intensities, padded (edge-replicated) at the high end of every spatial axis to a multiple
-of the network's stride.
+3D ``(D, H, W)`` or ``(C, D, H, W)``; a shape that also reads as a picture with its channels
+last is refused unless the caller says which it is (:meth:`Preprocessing.layout`). Any numeric
+dtype. The network sees float32, per-channel z-scored intensities, padded (edge-replicated) at
+the high end of every spatial axis to a multiple of the network's stride.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: (:func:`zscore`). A channel whose values vary less is flat at float32's precision (7
 #: significant digits): its variations are a few units in the last place.
 RELATIVE_STD_FLOOR = 1e-6
+_PICTURE = (3, 4)  # channels of an RGB or RGBA picture
 
 
 def zscore(arr: np.ndarray) -> np.ndarray:
@@ -49,6 +51,29 @@ def zscore(arr: np.ndarray) -> np.ndarray:
     unit -= mean.reshape(shape)
     unit /= std.reshape(shape)
     return unit
+
+
+def _check_unambiguous(shape: tuple[int, ...], d: int) -> None:
+    """Raise InputError if an image of ``shape`` given to a ``d``-D model reads as a picture
+    with its channels last as well as the channel-first way (see :meth:`Preprocessing.layout`)."""
+    readings: list[str] = []
+    if len(shape) == d + 1 and shape[0] in _PICTURE and shape[-1] in _PICTURE:
+        readings = [
+            f"{shape[0]} channels of {shape[1:]} pixels (channel-first)",
+            f"{shape[-1]} channels of {shape[:-1]} pixels (channels last)",
+        ]
+    elif d == 3 and len(shape) == 3 and shape[-1] in _PICTURE:
+        readings = [
+            f"a volume of {shape} voxels (z, y, x)",
+            f"a 2D picture of {shape[:-1]} pixels with {shape[-1]} channels last, which a 3D "
+            "model cannot take",
+        ]
+    if readings:
+        raise InputError(
+            f"ambiguous image layout: shape {shape} could be {readings[0]} or {readings[1]}; "
+            "say which with channels_last=False (channel-first, or no channel axis) or "
+            "channels_last=True (the last axis is the channels)"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,60 @@ class Preprocessing:
                 f"{self.spatial_dims} spatial axes, optionally after one channel axis"
             )
         return tuple(int(s) for s in image.shape[-self.spatial_dims :])
+
+    def layout(self, image: np.ndarray, channels_last: bool | None = None) -> np.ndarray:
+        """``image`` in the layout the rest of medrefine reads (channel-first), or InputError
+        when its layout is ambiguous and ``channels_last`` does not say which it is.
+
+        ``channels_last`` None: the array must be channel-first (or have no channel axis), as
+        :mod:`medrefine.io` reads files; shapes that read as another picture with channels
+        last are refused, naming both readings. True: the last axis is the channels (``(y, x,
+        C)`` or ``(z, y, x, C)``); it is moved first. False: the array is channel-first, or has
+        no channel axis, whatever its sizes. Refused as ambiguous when ``channels_last`` is
+        None:
+
+        - one axis more than the model's spatial axes, first and last of 3 or 4 (RGB, RGBA):
+          ``(3, 256, 3)`` is a 256x3 RGB picture channel-first or a 3x256 one channels-last;
+        - a 3D model given three axes, the last of 3 or 4: ``(47, 40, 3)`` is a 47x40x3 volume
+          or a 47x40 RGB picture, which a 3D model cannot take.
+
+        Whatever ``channels_last``, a model that drops a 4th channel as alpha (``channels``
+        set) refuses a 4-channel image whose 4th channel varies: it may be the 4th slice of a
+        stack, not an alpha channel, and would be lost (pass ``image[:3]`` to drop it).
+
+        Args:
+            image: the user's array, any numeric dtype.
+            channels_last: see above.
+
+        Returns:
+            ``image`` itself, or a channel-first view of it for ``channels_last=True``.
+
+        Raises:
+            InputError: an ambiguous layout, a 4th channel that varies, ``channels_last=True``
+                without the axes for it, or a ``channels_last`` that is not a bool or None.
+        """
+        if channels_last is not None and not isinstance(channels_last, (bool, np.bool_)):
+            raise InputError(f"channels_last must be True, False or None, got {channels_last!r}")
+        d, shape = self.spatial_dims, tuple(int(n) for n in image.shape)
+        if channels_last:
+            if image.ndim != d + 1:
+                raise InputError(
+                    f"channels_last=True: an image of shape {shape} has {image.ndim - 1} spatial "
+                    f"axes before its channels; this {d}D model takes {d}"
+                )
+            image = np.moveaxis(image, -1, 0)
+        elif channels_last is None:
+            _check_unambiguous(shape, d)
+        if self.channels is not None and image.ndim == d + 1 and image.shape[0] == 4:
+            alpha = image[3]
+            if alpha.size and alpha.min() != alpha.max():
+                raise InputError(
+                    f"image of shape {tuple(image.shape)} has 4 channels and the 4th varies: "
+                    f"read as RGBA, its alpha would be dropped; it may instead be a stack of 4 "
+                    f"slices, of which this model would lose the 4th. Pass image[:3] for an RGBA "
+                    f"picture, or one {d}D slice of a stack"
+                )
+        return image
 
     def channel_first(self, image: np.ndarray) -> np.ndarray:
         """``image`` as float32 ``(channels, *spatial)`` with the model's channel count."""
