@@ -22,16 +22,23 @@ from medrefine.onnx.export import export_module
 
 
 class _Net(nn.Module):
-    """Two conv features ``a``, ``b`` (4 channels each) -> ``head(a)`` or ``head(a, b)``."""
+    """Two conv features ``a``, ``b`` (4 channels each) -> ``head(a)`` or ``head(a, b)``;
+    ``scale``: the features resized by it (nearest), for a head that resizes them back to the
+    input's size (a network's output must have its input's spatial shape)."""
 
-    def __init__(self, head: nn.Module, dims: int, pair: bool = False) -> None:
+    def __init__(self, head: nn.Module, dims: int, pair: bool = False, scale: float = 1) -> None:
         super().__init__()
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         self.a, self.b, self.pair = conv(1, 4, 3, padding=1), conv(1, 4, 3, padding=1), pair
-        self.head = head
+        self.head, self.scale = head, scale
+
+    def _feature(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        f = conv(x)
+        return f if self.scale == 1 else F.interpolate(f, scale_factor=self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.a(x), self.b(x)) if self.pair else self.head(self.a(x))
+        a = self._feature(self.a, x)
+        return self.head(a, self._feature(self.b, x)) if self.pair else self.head(a)
 
 
 class _Binary(nn.Module):
@@ -149,14 +156,31 @@ CASES: list[tuple[str, Callable[[], nn.Module], int, bool, bool]] = [
 ]
 
 
+# Heads that resize: their features at the scale the head undoes.
+FEATURE_SCALE = {
+    "conv-strided": 2.0,
+    "conv-transpose": 0.5,
+    "conv-transpose-3d": 0.5,
+    "resize-nearest": 0.5,
+    "resize-bilinear": 0.5,
+    "resize-align-corners": 0.5,
+    "resize-trilinear": 0.5,
+}
+
+
 @pytest.mark.parametrize(
-    ("head", "dims", "pair", "pointwise"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+    ("name", "head", "dims", "pair", "pointwise"), CASES, ids=[c[0] for c in CASES]
 )
 def test_head_converts_exactly(
-    head: Callable[[], nn.Module], dims: int, pair: bool, pointwise: bool, tmp_path: Path
+    name: str,
+    head: Callable[[], nn.Module],
+    dims: int,
+    pair: bool,
+    pointwise: bool,
+    tmp_path: Path,
 ) -> None:
     torch.manual_seed(0)
-    net = _Net(head(), dims, pair).eval()
+    net = _Net(head(), dims, pair, FEATURE_SCALE.get(name, 1)).eval()
     size = (8, 12) if dims == 2 else (6, 8, 4)
     path = export_module(net, torch.randn(1, 1, *size), tmp_path / "net.onnx").path
     with torch.no_grad():
@@ -231,7 +255,9 @@ def test_interpolate_to_a_fixed_size(tmp_path: Path) -> None:
 
     net = _Net(nn.Sequential(nn.Conv2d(4, 2, 1), Fixed()), 2).eval()
     path = export_module(net, torch.randn(1, 1, 8, 8), tmp_path / "n.onnx").path
-    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 2)
+    # the network takes 10 x 14 images alone: its output has their size
+    example = torch.randn(1, 1, 10, 14)
+    model = mr.SplitModel.from_onnx(path, scope_nodes(path, "head"), 2, 2, example=example)
     x = torch.randn(1, 1, 6, 9)
     with torch.no_grad():
         torch.testing.assert_close(model(x), net(x))

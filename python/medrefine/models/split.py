@@ -311,9 +311,12 @@ class SplitModel:
 
         Raises:
             UnsupportedModelError: a cut name is unknown, the head has operators the converter
-                does not support (all are named), the split does not reproduce the network, or
+                does not support (all are named), the network's output is not logits of its
+                input's spatial shape, the split does not reproduce the network, or
                 ``num_classes`` differs from the network's output channels.
             NotFoundError: no file at ``path``.
+            InputError: the file is empty or not a readable ONNX model (truncated, damaged,
+                another kind of file); the message names it.
         """
         from medrefine.onnx.split import split_onnx
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import onnx
 from onnx.utils import Extractor
 
-from medrefine.errors import NotFoundError, UnsupportedModelError
+from medrefine.errors import InputError, NotFoundError, UnsupportedModelError
 from medrefine.onnx.fold import Constants, Shapes, constant_values, infer_shapes
 from medrefine.onnx.shapes import (
     SHAPE_OPS,
@@ -64,15 +64,64 @@ class Cut:
     carriers: dict[str, Carrier] = field(default_factory=dict)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _complete(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
+    """``model`` if it has what every ONNX network has (a graph of nodes with an input and an
+    output, an operator set); else :class:`InputError`: bytes that happened to parse."""
+    graph = model.graph
+    missing = [
+        part
+        for part, present in (
+            ("nodes", len(graph.node) > 0),
+            ("graph input", len(graph.input) > 0),
+            ("graph output", len(graph.output) > 0),
+            ("operator set import", len(model.opset_import) > 0),
+        )
+        if not present
+    ]
+    if missing:
+        raise InputError(
+            f"{what} is not a complete ONNX model (no {', no '.join(missing)}): it may be "
+            "truncated or another kind of file; export the network to ONNX again"
+        )
+    return model
+
+
 def load(source: OnnxSource) -> onnx.ModelProto:
-    """The ONNX model at a path, or given as bytes or a ``ModelProto``."""
+    """The ONNX model at a path, or given as bytes or a ``ModelProto``.
+
+    Raises:
+        NotFoundError: no file at the path.
+        InputError: the file (or the bytes) is empty, cannot be parsed as an ONNX model
+            (truncated, damaged, another kind of file), or lacks nodes, an input, an output or
+            an operator set; the message names the file.
+    """
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, bytes):
-        return onnx.load_from_string(source)
-    if not Path(source).is_file():
-        raise NotFoundError(f"no ONNX file at {os.fspath(source)!r}")
-    return onnx.load(os.fspath(source))
+        what, size = f"the {len(source)} bytes given as an ONNX model", len(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise NotFoundError(f"no ONNX file at {os.fspath(source)!r}")
+        what, size = f"the ONNX file {os.fspath(source)!r}", path.stat().st_size
+    if size == 0:
+        raise InputError(f"{what} is empty; export the network to ONNX again")
+    try:
+        if isinstance(source, bytes):
+            return _complete(onnx.load_from_string(source), what)
+        return _complete(onnx.load(os.fspath(source)), what)
+    except InputError:
+        raise
+    except Exception as exc:  # protobuf's DecodeError, a missing external-data file, ...
+        raise InputError(
+            f"{what} cannot be read as an ONNX model ({type(exc).__name__}: "
+            f"{_first_line(exc)}): it may be truncated, damaged or another kind of file; "
+            "export the network to ONNX again"
+        ) from exc
 
 
 def opset_version(model: onnx.ModelProto) -> int:
@@ -251,6 +300,10 @@ def scope_nodes(source: OnnxSource, scope: str) -> list[str]:
     level (e.g. ``/head/head.0/Conv`` for ``net.head[0]``, ``/model/model.2/conv/ConvTranspose``
     for MONAI's ``UNet.model[2].conv``). ``scope`` is the leading part, e.g. ``"head"`` or
     ``"model/model.2"``. The result is a valid ``cut`` for :func:`cut_graph`.
+
+    Raises:
+        NotFoundError, InputError: no file, or not a readable ONNX model (:func:`load`).
+        UnsupportedModelError: no node is under ``scope``.
     """
     prefix = "/" + scope.strip("/") + "/"
     graph = load(source).graph
@@ -283,6 +336,10 @@ def module_nodes(source: OnnxSource, module: str) -> list[str]:
     and exported once. The head's first operation must own a parameter (a convolution, a norm
     with affine weights); a head starting with an interpolation needs :func:`scope_nodes` or a
     tensor name.
+
+    Raises:
+        NotFoundError, InputError: no file, or not a readable ONNX model (:func:`load`).
+        UnsupportedModelError: no node reads a parameter of ``module``.
     """
     prefix = module.strip(".") + "."
     graph = load(source).graph

@@ -216,6 +216,27 @@ def _binary(fn: Callable[[Any, Any], Any]) -> Converter:
     return convert
 
 
+def _reduce(fn: Callable[..., Any], axes_input_since: int) -> Converter:
+    """ReduceSum / ReduceMax -> ``torch.sum`` / ``torch.amax`` over the node's axes (an
+    attribute before opset ``axes_input_since``, a constant input from it; none: every axis,
+    or the input itself with ``noop_with_empty_axes``), ``keepdim`` as ``keepdims``."""
+
+    def convert(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
+        a, x = attributes(node), b.tensor(node.input[0])
+        if b.cut.opset >= axes_input_since:
+            given = b.weight(node, 1)
+            axes = [] if given is None else [int(v) for v in given.reshape(-1)]
+        else:
+            axes = [int(v) for v in a.get("axes", [])]
+        rank = b.rank(node.input[0])
+        if not axes and int(a.get("noop_with_empty_axes", 0)):
+            return x
+        dims = tuple(sorted({v % rank for v in axes} or set(range(rank))))
+        return b.call_function(fn, (x,), {"dim": dims, "keepdim": bool(a.get("keepdims", 1))})
+
+    return convert
+
+
 def concat(b: HeadBuilder, node: onnx.NodeProto) -> fx.Node:
     """Concat -> ``torch.cat(..., dim=axis)`` (a negative axis counted from the rank)."""
     axis = int(attributes(node)["axis"]) % b.rank(node.output[0])
@@ -299,6 +320,9 @@ CONVERTERS: dict[str, Converter] = {
     "Mul": _binary(operator.mul),
     "Div": _binary(divide),
     "Mod": mod,
+    "Exp": _function(torch.exp),
+    "ReduceSum": _reduce(torch.sum, 13),
+    "ReduceMax": _reduce(torch.amax, 18),
     "Floor": _function(torch.floor),
     "Ceil": _function(torch.ceil),
     "Concat": concat,

@@ -16,7 +16,9 @@ import torch
 from torch import fx
 
 from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend, model_bytes
+from medrefine.engine.quiet import quiet_stderr
 from medrefine.errors import InputError, UnsupportedModelError
+from medrefine.models.checks import check_output_shape
 from medrefine.onnx.convert import convert_head
 from medrefine.onnx.cut import cut_graph, load
 
@@ -73,6 +75,12 @@ def probe_input(model: onnx.ModelProto, spatial_dims: int, multiple: int = 1) ->
     """
     dims = model.graph.input[0].type.tensor_type.shape.dim
     sizes = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+    if len(sizes) >= 3 and len(sizes) != spatial_dims + 2:
+        raise UnsupportedModelError(
+            f"spatial_dims={spatial_dims}, but the ONNX network's input has shape {sizes} "
+            f"(0 = dynamic): {len(sizes) - 2} spatial axes after batch and channels; pass "
+            f"spatial_dims={len(sizes) - 2}"
+        )
     if len(sizes) != spatial_dims + 2 or sizes[1] <= 0:
         raise UnsupportedModelError(
             f"cannot tell the input shape from {sizes} (0 = dynamic) for a {spatial_dims}D "
@@ -92,8 +100,9 @@ def _verify(whole: OnnxRuntimeBackend, split: OnnxSplit, x: torch.Tensor) -> int
             f"ONNX Runtime cannot run the network on an input {tuple(x.shape)}: {exc}; "
             "pass example= with a shape the network takes"
         ) from exc
+    check_output_shape(want.shape, x.shape)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_stderr():  # torch.fx prints its code before it raises
             got = split.head(*split.backbone(x))
     except Exception as exc:  # the converted head itself failed
         raise UnsupportedModelError(
@@ -120,6 +129,8 @@ def split_onnx(
 
     ``example`` is the probe input ``(1, C, *spatial)`` float32 (by default random, see
     :func:`probe_input`); ``multiple`` rounds the default probe size (the model's padding).
+    The network's output (its first) must be logits ``(1, K, *spatial)`` of the input's
+    spatial shape (:func:`medrefine.models.checks.check_output_shape`).
     """
     model = load(source)
     parts = cut_graph(model, list(cut))
