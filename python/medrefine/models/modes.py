@@ -63,7 +63,7 @@ def _is_random(module: nn.Module) -> bool:
     if isinstance(module, nn.RNNBase):
         return module.dropout > 0 and module.num_layers > 1
     if isinstance(module, nn.modules.dropout._DropoutNd) or _kind(module) in _RANDOM_NAMES:
-        return float(getattr(module, "p", 0.0)) > 0
+        return float(getattr(module, "p", 0.5)) > 0  # a traced TorchScript layer hides p
     return False
 
 
@@ -105,10 +105,9 @@ def train_mode_layers(net: nn.Module) -> list[str]:
     module) and random layers."""
     found = []
     for name, m in net.named_modules():
-        kind = _kind(m)
-        norm = ("BatchNorm" in kind or "InstanceNorm" in kind) and bool(
-            getattr(m, "track_running_stats", False)
-        )
+        kind = _kind(m)  # a traced TorchScript layer hides track_running_stats: the default
+        batch, instance = "BatchNorm" in kind, "InstanceNorm" in kind
+        norm = (batch or instance) and bool(getattr(m, "track_running_stats", batch))
         if m.training and (norm or _is_random(m)):
             found.append(name)
     return found

@@ -7,7 +7,10 @@
 - :mod:`~medrefine.onnx.shapes`, :mod:`~medrefine.onnx.shape_ops`: shape arithmetic the head
   reads (sizes to resize to, from the image's shape) moved into it, over empty size carriers.
 - :mod:`~medrefine.onnx.split`: both, checked numerically (behind ``SplitModel.from_onnx``).
-- :mod:`~medrefine.onnx.export`: PyTorch -> ONNX with a parity check against ONNX Runtime.
+- :mod:`~medrefine.onnx.export`: PyTorch -> ONNX with a parity check against ONNX Runtime
+  (:mod:`~medrefine.onnx.parity`), of a copy run as its owner runs it
+  (:mod:`~medrefine.onnx.traceable`); a model split from ONNX has its frozen graph written
+  (:mod:`~medrefine.onnx.frozen`).
 """
 
 from medrefine.onnx.convert import convert_head

@@ -5,7 +5,10 @@ array order: y, x or z, y, x) with dynamic spatial axes, and returns ``"logits"`
 ``(1, K, *spatial)`` (whole network) or ``"features"`` (backbone of a zoo model: the head's input,
 ``(1, head_in_channels, *spatial)``). Right after export, ONNX Runtime (CPU) runs the file on the
 example input and on any further check inputs (another size, to prove the axes dynamic); the
-largest absolute difference to PyTorch must stay within :data:`PARITY_TOLERANCE`.
+largest absolute difference to PyTorch must stay within
+:data:`~medrefine.onnx.parity.PARITY_TOLERANCE` (:mod:`medrefine.onnx.parity`). The user's module
+is never changed: a copy computing what it computes in its own train/eval modes is exported
+(:mod:`medrefine.onnx.traceable`).
 
 PyTorch's TorchScript-based exporter is used: the ``torch.export``-based one needs ``onnxscript``,
 which medrefine does not depend on.
@@ -14,14 +17,12 @@ which medrefine does not depend on.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
-import io
 import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,92 +31,25 @@ import onnx
 import torch
 from torch import nn
 
-from medrefine.backends.onnxruntime_backend import OnnxRuntimeBackend
 from medrefine.errors import InputError, UnsupportedModelError
 from medrefine.models.unet import UNet
 from medrefine.models.zoo import load_network
+from medrefine.onnx.cut import opset_version
+from medrefine.onnx.frozen import frozen_graph, input_layout, write_frozen
+from medrefine.onnx.parity import PARITY_TOLERANCE, ExportResult, checked_export
+from medrefine.onnx.traceable import as_owner_runs_it, traceable
 
 if TYPE_CHECKING:
     from medrefine.models.split import SplitModel
 
-PARITY_TOLERANCE = 1e-3
 Part = Literal["network", "backbone"]
 _AXES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    """An exported, checked ONNX file.
-
-    Attributes:
-        path: the ``.onnx`` file.
-        output: name of its output (``"logits"`` or ``"features"``).
-        max_abs_diff: largest absolute difference between ONNX Runtime and PyTorch over every
-            checked input.
-    """
-
-    path: Path
-    output: str
-    max_abs_diff: float
-
-
-class TraceableInstanceNorm(nn.Module):
-    """Instance norm calling the ATen op directly: same values, shares the module's parameters,
-    and skips the Python-side shape checks that the tracer would warn about."""
-
-    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``(N, C, *spatial)`` per image and channel."""
-        return torch.instance_norm(
-            x, self.weight, self.bias, None, None, True, 0.0, self.eps, False
-        )
-
-
-def _swap_norms(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if (
-            isinstance(child, nn.modules.instancenorm._InstanceNorm)
-            and not child.track_running_stats
-        ):
-            setattr(module, name, TraceableInstanceNorm(child))
-        else:
-            _swap_norms(child)
-
-
-def _fresh_script(net: torch.jit.ScriptModule) -> nn.Module:
-    """An independent copy of a TorchScript module (saved and loaded in memory).
-
-    PyTorch's ONNX exporter rewrites a TorchScript module's graph in place (inlining its
-    calls), and ``copy.deepcopy`` shares that graph: exported a second time, the module came
-    out without module scopes in its node names, so ``scope_nodes`` found nothing. A reloaded
-    copy has a graph of its own and keeps the scopes the module has.
-    """
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # TorchScript is deprecated, and still how networks ship
-        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
-        torch.jit.save(net, buffer)
-        buffer.seek(0)
-        copy_: nn.Module = torch.jit.load(buffer)  # type: ignore[no-untyped-call]
-    return copy_.eval()
-
-
-def traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` in eval mode that traces without warnings (TorchScript: an
-    independent copy, :func:`_fresh_script`)."""
-    if isinstance(net, torch.jit.ScriptModule):
-        return _fresh_script(net)
-    out = copy.deepcopy(net).eval()
-    _swap_norms(out)
-    return out
-
-
 class TraceableUNet(nn.Module):
-    """Trace-friendly wrapper of a :class:`medrefine.models.unet.UNet` (instance norms swapped for
-    :class:`TraceableInstanceNorm`) returning the logits or, for ``part="backbone"``, the head
-    input."""
+    """Trace-friendly wrapper of a :class:`medrefine.models.unet.UNet` (instance norms swapped
+    for :class:`~medrefine.onnx.traceable.TraceableInstanceNorm`) returning the logits or, for
+    ``part="backbone"``, the head input."""
 
     def __init__(self, net: UNet, part: Part = "network") -> None:
         super().__init__()
@@ -156,70 +90,35 @@ def _legacy_exporter_warnings() -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
-class Parity:
-    """ONNX Runtime against PyTorch over every checked input and output.
-
-    Attributes:
-        max_abs_diff: largest absolute difference (``inf`` when a shape or the number of
-            outputs differs).
-        scale: largest absolute PyTorch value (what the difference is relative to).
-        argmax_agreement: share of pixels whose channel argmax agrees, over outputs of at
-            least two channels (1.0 when there are none).
-    """
-
-    max_abs_diff: float
-    scale: float
-    argmax_agreement: float
-
-
-def compare(
-    path: Path,
-    reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]],
-    inputs: Sequence[torch.Tensor],
-) -> Parity:
-    """Run ONNX Runtime (CPU) on ``path`` and ``reference`` on every input; compare outputs."""
-    runtime = OnnxRuntimeBackend(path, ["CPUExecutionProvider"])
-    worst, scale, same, total = 0.0, 0.0, 0, 0
-    for x in inputs:
-        with torch.no_grad():
-            want = reference(x)
-        wants = (want,) if isinstance(want, torch.Tensor) else tuple(want)
-        gots = runtime.features(x)
-        if len(gots) != len(wants) or any(
-            g.shape != w.shape for g, w in zip(gots, wants, strict=True)
-        ):
-            return Parity(float("inf"), 0.0, 0.0)
-        for got, w in zip(gots, wants, strict=True):
-            worst = max(worst, float((got - w).abs().max()))
-            scale = max(scale, float(w.abs().max()))
-            if w.ndim > 2 and w.shape[1] > 1:
-                same += int((got.argmax(1) == w.argmax(1)).sum())
-                total += w[:, 0].numel()
-    return Parity(worst, scale, same / total if total else 1.0)
+def _tensors_only(net: nn.Module, out: object) -> None:
+    """Refuse an output that is not a tensor or a tuple of tensors (ONNX outputs are tensors in
+    order: a dict's keys would be lost)."""
+    if isinstance(out, dict):
+        key = "out" if "out" in out else next(iter(out), "out")
+        raise UnsupportedModelError(
+            f"{type(net).__name__} returns a dict with keys {list(out)}, not tensors: export a "
+            f"module whose forward returns the logits alone, e.g. net(x)[{key!r}]"
+        )
+    items = out if isinstance(out, (tuple, list)) else (out,)
+    if not all(isinstance(t, torch.Tensor) for t in items):
+        kinds = sorted({type(t).__name__ for t in items})
+        raise UnsupportedModelError(
+            f"{type(net).__name__} returns {kinds}, not tensors: export a module that returns "
+            "a tensor (or a tuple of tensors)"
+        )
 
 
-def parity(
-    path: Path,
-    reference: Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]],
-    inputs: Sequence[torch.Tensor],
-) -> float:
-    """Largest absolute difference between ONNX Runtime (CPU) on ``path`` and ``reference`` over
-    every output (``inf`` when a shape or the number of outputs differs)."""
-    return compare(path, reference, inputs).max_abs_diff
-
-
-def _refusal(p: Parity, tolerance: float) -> str:
-    if not np.isfinite(p.max_abs_diff):
-        return "ONNX Runtime's outputs differ from PyTorch's in number or shape; not exported"
-    suggest = float(f"{p.max_abs_diff * 1.5:.2g}")
-    return (
-        f"ONNX Runtime differs from PyTorch by {p.max_abs_diff:.3g} (> tolerance "
-        f"{tolerance:g}; largest output value {p.scale:.3g}, relative "
-        f"{p.max_abs_diff / max(p.scale, 1e-12):.2g}); the outputs' argmax agree on "
-        f"{100 * p.argmax_agreement:.4f} % of pixels; not exported. Float rounding in a deep "
-        "network reaches a few 1e-3 on real images: if that agreement is enough, pass "
-        f"tolerance={suggest:g}; a large difference points at an operator exported wrongly"
+def _reads_its_input(path: Path, net: nn.Module) -> None:
+    """Refuse (and remove) an export whose graph never reads the image: the module computed
+    its output outside PyTorch, which the exporter records as a constant."""
+    graph = onnx.load(str(path)).graph
+    if any("image" in node.input for node in graph.node):
+        return
+    path.unlink()
+    raise UnsupportedModelError(
+        f"the export of {type(net).__name__} does not read its input: its forward computes "
+        "outside PyTorch (NumPy, ONNX Runtime, Python numbers), which an export records as "
+        "constants; export the PyTorch modules it runs. Not exported"
     )
 
 
@@ -237,12 +136,15 @@ def export_module(
 
     Args:
         net: maps ``(1, C, *spatial)`` float32 to one tensor ``(1, K, *spatial')`` (or a tuple of
-            them); it is put in eval mode (the export is of inference).
+            them). It is never changed: a copy is exported, in eval mode (the export is of
+            inference) computing what ``net`` computes in its own modes
+            (:func:`~medrefine.onnx.traceable.traceable`).
         example: input used to trace, ``(1, C, *spatial)`` float32.
         output: the output's name (or one name per output of a tuple).
         opset: ONNX operator set, 17 or later.
         checks: further inputs for the parity check (other spatial sizes).
-        reference: what the export must reproduce (default: ``net`` itself).
+        reference: what the export must reproduce (default: a copy of ``net`` run in its own
+            modes).
         tolerance: largest absolute difference to PyTorch accepted (the refusal states the
             difference, the output's scale and the argmax agreement, and suggests a value).
 
@@ -253,7 +155,9 @@ def export_module(
     by parameter names.
 
     Raises:
-        UnsupportedModelError: PyTorch cannot export ``net`` (no file is left at ``path``);
+        UnsupportedModelError: ``net`` returns a dict, not tensors; train-mode dropout (named);
+            PyTorch cannot export ``net``, or its export does not read the image (computed
+            outside PyTorch, so a constant; no file is left at ``path`` either way);
             ONNX Runtime differs from PyTorch by more than ``tolerance`` (no file is left);
             ONNX Runtime cannot run the export (its error is in the message and the file is
             kept beside ``path`` as ``*.rejected.onnx``).
@@ -264,11 +168,15 @@ def export_module(
     axes = {i + 2: a for i, a in enumerate(_AXES[dims])}
     outputs = [output] if isinstance(output, str) else list(output)
     dynamic = {"image": axes} | {o: {k: f"{o}_{a}" for k, a in axes.items()} for o in outputs}
+    copied = traceable(net, dims)
+    reference = reference or as_owner_runs_it(net)
+    with torch.no_grad():
+        _tensors_only(net, reference(example))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _legacy_exporter_warnings(), torch.no_grad():
             torch.onnx.export(
-                traceable(net),
+                copied,
                 (example,),
                 str(path),
                 input_names=["image"],
@@ -284,20 +192,9 @@ def export_module(
         raise UnsupportedModelError(
             f"PyTorch cannot export {type(net).__name__}: {detail}"
         ) from exc
-    try:
-        checked = compare(path, reference or net.eval(), [example, *checks])
-    except Exception as exc:  # ONNX Runtime cannot load or run the exported graph
-        kept = path.with_suffix(".rejected.onnx")
-        path.replace(kept)
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
-        raise UnsupportedModelError(
-            f"ONNX Runtime cannot run the exported {type(net).__name__}: {detail}; the graph is "
-            f"kept at {kept} to inspect (e.g. onnxruntime.InferenceSession on it)"
-        ) from exc
-    if not np.isfinite(checked.max_abs_diff) or checked.max_abs_diff > tolerance:
-        path.unlink()
-        raise UnsupportedModelError(_refusal(checked, tolerance))
-    return ExportResult(path, ", ".join(outputs), checked.max_abs_diff)
+    _reads_its_input(path, net)
+    inputs = [example, *checks]
+    return checked_export(path, type(net).__name__, outputs, reference, inputs, tolerance)
 
 
 def zoo_example_size(net: UNet) -> int:
@@ -370,6 +267,9 @@ def export_backbone(
 
     The graph takes ``"image"`` ``(1, C, *spatial)`` float32 (spatial sizes a multiple of the
     pad multiple, dynamic) and returns ``"features"`` (one output) or ``"features_0"``, ... .
+    A model split from ONNX (:meth:`~medrefine.SplitModel.from_onnx`) has its frozen graph
+    written instead (:mod:`medrefine.onnx.frozen`), with the graph's opset, checked on its
+    fixed input size if it has one, else on the odd sizes.
     The metadata holds the backbone digest (the feature-cache identity), the ONNX file's SHA-256,
     input and feature names, shapes (spatial axes named, plus one concrete example) and dtypes,
     the preprocessing and pad multiple, the opset and the parity figure.
@@ -379,23 +279,33 @@ def export_backbone(
     """
     prep, dims = model.preprocessing, model.spatial_dims
     channels, gen = _in_channels(model), np.random.default_rng(0)
+    frozen, fixed = frozen_graph(model.backbone), None
+    if frozen is not None:  # split from ONNX: the frozen graph is the export
+        given, fixed = input_layout(frozen)
+        channels, opset = given or channels, opset_version(frozen)
 
     def image(size: Sequence[int]) -> torch.Tensor:
-        return prep(gen.standard_normal((channels, *size)).astype(np.float32))
+        array = gen.standard_normal((channels, *size)).astype(np.float32)
+        return torch.from_numpy(array)[None] if fixed else prep(array)
 
-    example = image((max(64 if dims == 2 else 32, 2 * prep.multiple),) * dims)
+    example = image(fixed or (max(64 if dims == 2 else 32, 2 * prep.multiple),) * dims)
     with torch.no_grad():
         out = model.backbone(example)
     names = ["features"] if len(out) == 1 else [f"features_{i}" for i in range(len(out))]
     folder = Path(out_dir)
     path = folder / f"{model.name}.backbone.onnx"
     (folder / f"{model.name}.backbone.json").unlink(missing_ok=True)  # never a stale one
-    sizes = odd_sizes(dims, prep.multiple)
+    sizes = [fixed] if fixed else odd_sizes(dims, prep.multiple)
     checks = [image(s) for s in sizes]
-    result = export_module(
-        model.backbone, example, path, names, opset, checks, model.backbone, tolerance
-    )
-    axes = list(_AXES[dims])
+    if frozen is None:
+        result = export_module(
+            model.backbone, example, path, names, opset, checks, model.backbone, tolerance
+        )
+    else:
+        write_frozen(frozen, path, names)
+        what = f"frozen graph of {model.name}"
+        result = checked_export(path, what, names, model.backbone, [example, *checks], tolerance)
+    axes: list[int | str] = list(fixed) if fixed else list(_AXES[dims])
     meta: dict[str, Any] = {
         "model": model.name,
         "onnx": path.name,
@@ -406,7 +316,11 @@ def export_backbone(
         "features": [
             {
                 "name": n,
-                "shape": [1, int(t.shape[1]), *[f"{n}_{a}" for a in axes]],
+                "shape": [
+                    1,
+                    int(t.shape[1]),
+                    *(t.shape[2:] if fixed else [f"{n}_{a}" for a in axes]),
+                ],
                 "dtype": "float32",
             }
             for n, t in zip(names, out, strict=True)
