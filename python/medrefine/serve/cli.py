@@ -16,6 +16,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="also serve the browser viewer and gRPC-Web on --web-port (docs/viewer.md)",
+    )
+    p.add_argument("--web-port", type=int, default=8080, help="the viewer's HTTP port (0: any)")
+    p.add_argument("--web-port-file", type=Path, help="write the viewer's port here once listening")
     p.add_argument("--models", default="", help="comma-separated model names (default: all)")
     p.add_argument("--feature-cache-mb", type=int, default=2048, help="backbone feature cache")
     p.add_argument("--image-store-mb", type=int, default=1024, help="uploaded images kept")
@@ -78,9 +85,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
+    if not 0 <= args.web_port <= 65535:
+        raise InputError(f"--web-port must be in 0..65535, got {args.web_port}")
+    if args.web_port_file is not None and not args.web:
+        raise InputError("--web-port-file needs --web")
     if args.mmap_threshold_kb:
         from medrefine.serve.allocator import fix_mmap_threshold
 
         outcome = fix_mmap_threshold(args.mmap_threshold_kb << 10)
         logging.getLogger(__name__).info("glibc mmap threshold %s", outcome)
-    return serve(args.host, args.port, config, args.port_file)
+    web_port = args.web_port if args.web else None
+    return serve(args.host, args.port, config, args.port_file, web_port, args.web_port_file)

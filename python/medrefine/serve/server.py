@@ -31,10 +31,17 @@ SERVICE = pb.DESCRIPTOR.services_by_name["Refiner"].full_name  # "medrefine.v1.R
 class Server:
     """A started-or-not gRPC server with its registry, health servicer and journal."""
 
-    def __init__(self, grpc_server: grpc.Server, registry: Registry, health: health.HealthServicer):
+    def __init__(
+        self,
+        grpc_server: grpc.Server,
+        registry: Registry,
+        health: health.HealthServicer,
+        servicer: RefinerServicer | None = None,
+    ):
         self.grpc = grpc_server
         self.registry = registry
         self.health = health
+        self.servicer = servicer or RefinerServicer(registry)  # also what the web port serves
 
     def start(self) -> None:
         self.grpc.start()
@@ -60,7 +67,8 @@ def create_server(address: str, config: ServerConfig | None = None) -> tuple[Ser
     pool = futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.workers))
     grpc_server = grpc.server(pool, interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
     add_servicer: Any = pb_grpc.add_RefinerServicer_to_server  # generated, untyped
-    add_servicer(RefinerServicer(registry), grpc_server)
+    servicer = RefinerServicer(registry)
+    add_servicer(servicer, grpc_server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in ("", SERVICE):
@@ -78,12 +86,38 @@ def create_server(address: str, config: ServerConfig | None = None) -> tuple[Ser
         port = grpc_server.add_insecure_port(address)
     if port == 0:
         raise InputError(f"cannot listen on {address!r}")
-    return Server(grpc_server, registry, health_servicer), port
+    return Server(grpc_server, registry, health_servicer, servicer), port
 
 
-def serve(host: str, port: int, config: ServerConfig, port_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then drain running calls and return 0."""
+def _write_port(port_file: Path, port: int) -> None:
+    tmp = port_file.with_name(port_file.name + f".{os.getpid()}.tmp")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(port_file)  # readers never see a half-written file
+
+
+def serve(
+    host: str,
+    port: int,
+    config: ServerConfig,
+    port_file: Path | None = None,
+    web_port: int | None = None,
+    web_port_file: Path | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT, then drain running calls and return 0.
+
+    ``web_port`` (None: no web port) also serves the viewer and gRPC-Web on that port
+    (:mod:`medrefine.serve.web`), over the same sessions.
+    """
     server, bound = create_server(f"{host}:{port}", config)
+    web = None
+    if web_port is not None:
+        try:
+            from medrefine.serve.web import create_web_server
+        except ImportError as exc:
+            raise InputError(
+                f"--web needs the connectrpc package (Python 3.11 or newer): {exc}"
+            ) from exc
+        web = create_web_server(host, web_port, server.servicer, config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -93,9 +127,13 @@ def serve(host: str, port: int, config: ServerConfig, port_file: Path | None = N
     signal.signal(signal.SIGINT, on_signal)
     server.start()
     if port_file is not None:
-        tmp = port_file.with_name(port_file.name + f".{os.getpid()}.tmp")
-        tmp.write_text(f"{bound}\n")
-        tmp.replace(port_file)  # readers never see a half-written file
+        _write_port(port_file, bound)
+    if web is not None:
+        web.start()
+        scheme = "https" if config.tls_cert else "http"
+        log.info("viewer at %s://%s:%d/", scheme, _url_host(host), web.port)
+        if web_port_file is not None:
+            _write_port(web_port_file, web.port)
     log.info(
         "medrefine serving %s on %s:%d (%s, token %s, journal %s)",
         ", ".join(server.registry.models),
@@ -108,5 +146,14 @@ def serve(host: str, port: int, config: ServerConfig, port_file: Path | None = N
     while not stop.wait(1.0):
         server.registry.sweep()
     log.info("draining")
+    if web is not None:
+        web.stop()
     server.stop(grace=10.0)
     return 0
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes into a URL (an IPv6 address in brackets, any-address as localhost)."""
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host

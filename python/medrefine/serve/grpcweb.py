@@ -1,0 +1,142 @@
+"""gRPC-Web and Connect for the ``medrefine.v1.Refiner`` servicer that the gRPC server runs.
+
+Browsers cannot speak gRPC (it needs HTTP/2 trailers), so the web port speaks gRPC-Web and the
+Connect protocol through ``connectrpc``'s WSGI application. Its endpoints call the very servicer
+object the gRPC server holds, with a :class:`CallContext` standing in for the part of
+``grpc.ServicerContext`` the servicer uses; there is no second implementation of the service.
+An error reaches the browser with the same status code and message as a gRPC client gets.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_codecs
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
+from connectrpc.request import RequestContext
+from connectrpc.server import ConnectWSGIApplication, EndpointSync
+from google.protobuf.descriptor import MethodDescriptor
+
+from medrefine.serve.servicer import RefinerServicer
+from medrefine.v1 import refine_pb2 as pb
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Refiner"]
+#: Largest message the web port reads (gRPC's default limit; image chunks are at most 1 MiB).
+READ_MAX_BYTES = 4 << 20
+
+
+class AbortedError(ConnectError, grpc.RpcError):  # type: ignore[misc]
+    """What :meth:`CallContext.abort` raises: a Connect error that the servicer's error wrappers
+    (:mod:`medrefine.serve.status`) pass through as an already-aborted call."""
+
+
+def connect_code(code: grpc.StatusCode) -> Code:
+    """The Connect code of a gRPC status code (the same names, but CANCELLED is CANCELED)."""
+    return Code.CANCELED if code is grpc.StatusCode.CANCELLED else Code[code.name]
+
+
+class CallContext:
+    """The part of ``grpc.ServicerContext`` that :class:`RefinerServicer` uses, over a Connect
+    request context.
+
+    A WSGI server cannot tell that a browser went away while a handler runs, so
+    :meth:`is_active` is always True; a deadline (the ``grpc-timeout`` header) still stops a
+    refine between iterations.
+    """
+
+    def __init__(self, ctx: RequestContext[Any, Any]) -> None:
+        self._ctx = ctx
+
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise AbortedError(connect_code(code), details)
+
+    def is_active(self) -> bool:
+        return True
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the call's deadline, or None without one."""
+        ms = self._ctx.timeout_ms
+        return None if ms is None else max(ms, 0.0) / 1000.0
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._ctx.request_headers.allitems())
+
+
+def check_token(authorization: str | None, token: str | None) -> None:
+    """Raise UNAUTHENTICATED unless ``authorization`` is ``Bearer <token>`` (no token: pass).
+
+    Raises:
+        ConnectError: the header is missing or carries another token.
+    """
+    if token is None:
+        return
+    if authorization is None:
+        raise ConnectError(Code.UNAUTHENTICATED, "missing authorization metadata (Bearer token)")
+    if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        raise ConnectError(Code.UNAUTHENTICATED, "wrong bearer token")
+
+
+def _stream_type(method: MethodDescriptor) -> StreamType:
+    kinds = {
+        (False, False): StreamType.UNARY,
+        (True, False): StreamType.CLIENT_STREAM,
+        (False, True): StreamType.SERVER_STREAM,
+        (True, True): StreamType.BIDI_STREAM,
+    }
+    return kinds[(method.client_streaming, method.server_streaming)]
+
+
+def _endpoint(
+    method: MethodDescriptor, handler: Callable[[Any, Any], Any], token: str | None
+) -> Any:
+    """One Connect endpoint (an ``EndpointSync`` of the method's kind) that checks the token and
+    calls ``handler(request, context)``."""
+    info: MethodInfo[Any, Any] = MethodInfo(
+        name=method.name,
+        service_name=SERVICE.full_name,
+        input=getattr(pb, method.input_type.name),
+        output=getattr(pb, method.output_type.name),
+        idempotency_level=IdempotencyLevel.UNKNOWN,
+        stream_type=_stream_type(method),
+    )
+
+    def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+        check_token(ctx.request_headers.get("authorization"), token)
+        return handler(request, CallContext(ctx))
+
+    def stream(request: Any, ctx: RequestContext[Any, Any]) -> Iterator[Any]:
+        check_token(ctx.request_headers.get("authorization"), token)
+        yield from handler(request, CallContext(ctx))
+
+    if method.server_streaming:
+        return EndpointSync.server_stream(method=info, function=stream)
+    if method.client_streaming:
+        return EndpointSync.client_stream(method=info, function=call)
+    return EndpointSync.unary(method=info, function=call)
+
+
+class RefinerWSGI(ConnectWSGIApplication):
+    """WSGI application serving ``/medrefine.v1.Refiner/<Method>`` over gRPC-Web and Connect.
+
+    Args:
+        servicer: the servicer the gRPC server runs (shared: same registry, same sessions).
+        token: bearer token every call must carry (None: none needed).
+    """
+
+    def __init__(self, servicer: RefinerServicer, token: str | None) -> None:
+        endpoints = {
+            f"{self.path}/{m.name}": _endpoint(m, getattr(servicer, m.name), token)
+            for m in SERVICE.methods
+        }
+        super().__init__(
+            endpoints=endpoints, read_max_bytes=READ_MAX_BYTES, codecs=google_protobuf_codecs()
+        )
+
+    @property
+    def path(self) -> str:
+        return f"/{SERVICE.full_name}"
