@@ -1,9 +1,10 @@
 """What a network must do before it is split, and what the split must then do.
 
 The network, run as its owner runs it (its modes as given, on a copy: :mod:`.modes`), must run
-on a probe input, return one logits tensor ``(1, K, *spatial)`` with the input's spatial shape,
-and return the same on every run (:func:`reference`). The split, run as a session runs it (eval
-mode), must reproduce that output (:func:`agree`). Each failure is an
+on a probe input and return one logits tensor ``(1, K, *spatial)`` with the input's spatial
+shape (:func:`reference`). The split, run as a session runs it (eval mode), must reproduce that
+output; where it does not, a second run of the network tells a random network (dropout left
+on) from a split that computes otherwise (:func:`agree`). Each failure is an
 :class:`~medrefine.errors.UnsupportedModelError` naming the rule and the remedy.
 
 Tensors are channel-first, spatial axes in array order: ``(1, C, y, x)`` or ``(1, C, z, y, x)``.
@@ -136,32 +137,29 @@ def check_output_shape(out: Sequence[int], x: Sequence[int]) -> None:
 
 def reference(net: nn.Module, x: torch.Tensor, spatial_dims: int, given: bool) -> torch.Tensor:
     """``net(x)`` as its owner runs it (the modes it has), checked: one tensor of the input's
-    spatial shape, the same on a second run. ``given``: ``x`` is the user's example (else a
-    :func:`probe`). Run it on a copy: a train-mode norm updates its running statistics."""
+    spatial shape. ``given``: ``x`` is the user's example (else a :func:`probe`). Run it on a
+    copy: a train-mode norm updates its running statistics."""
     try:
         with torch.no_grad():
-            first, second = net(x), net(x)
+            out = net(x)
     except Exception as exc:  # the network itself cannot take this input
         raise UnsupportedModelError(_failure(net, x, spatial_dims, given, exc)) from exc
-    want = _one_tensor(first)
+    want = _one_tensor(out)
     check_output_shape(want.shape, x.shape)
-    again = _one_tensor(second)
-    if not torch.allclose(want, again, rtol=_TOLERANCE, atol=_TOLERANCE):
-        raise UnsupportedModelError(
-            "the network's output changes from run to run on the same input (largest "
-            f"difference {float((want - again).abs().max()):.3g}): a random operation runs, e.g. "
-            "F.dropout(x, training=True) in its forward; the mask could not be reproduced or "
-            "refined. Run it as at inference (no dropout)"
-        )
     return want
 
 
+def _differs(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape != b.shape or not torch.allclose(a, b, rtol=_TOLERANCE, atol=_TOLERANCE)
+
+
 def agree(
-    want: torch.Tensor, backbone: nn.Module, head: nn.Module, x: torch.Tensor, trained: int
+    want: torch.Tensor, backbone: nn.Module, head: nn.Module, net: nn.Module, x: torch.Tensor
 ) -> int:
     """Check that ``head(*backbone(x))`` (in eval mode, as a session runs them) reproduces
-    ``want``, the network's :func:`reference` output; returns its channel count. ``trained``:
-    how many of the network's submodules run in train mode (named in the refusal)."""
+    ``want``, the :func:`reference` output of ``net`` (whose norms may since have become
+    per-image ones, the same values); returns its channel count. Where they differ, ``net``
+    runs again to tell a random network from a split that computes otherwise."""
     try:
         with torch.no_grad():
             got = head(*backbone(x))
@@ -171,25 +169,39 @@ def agree(
             f"network runs: {_first_line(exc)}; torch.fx may have traced data-dependent control "
             "flow wrongly (a branch on a value, a size or isinstance(x, torch.Tensor))"
         ) from exc
-    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    if not isinstance(got, torch.Tensor):
         raise UnsupportedModelError(
-            f"backbone + head return {shape}, the network {tuple(want.shape)}: torch.fx traced "
-            "its forward differently from how it runs"
+            f"backbone + head return a {type(got).__name__}: torch.fx traced the network's "
+            "forward differently from how it runs"
         )
-    if not torch.allclose(want, got, rtol=_TOLERANCE, atol=_TOLERANCE):
-        modes = (
-            f"; {trained} of its submodules run in train mode and the split runs in eval mode: "
-            "a layer other than a norm or dropout that computes differently in train mode "
-            "would explain it (put it in eval mode)"
-            if trained
-            else ""
-        )
+    if not _differs(want, got):
+        return int(want.shape[1])
+    with torch.no_grad():
+        again = _one_tensor(net(x))
+    if _differs(want, again):
         raise UnsupportedModelError(
-            "backbone + head do not reproduce the network's output (largest difference "
-            f"{float((want - got).abs().max()):.3g}){modes}"
+            "the network's output changes from run to run on the same input (largest "
+            f"difference {float((want - again).abs().max()):.3g}): a random operation runs, e.g. "
+            "F.dropout(x, training=True) in its forward; the mask could not be reproduced or "
+            "refined. Run it as at inference (no dropout)"
         )
-    return int(want.shape[1])
+    if want.shape != got.shape:
+        raise UnsupportedModelError(
+            f"backbone + head return {tuple(got.shape)}, the network {tuple(want.shape)}: "
+            "torch.fx traced its forward differently from how it runs"
+        )
+    trained = sum(m.training for m in net.modules())
+    modes = (
+        f"; {trained} of its submodules run in train mode and the split runs in eval mode: "
+        "a layer other than a norm or dropout that computes differently in train mode "
+        "would explain it (put it in eval mode)"
+        if trained
+        else ""
+    )
+    raise UnsupportedModelError(
+        "backbone + head do not reproduce the network's output (largest difference "
+        f"{float((want - got).abs().max()):.3g}){modes}"
+    )
 
 
 def check_classes(num_classes: int, channels: int) -> None:

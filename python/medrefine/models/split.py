@@ -232,10 +232,9 @@ class SplitModel:
         prep = preprocessing or as_given(spatial_dims)
         work = owned_copy(net)
         x = example if example is not None else probe(work, spatial_dims, prep.multiple)
+        want = reference(work, x, spatial_dims, given=example is not None)
+        per_image_norms(work, spatial_dims)
         with quiet_stderr():  # torch.fx prints a traceback and its code before it raises
-            want = reference(work, x, spatial_dims, given=example is not None)
-            per_image_norms(work, spatial_dims)
-            trained = sum(m.training for m in work.modules())
             try:
                 gm = symbolic_trace(work)
             except Exception as exc:  # fx raises many types for untraceable control flow
@@ -247,7 +246,7 @@ class SplitModel:
             back, hd, _ = _split_graph(gm, list(head))
             backbone, head_gm = fx.GraphModule(gm, back), fx.GraphModule(gm, hd)
             backbone.eval(), head_gm.eval()  # as the session runs them
-            check_classes(num_classes, agree(want, backbone, head_gm, x, trained))
+            check_classes(num_classes, agree(want, backbone, head_gm, work, x))
             with torch.no_grad():
                 head_out, kind = logits_head(head_gm, backbone(x))
         return cls(backbone, head_out, num_classes, spatial_dims, prep, output_kind=kind, **kwargs)  # type: ignore[arg-type]
