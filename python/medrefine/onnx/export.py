@@ -42,6 +42,19 @@ from medrefine.onnx.traceable import as_owner_runs_it, traceable
 if TYPE_CHECKING:
     from medrefine.models.split import SplitModel
 
+__all__ = [
+    "PARITY_TOLERANCE",
+    "ExportResult",
+    "Part",
+    "TraceableUNet",
+    "export_backbone",
+    "export_module",
+    "export_zoo",
+    "odd_sizes",
+    "traceable",
+    "zoo_example_size",
+]
+
 Part = Literal["network", "backbone"]
 _AXES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
