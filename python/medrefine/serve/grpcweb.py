@@ -91,12 +91,9 @@ def _stream_type(method: MethodDescriptor) -> StreamType:
     return kinds[(method.client_streaming, method.server_streaming)]
 
 
-def _endpoint(
-    method: MethodDescriptor, handler: Callable[[Any, Any], Any], token: str | None
-) -> Any:
-    """One Connect endpoint (an ``EndpointSync`` of the method's kind) that checks the token and
-    calls ``handler(request, context)``."""
-    info: MethodInfo[Any, Any] = MethodInfo(
+def method_info(method: MethodDescriptor) -> MethodInfo[Any, Any]:
+    """Connect's description of one method of the service (messages, streaming kind)."""
+    return MethodInfo(
         name=method.name,
         service_name=SERVICE.full_name,
         input=getattr(pb, method.input_type.name),
@@ -104,6 +101,14 @@ def _endpoint(
         idempotency_level=IdempotencyLevel.UNKNOWN,
         stream_type=_stream_type(method),
     )
+
+
+def _endpoint(
+    method: MethodDescriptor, handler: Callable[[Any, Any], Any], token: str | None
+) -> Any:
+    """One Connect endpoint (an ``EndpointSync`` of the method's kind) that checks the token and
+    calls ``handler(request, context)``."""
+    info = method_info(method)
 
     def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
         check_token(ctx.request_headers.get("authorization"), token)
