@@ -137,8 +137,9 @@ def _open(sample: str) -> tuple[mr.Session, np.ndarray]:
 
 
 def _case(sample: str) -> Case:
-    """A scribble along a row of the largest region the network misses of the class it misses
-    most (in 3D on the axial plane where that class is missed most)."""
+    """A scribble along a row of the largest region (clear of the image's edge, if one is) that
+    the network misses of the class it misses most (in 3D on the axial plane where that class is
+    missed most)."""
     session, network = _open(sample)
     truth = mr.load_sample(sample).label
     missed = (truth != network) & (truth > 0)
@@ -147,7 +148,12 @@ def _case(sample: str) -> Case:
     plane = int(wanted.sum(axis=(1, 2)).argmax()) if network.ndim == 3 else None
     region = wanted[plane] if plane is not None else wanted
     parts, _ = ndimage.label(region)
-    largest = parts == (int(np.bincount(parts.ravel())[1:].argmax()) + 1)
+    sizes = np.bincount(parts.ravel())
+    sizes[0] = 0
+    edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+    if (np.delete(sizes, edge) > 0).any():
+        sizes[edge] = 0  # a region inside the image, where a person would draw
+    largest = parts == int(sizes.argmax())
     row = int(largest.sum(axis=1).argmax())
     cols = np.flatnonzero(largest[row])
     corners = [(row, int(c)) for c in np.linspace(cols.min(), cols.max(), 3).round().astype(int)]

@@ -396,6 +396,36 @@ def test_the_web_port_speaks_tls_with_the_grpc_ports_certificate() -> None:
         p.server.stop(grace=0)
 
 
+def test_with_a_client_ca_the_web_port_requires_a_client_certificate(tmp_path: Path) -> None:
+    ca, ca_key = certs.make_ca()
+    pem = certs.issue(ca, ca_key, "127.0.0.1", server=True)
+    client = certs.issue(ca, ca_key, "viewer", server=False)
+    other_ca, other_key = certs.make_ca("another CA")
+    stranger = certs.issue(other_ca, other_key, "stranger", server=False)
+    config = ServerConfig(
+        models=("nuclei-unet2d",), tls_cert=pem.cert, tls_key=pem.key, client_ca=ca.cert
+    )
+    p = _start(config)
+
+    def context(cert: Any | None) -> ssl.SSLContext:
+        made = ssl.create_default_context(cadata=ca.cert.decode())
+        if cert is not None:
+            (tmp_path / "c.pem").write_bytes(cert.cert)
+            (tmp_path / "k.pem").write_bytes(cert.key)
+            made.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+        return made
+
+    try:
+        status, _, _ = _get(f"{p.url}/", context=context(client))
+        assert status == 200
+        for refused in (None, stranger):
+            with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+                _get(f"{p.url}/", context=context(refused))
+    finally:
+        p.web.stop()
+        p.server.stop(grace=0)
+
+
 @pytest.mark.parametrize(
     ("flags", "words"),
     [

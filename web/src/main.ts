@@ -105,7 +105,10 @@ async function start(): Promise<void> {
 
 /** Fetch an image the server decoded (a sample, or uploaded files), then open a session. */
 async function openFrom(path: string, body?: FormData): Promise<void> {
-  const init: RequestInit = body ? { method: "POST", body } : {};
+  // The id the session will get travels with the decode already: a balancer that keeps a
+  // session on one replica sends both to the replica that then holds the series' headers.
+  const id = newSessionId();
+  const init: RequestInit = { method: body ? "POST" : "GET", body, headers: { "x-session-id": id } };
   const response = await api(path, sessionStorage.getItem(TOKEN_KEY), init);
   const meta = JSON.parse(response.headers.get("X-Medrefine-Image") ?? "null") as ImageMeta | null;
   if (!meta) throw new Error("the server sent an image without its description");
@@ -120,15 +123,15 @@ async function openFrom(path: string, body?: FormData): Promise<void> {
   const dicom = $<HTMLSelectElement>("format").querySelector<HTMLOptionElement>('option[value="dicom-seg"]')!;
   dicom.disabled = !meta.dicom;
   $<HTMLSelectElement>("format").value = meta.dicom ? "dicom-seg" : "nifti";
-  await openSession(model);
+  await openSession(model, id);
 }
 
-async function openSession(model: ModelInfo): Promise<void> {
+async function openSession(model: ModelInfo, id = newSessionId()): Promise<void> {
   const image = state.image;
   if (!image) return;
   const previous = state.session;
   state.session = null;
-  state.openingId = newSessionId();
+  state.openingId = id;
   $("image-info").textContent = `${image.meta.name}: ${image.meta.shape.join(" × ")} ${image.meta.dtype}; opening on ${model.name}…`;
   if (previous) await client.closeSession({ sessionId: previous.id }).catch(() => undefined);
   const session = await Session.open(client, state.openingId, model, image.meta, image.data);
@@ -468,7 +471,11 @@ $("download").addEventListener("click", () => {
     };
     const response = await api(`api/mask?format=${encodeURIComponent(format)}`, sessionStorage.getItem(TOKEN_KEY), {
       method: "POST",
-      headers: { "X-Medrefine-Mask": JSON.stringify(meta), "Content-Type": "application/octet-stream" },
+      headers: {
+        "X-Medrefine-Mask": JSON.stringify(meta),
+        "Content-Type": "application/octet-stream",
+        "x-session-id": session.id, // the replica that decoded a DICOM series holds its headers
+      },
       body: new Uint8Array(mask),
     });
     const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? "mask";
