@@ -134,7 +134,16 @@ async function openSession(model: ModelInfo, id = newSessionId()): Promise<void>
   state.openingId = id;
   $("image-info").textContent = `${image.meta.name}: ${image.meta.shape.join(" × ")} ${image.meta.dtype}; opening on ${model.name}…`;
   if (previous) await client.closeSession({ sessionId: previous.id }).catch(() => undefined);
-  const session = await Session.open(client, state.openingId, model, image.meta, image.data);
+  let session: Session;
+  try {
+    session = await Session.open(client, state.openingId, model, image.meta, image.data);
+  } catch (error) {
+    for (const canvas of [imageCanvas, overlayCanvas, marksCanvas]) canvas.width = canvas.height = 0;
+    $("views").hidden = true;
+    $("hint").hidden = false;
+    $("hint").textContent = "The image could not be opened (the message above says why).";
+    throw error;
+  }
   state.session = session;
   state.marks = [];
   state.pending = [];
@@ -157,6 +166,7 @@ $<HTMLSelectElement>("sample").addEventListener("change", (e) => {
 
 function upload(files: FileList | null): void {
   if (!files || files.length === 0) return;
+  $<HTMLSelectElement>("sample").value = "";
   const form = new FormData();
   for (const file of Array.from(files)) form.append("file", file, file.webkitRelativePath || file.name);
   void run(() => openFrom("api/decode", form));
@@ -237,11 +247,18 @@ function pixelAt(e: PointerEvent): [number, number] | null {
 
 let gesture: { points: number[][]; start: [number, number]; last: [number, number] } | null = null;
 
+/** Where a pointer event is on the marks canvas, in its own pixels. */
+function onMarks(e: PointerEvent): [number, number] {
+  const r = marksCanvas.getBoundingClientRect();
+  const k = marksCanvas.width / r.width;
+  return [(e.clientX - r.left) * k, (e.clientY - r.top) * k];
+}
+
 stage.addEventListener("pointerdown", (e) => {
   const at = pixelAt(e);
   if (!at || !state.session || e.button !== 0) return;
   stage.setPointerCapture(e.pointerId);
-  gesture = { points: [voxel(state.session.spatial, state.plane, ...at)], start: [e.offsetX, e.offsetY], last: at };
+  gesture = { points: [voxel(state.session.spatial, state.plane, ...at)], start: onMarks(e), last: at };
 });
 
 stage.addEventListener("pointermove", (e) => {
@@ -255,9 +272,7 @@ stage.addEventListener("pointermove", (e) => {
   } else if (state.tool === "box") {
     if (at) gesture.last = at;
     redrawMarks();
-    const r = marksCanvas.getBoundingClientRect();
-    const k = marksCanvas.width / r.width;
-    drawDrag(marksCanvas.getContext("2d")!, state.label, [gesture.start[0] * k, gesture.start[1] * k], [e.offsetX * k, e.offsetY * k]);
+    drawDrag(marksCanvas.getContext("2d")!, state.label, gesture.start, onMarks(e));
   }
 });
 
@@ -501,7 +516,7 @@ document.addEventListener("keydown", (e) => {
   else if (key === "s") selectTool("scribble");
   else if (key === "c") selectTool("click");
   else if (key === "b") selectTool("box");
-  else if (key === "r" || key === "enter") void run(refine);
+  else if (key === "r") void run(refine);
   else if (key === "[" || key === "]") {
     const input = $<HTMLInputElement>("radius");
     input.value = String(Math.max(0, Math.min(50, radius() + (key === "]" ? 1 : -1))));
