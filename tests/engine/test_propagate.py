@@ -30,14 +30,27 @@ def test_distances_stop_at_the_image_edge_and_unmarked_classes_take_the_farthest
     np.testing.assert_array_equal(d[2], np.maximum(d[0], d[1]))
 
 
-def test_with_one_class_marked_the_others_are_unreachable() -> None:
+def test_with_one_class_marked_and_no_margin_limit_the_others_are_unreachable() -> None:
     image = _two_regions()
     index = np.ravel_multi_index(([10], [2]), image.shape[1:])
     d = class_distances(index, np.array([1]), 2, image, edge_weight=10.0)
     assert np.isinf(d[0]).all() and np.isfinite(d[1]).all()
     logits = torch.zeros(2, *image.shape[1:])
     logits[0] = 5.0  # the network is sure of class 0 everywhere
-    assert (fuse(logits, torch.from_numpy(d), 4.0).argmax(0) == 1).all()
+    assert (fuse(logits, torch.from_numpy(d), 4.0).argmax(0) == 1).all()  # a flood
+
+
+def test_with_one_class_marked_the_others_stand_a_margin_behind_it() -> None:
+    image = _two_regions()
+    index = np.ravel_multi_index(([10], [2]), image.shape[1:])
+    d = class_distances(index, np.array([1]), 3, image, edge_weight=10.0, lone_margin=8.0)
+    np.testing.assert_allclose(d[0], d[1] + 8.0)
+    np.testing.assert_array_equal(d[2], d[0])
+    logits = torch.zeros(2, *image.shape[1:])
+    logits[0, :, 20:] = 5.0  # the network is sure of class 0 on the far side only
+    fused = fuse(logits, torch.from_numpy(d[:2]), 4.0).argmax(0)
+    # the margin (2 nats) takes what the network leaves open, not what it is sure of
+    assert (fused[:, :20] == 1).all() and (fused[:, 20:] == 0).all()
 
 
 def test_long_scale_keeps_the_network_short_scale_follows_the_marks() -> None:

@@ -212,3 +212,26 @@ def test_a_ring_drawn_along_the_skull_fills_the_head() -> None:
     assert mask[inner].all()
     truth = case.label > 0
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("model", "sample"),
+    [("nuclei-unet2d", "nuclei-fluorescence"), ("fetalhead-unet2d", "nuclei-stained")],
+)
+def test_one_stroke_of_a_new_class_takes_its_structure_and_look_alikes_not_the_image(
+    model: str, sample: str
+) -> None:
+    # With only the new class marked it used to take every pixel it reached: all of the image.
+    case = mr.load_sample(sample)
+    nuclei = case.label > 0
+    session = mr.Session(mr.load_model(model))
+    session.set_image(case.image)
+    new = session.add_class("lesion")
+    objects = ndimage.find_objects(ndimage.label(nuclei)[0])
+    largest = max(objects, key=lambda o: (o[0].stop - o[0].start) * (o[1].stop - o[1].start))
+    cy, cx = ((s.start + s.stop) // 2 for s in largest)
+    session.add(mr.Scribble(new, [(cy, cx - 10), (cy, cx + 10)], radius=2))  # 21 px, on a nucleus
+    got = session.refine().mask == new
+    assert got.mean() <= 0.25
+    dice = 2 * (got & nuclei).sum() / (got.sum() + nuclei.sum())
+    assert dice > 0.6  # the other nuclei, never marked, came along by look

@@ -140,10 +140,11 @@ def test_new_class_method_maps_labels_both_ways() -> None:
     assert method.session is not None and method.session.num_classes == 3
     assert not p0.any()  # the new class starts below the others; nuclei count as background
     trace = list(simulate(method, case, 2, RobotConfig(), 1))
-    (stroke,) = trace[-1][2]
+    stroke, background = trace[-1][2]  # R6b: the absent structure comes with a background stroke
     pred = trace[-1][1]
-    assert stroke.label == 1 and pred is not None
+    assert (stroke.label, background.label) == (1, 0) and pred is not None
     assert (pred[tuple(stroke.pixels.T)] == 1).all()  # the new channel maps back to label 1
+    assert (pred[tuple(background.pixels.T)] == 0).all()
     assert trace[-1][0].dice > 0.0
 
 

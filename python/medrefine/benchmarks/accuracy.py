@@ -49,6 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="rounds of strokes drawn at the first interaction, refined at once (a person's "
         "several strokes per class before the first refine)",
     )
+    p.add_argument(
+        "--protocol",
+        default="v1.1",
+        choices=("v1", "v1.1"),
+        help="simulated-user protocol: v1.1 adds R6b (a first interaction on a structure the "
+        "start mask lacks also draws a background stroke, docs/protocol.md); v1 without it",
+    )
     p.add_argument("--cases", type=int, default=0, help="first N test cases (0 = all)")
     p.add_argument("--skip", type=int, default=0, help="pass over the first N test cases")
     p.add_argument(
@@ -114,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         methods=parse_methods(args.methods),
         robot=RobotConfig(
-            mode=args.mode, per_class=not args.single, first_rounds=args.first_rounds
+            mode=args.mode,
+            per_class=not args.single,
+            first_rounds=args.first_rounds,
+            absent_background=args.protocol != "v1",
         ),
         cases=args.cases,
         skip=args.skip,
@@ -201,6 +211,7 @@ def write_accuracy(
         "mode": exp.robot.mode,
         "per_class": exp.robot.per_class,
         "first_rounds": exp.robot.first_rounds,
+        "protocol": "v1.1" if exp.robot.absent_background else "v1",
         "cases": len(exp.case_ids()),
         "interactions": exp.interactions,
         "groups": ",".join(exp.groups or ()),

@@ -261,6 +261,10 @@ class PropagateConfig:
         appearance: weight of each class's colour model (:mod:`medrefine.engine.appearance`),
             [0, 100]: nats of fused score per nat of log-likelihood; 0 leaves it out.
         bins: histogram bins per image channel of the colour models, [2, 256].
+        lone_margin: while only one class has drawn pixels, the others take its geodesic
+            distance plus this many pixels, [0, inf]: ``lone_margin / scale`` nats in the
+            marked class's favour where the network and the colour models decide (inf: the one
+            marked class takes every pixel it reaches).
     """
 
     kind: PropagateKind = "new_classes"
@@ -269,6 +273,7 @@ class PropagateConfig:
     cap: float = field(default=5.0, metadata=_bound(0.0, 1000.0, lo_open=True))
     appearance: float = field(default=3.0, metadata=_bound(0.0, 100.0))
     bins: int = field(default=16, metadata=_bound(2, 256))
+    lone_margin: float = field(default=64.0, metadata=_bound(0.0, math.inf))
 
     def __post_init__(self) -> None:
         _check(self)

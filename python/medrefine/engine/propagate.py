@@ -4,9 +4,12 @@ Where the network's features know nothing of a structure (a class it never learn
 from its training data) the adapted head cannot carry a correction beyond the marks; the image
 can. For each class ``c`` with drawn pixels, ``D_c`` is the geodesic distance (pixels; the path
 cost rises across the image's edges, :func:`medrefine.engine.distance.edge_cost`) to its nearest
-drawn pixel. While only one class has drawn pixels the others are unreachable: the marked class
-takes every pixel it reaches, as a seed segmentation does with one class seeded, and the first
-mark of another class bounds it. The fused score of class ``c`` at a pixel ``p`` is
+drawn pixel. While only one class has drawn pixels, every other class stands ``lone_margin``
+pixels behind it (its distance plus that margin): the distances then cancel, and beyond the
+marks the network's evidence and the colour models decide, with ``lone_margin / scale`` nats in
+the marked class's favour. So one stroke of a new structure takes that structure and its
+look-alikes, not the image (``inf`` restores a seed segmentation's rule, where the one seeded
+class takes everything it reaches). The fused score of class ``c`` at a pixel ``p`` is
 
     ``s_c = max(log P_c, -cap) - D_c / scale + w * log q_c(I_p)``
 
@@ -48,11 +51,12 @@ def class_distances(
     image: np.ndarray,
     edge_weight: float,
     spacing: Spacing | None = None,
+    lone_margin: float = float("inf"),
 ) -> np.ndarray:
     """``(K, *shape)`` float32: each class's geodesic distance (pixels) to its nearest drawn
     pixel (flat ``index`` with class ``label``) over ``image`` ``(C, *shape)``'s edges; a class
-    with none takes the per-pixel maximum over the marked classes, or inf while only one class
-    is marked."""
+    with none takes the per-pixel maximum over the marked classes or, while only one class is
+    marked, that class's distance plus ``lone_margin`` pixels (inf: unreachable)."""
     shape = image.shape[1:]
     size = int(np.prod(shape))
     out = np.full((num_classes, *shape), np.inf, dtype=np.float32)
@@ -64,9 +68,13 @@ def class_distances(
             out[c] = geodesic_to(targets.reshape(shape), image, edge_weight, np.inf, spacing)
     if len(marked) > 1:
         farthest = out[sorted(marked)].max(axis=0)
-        for c in range(num_classes):
-            if c not in marked:
-                out[c] = farthest
+    elif marked and np.isfinite(lone_margin):
+        farthest = out[next(iter(marked))] + np.float32(lone_margin)
+    else:
+        return out
+    for c in range(num_classes):
+        if c not in marked:
+            out[c] = farthest
     return out
 
 

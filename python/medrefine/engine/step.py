@@ -21,6 +21,7 @@ import torch
 
 from medrefine.backends import FeatureExtractor
 from medrefine.engine import constraints
+from medrefine.engine.admission import admit
 from medrefine.engine.appearance import bin_index, class_log_likelihoods
 from medrefine.engine.cache import FeatureCache, image_digest
 from medrefine.engine.classes import load_head, snapshot
@@ -147,6 +148,8 @@ def load_image(
     where = "" if device.type == "cpu" else f"@{device}"  # features live on one device
     key = (image_digest(array), model.digest(), prep.digest() + where)
     features = cache.get(key)
+    # refused here, before any backbone pass, when over the session's or machine's budget
+    limits = admit(model, backend, shape, limits, cached=features is not None)
     x = prep(array)
     inside = (slice(None),) + tuple(slice(0, s) for s in shape)
     if features is None:
@@ -361,8 +364,8 @@ def _distances(
     """Each class's geodesic distance to its drawn pixels, ``(k, *shape)`` float32."""
     index, label = cons.index[cons.written], cons.label[cons.written]
     spacing = relative_spacing(img.spacing, len(img.shape))
-    weight = config.propagate.edge_weight
-    return class_distances(index, label, k, img.image, weight, spacing)
+    prop = config.propagate
+    return class_distances(index, label, k, img.image, prop.edge_weight, spacing, prop.lone_margin)
 
 
 def _likelihoods(

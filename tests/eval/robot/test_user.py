@@ -172,6 +172,24 @@ def test_first_interaction_draws_several_strokes_in_one_large_region() -> None:
     strokes = Robot(RobotConfig(first_rounds=3)).first_interaction(
         gt, np.zeros_like(gt), np.zeros(gt.shape, np.int32)
     )
-    assert [s.label for s in strokes] == [1, 1, 1]
-    centres = [s.centerline.mean(0) for s in strokes]
+    assert [s.label for s in strokes] == [1, 1, 1, 0]  # 0: R6b, the structure was absent
+    centres = [s.centerline.mean(0) for s in strokes if s.label == 1]
     assert min(np.hypot(*(a - b)) for i, a in enumerate(centres) for b in centres[i + 1 :]) > 20
+
+
+def test_r6b_a_structure_the_start_mask_lacks_gets_a_background_stroke_too() -> None:
+    gt, _ = _three_missed_objects()
+    seeds = np.zeros(gt.shape, np.int32)
+    absent = np.zeros_like(gt)  # the network shows none of class 1
+    strokes = Robot().first_interaction(gt, absent, seeds)
+    assert [s.label for s in strokes] == [1, 0]
+    (background,) = [s for s in strokes if s.label == 0]
+    assert np.all(gt[tuple(background.pixels.T)] == 0)
+    # v1: only the error; a start mask that shows the class: nothing added; no start result:
+    # the background stroke is v1's own
+    v1 = Robot(RobotConfig(absent_background=False)).first_interaction(gt, absent, seeds)
+    assert [s.label for s in v1] == [1]
+    shown = absent.copy()
+    shown[5:8, 5:8] = 1
+    assert [s.label for s in Robot().first_interaction(gt, shown, seeds)] == [1]
+    assert sorted(s.label for s in Robot().first_interaction(gt, None, seeds)) == [0, 1]

@@ -48,6 +48,10 @@ class RobotConfig:
             (a person's first interaction: several strokes per class): each round draws the
             usual strokes in the error regions the earlier rounds left untouched
             (:meth:`~medrefine.eval.robot.user.Robot.first_interaction`); 1 = the protocol's.
+        absent_background: R6b (protocol v1.1, ``docs/protocol.md``): when the start result
+            holds no pixel of a class the ground truth has (a structure the network never
+            learned or missed entirely), the first interaction also draws a background stroke,
+            as for a method with no start result (R5). False: protocol v1.
     """
 
     mode: Mode = "scribble"
@@ -60,6 +64,7 @@ class RobotConfig:
     click_rule: ClickRule = "auto"
     click_radius: int = 0
     first_rounds: int = 1
+    absent_background: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("scribble", "click", "box"):

@@ -122,4 +122,17 @@ class Robot:
                 far[where] = False
                 current[touched & (ndi.distance_transform_edt(far) <= reach)] = stroke.seed_label
             seen = paint(seen, new)
-        return strokes
+        return strokes + self._absent_background(gt, pred, seen, strokes)
+
+    def _absent_background(
+        self, gt: np.ndarray, pred: np.ndarray | None, seeds: np.ndarray, drawn: list[Stroke]
+    ) -> list[Stroke]:
+        """R6b: the background strokes a person adds at the first interaction when the start
+        result lacks a class of the ground truth entirely (drawn as for no start result, R5);
+        none if the rule is off, there is no start result, or a background stroke is drawn."""
+        if not self.config.absent_background or pred is None or self.config.mode == "box":
+            return []
+        absent = [c for c in np.unique(gt) if c > 0 and not (pred == c).any()]
+        if not absent or any(s.label == 0 for s in drawn):
+            return []
+        return [s for s in self.interact(gt, None, seeds) if s.label == 0]
