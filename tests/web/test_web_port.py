@@ -11,6 +11,7 @@ import io
 import json
 import ssl
 import sys
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import highdicom as hd
 import nibabel as nib
@@ -37,9 +39,10 @@ from medrefine.client import RemoteSession
 from medrefine.io import read_volume
 from medrefine.samples import DATA
 from medrefine.serve import Server, ServerConfig, convert, create_server
-from medrefine.serve.grpcweb import SERVICE, method_info
+from medrefine.serve.grpcweb import SERVICE, RefinerWSGI, method_info
 from medrefine.serve.web import WebServer, create_web_server
 from medrefine.v1 import refine_pb2 as pb
+from medrefine.v1 import refine_pb2_grpc as pb_grpc
 
 TESTS = Path(__file__).resolve().parents[1]
 TOKEN = "web-port-test-token"
@@ -358,6 +361,30 @@ def test_grpc_web_errors_carry_the_grpc_status_and_message(
     with _grpc_web(ports.url) as web, pytest.raises(ConnectError) as caught:
         web.execute_unary(request=request_, method=METHODS[method], headers=headers)
     assert caught.value.code == code and words in caught.value.message
+
+
+def test_a_method_the_servicer_lacks_answers_unimplemented_over_grpc_web() -> None:
+    """The generated base class (what a servicer without a newer RPC falls back to) sets
+    UNIMPLEMENTED; the web port answers that, not an internal error."""
+    app = RefinerWSGI(pb_grpc.RefinerServicer(), None)
+    httpd = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with (
+            _grpc_web(f"http://127.0.0.1:{httpd.server_port}") as web,
+            pytest.raises(ConnectError) as caught,
+        ):
+            web.execute_unary(request=pb.SessionRequest(session_id="s"), method=METHODS["Undo"])
+        assert caught.value.code == Code.UNIMPLEMENTED and "not implemented" in caught.value.message
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def test_a_chunked_request_is_refused_not_left_hanging(ports: Ports) -> None:

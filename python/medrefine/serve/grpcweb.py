@@ -10,6 +10,7 @@ An error reaches the browser with the same status code and message as a gRPC cli
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from medrefine.serve.servicer import RefinerServicer
 from medrefine.v1 import refine_pb2 as pb
 
+log = logging.getLogger("medrefine.serve.web")
 SERVICE = pb.DESCRIPTOR.services_by_name["Refiner"]
 #: Largest message the web port reads (gRPC's default limit; image chunks are at most 1 MiB).
 READ_MAX_BYTES = 4 << 20
@@ -51,9 +53,17 @@ class CallContext:
 
     def __init__(self, ctx: RequestContext[Any, Any]) -> None:
         self._ctx = ctx
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
 
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         raise AbortedError(connect_code(code), details)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
 
     def is_active(self) -> bool:
         return True
@@ -79,6 +89,18 @@ def check_token(authorization: str | None, token: str | None) -> None:
         raise ConnectError(Code.UNAUTHENTICATED, "missing authorization metadata (Bearer token)")
     if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
         raise ConnectError(Code.UNAUTHENTICATED, "wrong bearer token")
+
+
+def _error(name: str, context: CallContext, exc: Exception) -> ConnectError:
+    """What a call that raised ``exc`` answers: an abort as it was, a status the handler set
+    (e.g. UNIMPLEMENTED from the generated base class), else INTERNAL without the exception's
+    text (the servicer's own wrappers have already turned every expected error into an abort)."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if context.code is not None and context.code is not grpc.StatusCode.OK:
+        return ConnectError(connect_code(context.code), context.details or context.code.name)
+    log.error("%s failed over the web port", name, exc_info=exc)
+    return ConnectError(Code.INTERNAL, f"internal error in {name} (see the server log)")
 
 
 def _stream_type(method: MethodDescriptor) -> StreamType:
@@ -112,11 +134,19 @@ def _endpoint(
 
     def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
         check_token(ctx.request_headers.get("authorization"), token)
-        return handler(request, CallContext(ctx))
+        context = CallContext(ctx)
+        try:
+            return handler(request, context)
+        except Exception as exc:
+            raise _error(method.name, context, exc) from exc
 
     def stream(request: Any, ctx: RequestContext[Any, Any]) -> Iterator[Any]:
         check_token(ctx.request_headers.get("authorization"), token)
-        yield from handler(request, CallContext(ctx))
+        context = CallContext(ctx)
+        try:
+            yield from handler(request, context)
+        except Exception as exc:
+            raise _error(method.name, context, exc) from exc
 
     if method.server_streaming:
         return EndpointSync.server_stream(method=info, function=stream)
