@@ -1,10 +1,15 @@
 """Bounds a :class:`medrefine.Session` enforces, so one request cannot exhaust a server.
 
 Every bound raises :class:`~medrefine.errors.ResourceError` (gRPC ``RESOURCE_EXHAUSTED``) with
-the figure asked for and the limit, before any large allocation. The defaults admit what a
-demanding clinical user loads and draws (a 512^3 CT, a 16k x 8k slide tile, a 256-pixel brush in
-2D, 128 classes); a server with less memory passes tighter ones:
-``Session(model, limits=SessionLimits(max_voxels=256**3))``.
+the figure asked for and the limit, before any large allocation. Sizes are bounded twice: by
+count (``max_voxels``, 512^3, refuses a 20000 x 20000 image at once) and by cost
+(:mod:`medrefine.engine.admission`: ``set_image``'s estimated peak memory and time against
+``max_set_image_bytes`` and ``max_set_image_seconds``, 8 GiB and 60 s by default, and against the
+memory the machine has available). On the 2-core reference machine the defaults admit a
+128x256x256 volume on ``hippocampus-unet3d`` (estimated 35 s, 1.1 GiB) and refuse 512^3
+(estimated 570 s; it ran for over 600 s holding 11.7 GB). A faster server raises
+``max_set_image_seconds``; one with less memory passes tighter bounds:
+``Session(model, limits=SessionLimits(max_set_image_bytes=2 << 30))``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,13 @@ class SessionLimits:
             are cached in float16 (half the memory; the head reads them as float32); None:
             always float32. The default keeps every image up to 2^24 voxels of 64 channels
             in float32.
+        max_set_image_bytes: the most resident memory ``set_image`` may add at its peak,
+            bytes, as :mod:`medrefine.engine.admission` estimates it before computing
+            anything; over it the backbone runs in tiles when it can be tiled exactly, else
+            ``set_image`` is refused. None: only the machine's available memory bounds it.
+        max_set_image_seconds: the most wall time ``set_image`` may take on the reference
+            machine (2 cores), seconds, as estimated; over it ``set_image`` is refused. None:
+            no bound.
     """
 
     history_depth: int = 32
@@ -58,6 +70,8 @@ class SessionLimits:
     max_tile_voxels: int | None = None
     slab_voxels: int | None = 1 << 22
     float16_feature_bytes: int | None = 1 << 30
+    max_set_image_bytes: int | None = 8 << 30
+    max_set_image_seconds: float | None = 60.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -74,7 +88,19 @@ class SessionLimits:
                 raise InputError(f"SessionLimits.{name} must be an integer >= 0, got {value!r}")
         if self.max_classes < 2 or self.max_voxels < 1:
             raise InputError("SessionLimits needs max_classes >= 2 and max_voxels >= 1")
-        for name in ("max_tile_voxels", "slab_voxels", "float16_feature_bytes"):
+        seconds = self.max_set_image_seconds
+        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+        if seconds is not None and not (number and 0 < seconds < math.inf):
+            raise InputError(
+                "SessionLimits.max_set_image_seconds must be None or a positive number of "
+                f"seconds, got {seconds!r}"
+            )
+        for name in (
+            "max_tile_voxels",
+            "slab_voxels",
+            "float16_feature_bytes",
+            "max_set_image_bytes",
+        ):
             value = getattr(self, name)
             bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
             if value is not None and bad:
