@@ -122,6 +122,23 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     return data
 
 
+def _drain_chunked(stream: Any, limit: int = 1 << 20) -> None:
+    """Read a refused chunked body up to its last chunk (at most ``limit`` bytes), so that closing
+    the connection does not reset it before the client has read the answer."""
+    read = 0
+    while read < limit:
+        line = stream.readline(1024)
+        read += len(line)
+        try:
+            size = int(line.split(b";")[0].strip() or b"x", 16)
+        except ValueError:
+            return
+        if size == 0:
+            stream.readline(1024)  # the blank line after the last chunk (no trailers expected)
+            return
+        read += len(stream.read(size + 2))
+
+
 def _form_files(environ: WSGIEnvironment, body: bytes) -> list[tuple[str, bytes]]:
     """The files of a ``multipart/form-data`` body, as (file name, content)."""
     ctype = environ.get("CONTENT_TYPE", "")
@@ -161,6 +178,7 @@ class WebApp:
     def __call__(self, environ: WSGIEnvironment, start: StartResponse) -> Body:
         path, method = environ.get("PATH_INFO") or "/", environ["REQUEST_METHOD"]
         if environ.get("HTTP_TRANSFER_ENCODING"):  # the WSGI server reads no chunked body
+            _drain_chunked(environ["wsgi.input"])
             message = "send the request body with a Content-Length (not chunked)"
             return _json(start, {"code": "INVALID_ARGUMENT", "message": message}, 411)
         if path.startswith(self.rpc.path + "/"):
