@@ -16,6 +16,7 @@ from medrefine.engine.session import Session
 from medrefine.kernels import geodesic_distance, region_grow
 from medrefine.models import Preprocessing, SplitModel, list_models, load_model, model_card
 from medrefine.samples import list_samples, load_sample
+from medrefine.site import Site, SiteConfig
 from medrefine.types import Box, ClassChange, Click, Mark, Paint, RefineResult, Scribble, Volume
 
 __version__ = "0.1.0"
@@ -34,6 +35,8 @@ __all__ = [
     "Scribble",
     "Session",
     "SessionLimits",
+    "Site",
+    "SiteConfig",
     "SplitModel",
     "Volume",
     "errors",

@@ -16,13 +16,14 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor
 from medrefine.backends.named import resolve_backend
-from medrefine.engine import classes, step
+from medrefine.engine import classes, sites, step
 from medrefine.engine.cache import FeatureCache
 from medrefine.engine.features import resolve_device
 from medrefine.engine.history import Interaction, SessionState
@@ -32,6 +33,10 @@ from medrefine.engine.refine import RefineConfig
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
 from medrefine.types import Mark, RefineProgress, RefineResult, Volume
+
+if TYPE_CHECKING:
+    from medrefine.engine.sites import SiteLike
+    from medrefine.site import SiteVersion
 
 
 def _visible(name: str) -> bool:
@@ -65,6 +70,9 @@ class Session:
         device: where the cached features and the adapted head live (``"cpu"``, the default,
             or ``"cuda"``/``"cuda:N"``); a device PyTorch cannot use raises ResourceError
             naming why. The CUDA path has not run on a GPU yet (docs/deploy.md).
+        site: a :class:`medrefine.Site` of this model: each image starts from its head where
+            that head passed its held-out check (:attr:`head_source` says which and why), and
+            :meth:`accept` teaches it.
 
     Example (a stroke of nucleus, class 1, across a shipped sample; points are ``(y, x)``):
 
@@ -86,6 +94,7 @@ class Session:
         backend: FeatureExtractor | str | None = None,
         limits: SessionLimits | None = None,
         device: str | torch.device | None = None,
+        site: SiteLike | None = None,
     ) -> None:
         if not isinstance(model, SplitModel):
             raise InputError(f"model must be a SplitModel, got {type(model).__name__}")
@@ -104,6 +113,9 @@ class Session:
         self._lock = threading.RLock()
         self._img: step.ImageState | None = None
         self._pending: tuple[Mark, ...] = ()
+        self.site = sites.check_site(site, model)
+        self._source = ("network", "no image yet")
+        self._wide = False  # the site's evidence lets refinement reach wide on this image
 
     @property
     @locked
@@ -152,6 +164,8 @@ class Session:
         if isinstance(array, np.ndarray):
             array = self.model.preprocessing.layout(array, channels_last)
         spacing = image.spacing if isinstance(image, Volume) else None
+        start = None if self.site is None else self.site.start()
+        head = None if start is None else start.head
         img, mask = step.load_image(
             array,
             self.model,
@@ -161,9 +175,36 @@ class Session:
             self.limits,
             spacing,
             self.device,
+            head,
         )
         self._img, self._pending = img, ()
+        self._wide = start is not None and start.wide
+        if start is None:
+            self._source = ("network", "no site")
+        else:
+            source = "network" if head is None else f"site v{head.version}"
+            reach = "reaches wide" if start.wide else "stays local"
+            self._source = (source, f"{start.reason}; refinement {reach}: {start.wide_reason}")
         return mask
+
+    @property
+    @locked
+    def head_source(self) -> tuple[str, str]:
+        """Which head the current image started from, and why: ``("network", reason)`` or
+        ``("site vN", its held-out check)`` (:meth:`medrefine.Site.start`)."""
+        return self._source
+
+    @locked
+    def accept(self) -> SiteVersion:
+        """Record the current mask as the clinician's answer for this image: the session's
+        site keeps a sample of it and refits (:meth:`medrefine.Site.accept`). Returns the
+        site's new version. The session itself is unchanged.
+
+        Raises:
+            StateError: no image, no site, or marks added since the last refine.
+            UnsupportedModelError: a head whose features are not at the image's resolution.
+        """
+        return sites.accept_step(self._require_image(), self._pending, self.site)
 
     def _require_image(self) -> step.ImageState:
         if self._img is None:
@@ -238,9 +279,8 @@ class Session:
         img = self._require_image()
         if not self._pending and img.history.current.marks:
             return _unchanged(img.history.current)
-        result, new = step.refine_step(
-            img, img.history.current, self._pending, self.config, progress
-        )
+        config = sites.widened(self.config) if self._wide else self.config
+        result, new = step.refine_step(img, img.history.current, self._pending, config, progress)
         self._commit(img, new)
         return result
 

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,7 +29,14 @@ from medrefine.engine.classes import load_head, snapshot
 from medrefine.engine.distance import relative_spacing
 from medrefine.engine.features import compute_features
 from medrefine.engine.gate import FeatureGate, GatePlan, loop_settings, plan_gate
-from medrefine.engine.head import HeadRunner, PixelMap, argmax_and_max, rows
+from medrefine.engine.head import (
+    HeadRunner,
+    PixelMap,
+    argmax_and_max,
+    last_layer,
+    resize_outputs,
+    rows,
+)
 from medrefine.engine.history import History, Interaction, PackedMask, SessionState
 from medrefine.engine.limits import SessionLimits
 from medrefine.engine.pointwise import as_row_head
@@ -39,6 +47,9 @@ from medrefine.errors import InputError, NumericalError, StateError
 from medrefine.models.preprocess import zscore
 from medrefine.models.split import SplitModel
 from medrefine.types import Box, Click, Mark, Paint, RefineProgress, RefineResult, Scribble
+
+if TYPE_CHECKING:
+    from medrefine.site import SiteHead
 
 
 def mask_dtype(num_classes: int) -> type[np.integer]:
@@ -92,6 +103,9 @@ class ImageState:
             image's lifetime once a refine with a new class asks for it.
         history: undo/redo over :class:`SessionState`.
         spacing: voxel size per spatial axis (the Volume's), None if not given.
+        digest: the image's digest (hex; the feature cache's key, what a site records).
+        own_classes: classes the network itself was trained on (those after them were added:
+            by :meth:`medrefine.Session.add_class`, or learned by a site).
     """
 
     shape: tuple[int, ...]
@@ -103,6 +117,8 @@ class ImageState:
     colour_cells: Callable[[int], np.ndarray]
     history: History
     spacing: tuple[float, ...] | None = None
+    digest: str = ""
+    own_classes: int = 0
 
     @property
     def head(self) -> torch.nn.Module:
@@ -122,12 +138,14 @@ def load_image(
     limits: SessionLimits,
     spacing: tuple[float, ...] | None = None,
     device: torch.device | None = None,
+    start: SiteHead | None = None,
 ) -> tuple[ImageState, np.ndarray]:
     """A new image state for ``array`` (features from ``cache`` or ``backend``) and the
     network's own mask (a new writable array). Nothing outside the returned state changes.
     ``spacing`` (voxel size per spatial axis, a Volume's) makes gate distances and region
     growing physical. ``device`` holds the features and the session's head (the CPU if None;
-    not yet run on a GPU, docs/deploy.md)."""
+    not yet run on a GPU, docs/deploy.md). ``start``: a site's head (and classes) to start
+    from instead of the network's own; its mask is then the one returned and reset to."""
     device = torch.device("cpu") if device is None else device
     if not isinstance(array, np.ndarray):
         raise InputError(f"image must be a numpy array or Volume, got {type(array).__name__}")
@@ -162,6 +180,12 @@ def load_image(
     image = x[0][inside].numpy()
     image = _frozen(np.ascontiguousarray(image if prep.normalize else _zscore(image)))
     head = copy.deepcopy(model.head).to(device).eval()  # W' <- W_h, per image
+    class_names = model.class_names
+    if start is not None:  # the site's head: its classes, then its weights
+        class_names = start.class_names
+        if len(class_names) > model.num_classes:
+            resize_outputs(last_layer(head, model.num_classes), len(class_names))
+        head.load_state_dict(start.state)
     runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
     logits = runner.predict().cpu()
     # W0, detached: the alpha term ||W - W0|| pulls towards the pre-trained head (a clone
@@ -172,7 +196,7 @@ def load_image(
         (),
         snapshot(head),
         params0,
-        model.class_names,
+        class_names,
         PackedMask.pack(mask),
         top_floor,
         (),
@@ -187,6 +211,8 @@ def load_image(
         functools.lru_cache(maxsize=1)(functools.partial(_colour_cells, image)),
         History(initial, limits.history_depth),
         None if spacing is None else tuple(float(v) for v in spacing),
+        key[0],
+        model.num_classes,
     )
     return state, mask
 
@@ -294,7 +320,7 @@ def refine_step(
             raise NumericalError(_diverged(cfg, "head weights"))
         logits = plan.refined(img.runner)
         scale = None
-        if propagates(config.propagate, cons.label[cons.written], img.base.shape[0]):
+        if propagates(config.propagate, cons.label[cons.written], img.own_classes):
             scale, cap = config.propagate.scale, config.propagate.cap
             distances = torch.from_numpy(_distances(img, cons, k, config)).to(logits.device)
             found = _likelihoods(img, cons, k, config)

@@ -1,0 +1,144 @@
+"""The check a site head must pass before a session starts from it.
+
+Every accepted image is held out once: the images are dealt into ``folds`` groups (one image a
+group while there are no more images than folds: leave-one-image-out), a head is fitted on the
+others, and both it and the network's own head predict the held-out image's kept rows. Dice on
+those rows, each weighted by the pixels it stands for (:mod:`medrefine.site.samples`), estimates
+each head's Dice on the whole accepted mask. The site head is used only when
+
+- at least ``min_images`` images were accepted,
+- its mean estimated Dice over the held-out images is above the network's, and
+- no held-out image loses more than ``tolerance`` against the network's head.
+
+Otherwise the network's head stands, and :attr:`Validation.reason` says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from medrefine.site.config import SiteConfig
+from medrefine.site.fit import fit_head, predict_rows, stacked, with_classes
+from medrefine.site.samples import ImageSample
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The held-out check of one site version.
+
+    Attributes:
+        images: accepted images checked.
+        network: estimated Dice of the network's head on each held-out image, in order.
+        site: estimated Dice of the site head fitted without that image.
+        passed: the site head may be used.
+        reason: why it may or may not, in a sentence.
+    """
+
+    images: int
+    network: tuple[float, ...]
+    site: tuple[float, ...]
+    passed: bool
+    reason: str
+
+    @property
+    def gain(self) -> float:
+        """Mean estimated Dice of the site head minus the network's (0 with no image)."""
+        return float(np.mean(self.site) - np.mean(self.network)) if self.images else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "images": self.images,
+            "network": list(self.network),
+            "site": list(self.site),
+            "passed": self.passed,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Validation:
+        return cls(
+            int(data["images"]),  # type: ignore[call-overload]
+            tuple(float(v) for v in data["network"]),  # type: ignore[attr-defined]
+            tuple(float(v) for v in data["site"]),  # type: ignore[attr-defined]
+            bool(data["passed"]),
+            str(data["reason"]),
+        )
+
+
+def sample_dice(predicted: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """Mean Dice over the foreground classes (``>= 1``) present in ``labels`` or ``predicted``,
+    each row counted ``weights`` times; 1.0 when neither holds any."""
+    classes = np.union1d(np.unique(labels), np.unique(predicted))
+    scores = []
+    for c in classes[classes > 0]:
+        truth, guess = labels == c, predicted == c
+        both = float(weights[truth & guess].sum())
+        total = float(weights[truth].sum() + weights[guess].sum())
+        scores.append(2 * both / total if total > 0 else 1.0)
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def validate(
+    head: nn.Module,
+    samples: Sequence[ImageSample],
+    class_names: Sequence[str],
+    config: SiteConfig,
+) -> Validation:
+    """Hold out every image of ``samples`` once (see the module docstring) and decide;
+    ``head`` is the network's own, ``class_names`` the site's classes."""
+    n = len(samples)
+    if n < config.min_images:
+        return Validation(
+            n, (), (), False, f"{n} accepted image(s); a site head needs {config.min_images}"
+        )
+    network = with_classes(head, len(class_names))
+    splits = samples[0].splits
+    folds = min(config.folds, n)
+    ours, theirs = [0.0] * n, [0.0] * n
+    for fold in range(folds):
+        rest = [samples[i] for i in range(n) if i % folds != fold]
+        trained = fit_head(head, rest, class_names, config)
+        for i in range(fold, n, folds):
+            x, y, w = stacked([samples[i]], class_names)
+            truth, weights = y.numpy(), w.numpy()
+            ours[i] = sample_dice(predict_rows(trained, x, splits).numpy(), truth, weights)
+            theirs[i] = sample_dice(predict_rows(network, x, splits).numpy(), truth, weights)
+    return decide(theirs, ours, config.tolerance)
+
+
+def decide(network: Sequence[float], site: Sequence[float], tolerance: float) -> Validation:
+    """The rule of the module docstring on held-out estimated Dice per image."""
+    n = len(site)
+    worst = int(np.argmin(np.subtract(site, network)))
+    loss = network[worst] - site[worst]
+    mean_site, mean_network = float(np.mean(site)), float(np.mean(network))
+    if mean_site <= mean_network:
+        passed = False
+        reason = (
+            f"held out, the site head's mean Dice {mean_site:.3f} is not above the network's "
+            f"{mean_network:.3f} over {n} images"
+        )
+    elif loss > tolerance:
+        passed = False
+        reason = (
+            f"held out, image {worst + 1} of {n} loses {loss:.3f} Dice with the site head "
+            f"({site[worst]:.3f} against the network's {network[worst]:.3f}; at most "
+            f"{tolerance:g} allowed)"
+        )
+    else:
+        passed = True
+        reason = (
+            f"held out over {n} images, mean Dice {mean_site:.3f} against the network's "
+            f"{mean_network:.3f}; no image loses more than {tolerance:g}"
+        )
+    return Validation(n, tuple(network), tuple(site), passed, reason)
+
+
+def torch_state(head: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``head``'s state."""
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}

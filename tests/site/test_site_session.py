@@ -1,0 +1,140 @@
+"""A site in use: accepted masks start the next image right, wrong ones are refused, and a
+session says which head it started from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import medrefine as mr
+from medrefine.errors import InputError, StateError, UnsupportedModelError
+
+
+def _quarters() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The shipped stained sample cut into four 128x160 images, with their nuclei masks."""
+    case = mr.load_sample("nuclei-stained")
+    label = (case.label > 0).astype(np.uint8)
+    h, w = label.shape[0] // 2, label.shape[1] // 2
+    boxes = [(slice(a, a + h), slice(b, b + w)) for a in (0, h) for b in (0, w)]
+    images = [np.ascontiguousarray(case.image[(slice(None), *box)]) for box in boxes]
+    return images, [label[box] for box in boxes]
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def _accept(session: mr.Session, mask: np.ndarray) -> mr.site.SiteVersion:
+    """Correct the session's mask to ``mask`` (every pixel painted) and accept it."""
+    for c in (0, 1):
+        session.add(mr.Paint(c, np.argwhere(mask == c)))
+    session.refine()
+    return session.accept()
+
+
+@pytest.fixture()
+def shifted() -> mr.SplitModel:
+    """The fluorescence network, which misses almost every stained nucleus (Dice about .02)."""
+    return mr.load_model("nuclei-fluo-unet2d")
+
+
+def test_accepted_masks_make_the_next_image_start_right(shifted: mr.SplitModel) -> None:
+    images, labels = _quarters()
+    site = mr.Site(shifted)
+    for image, label in zip(images[:2], labels[:2], strict=True):
+        session = mr.Session(shifted, site=site)
+        first = session.set_image(image)
+        assert session.head_source[0] == "network"
+        assert _dice(first == 1, label == 1) < 0.1
+        version = _accept(session, label)
+    assert version.in_use and version.validation is not None
+    assert version.validation.gain > 0.5
+    session = mr.Session(shifted, site=site)
+    first = session.set_image(images[2])
+    source, why = session.head_source
+    assert source == "site v2" and why.startswith(f"site v2: {version.validation.reason}")
+    assert why.endswith("refinement reaches wide: the site head passed its check")
+    assert _dice(first == 1, labels[2] == 1) > 0.7  # the network alone: .02
+    # reset() returns to the mask the session started from: the site head's
+    session.add(mr.Click(0, (5, 5)))
+    session.refine()
+    np.testing.assert_array_equal(session.reset(), first)
+
+
+def test_a_site_taught_wrong_masks_is_refused_and_the_network_head_stays(
+    shifted: mr.SplitModel,
+) -> None:
+    images, _labels = _quarters()
+    rng = np.random.default_rng(0)
+    site = mr.Site(shifted)
+    for image in images[:3]:
+        session = mr.Session(shifted, site=site)
+        session.set_image(image)
+        noise = (rng.random(image.shape[1:]) < 0.3).astype(np.uint8)  # unrelated to the image
+        version = _accept(session, noise)
+    assert version.validation is not None and not version.in_use
+    session = mr.Session(shifted, site=site)
+    network = mr.Session(shifted).set_image(images[3])
+    np.testing.assert_array_equal(session.set_image(images[3]), network)
+    source, why = session.head_source
+    assert source == "network" and why.startswith(f"site v{version.version} not used: held out")
+
+
+def test_accept_needs_a_site_and_a_refined_mask(shifted: mr.SplitModel) -> None:
+    images, _ = _quarters()
+    plain = mr.Session(shifted)
+    plain.set_image(images[0])
+    with pytest.raises(StateError, match="no site"):
+        plain.accept()
+    session = mr.Session(shifted, site=mr.Site(shifted))
+    with pytest.raises(StateError, match="set_image"):
+        session.accept()
+    session.set_image(images[0])
+    session.add(mr.Click(1, (10, 10)))
+    with pytest.raises(StateError, match="refine"):
+        session.accept()
+    session.refine()
+    assert session.accept().images == 1
+
+
+def test_a_site_belongs_to_one_pointwise_model(shifted: mr.SplitModel) -> None:
+    with pytest.raises(InputError, match="belongs to model"):
+        mr.Session(mr.load_model("nuclei-unet2d"), site=mr.Site(shifted))
+    with pytest.raises(InputError, match=r"must be a medrefine\.Site"):
+        mr.Session(shifted, site="site")  # type: ignore[arg-type]
+
+    class Wide(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.out = torch.nn.Conv2d(4, 2, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.body(x)))
+
+    wide = mr.SplitModel.from_module(Wide().eval(), ["out"], 2, 2)
+    with pytest.raises(UnsupportedModelError, match="per-pixel feature rows"):
+        mr.Site(wide)
+
+
+def test_a_class_added_and_accepted_is_in_the_next_image_s_classes(
+    shifted: mr.SplitModel,
+) -> None:
+    images, labels = _quarters()
+    site = mr.Site(shifted)
+    for image, label in zip(images[:2], labels[:2], strict=True):
+        session = mr.Session(shifted, site=site)
+        session.set_image(image)
+        lesion = session.add_class("lesion")
+        session.add(mr.Paint(lesion, np.argwhere(label == 1)))
+        session.add(mr.Paint(0, np.argwhere(label == 0)))
+        session.refine()
+        version = session.accept()
+    assert version.class_names == ("background", "nucleus", "lesion") and version.in_use
+    session = mr.Session(shifted, site=site)
+    first = session.set_image(images[2])
+    assert session.class_names == ("background", "nucleus", "lesion")
+    assert _dice(first == 2, labels[2] == 1) > 0.6  # the added class, in the first mask
+    with pytest.raises(InputError, match="must be a new"):
+        session.add_class("lesion")
