@@ -26,6 +26,7 @@ from medrefine.errors import InputError
 from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
 from medrefine.eval.robot.types import Stroke
 from medrefine.models.split import SplitModel
+from medrefine.site import Site
 from medrefine.types import Box, Mark, Paint, RefineResult
 
 
@@ -49,11 +50,12 @@ def stroke_to_mark(stroke: Stroke) -> Mark:
 
 
 class MedrefineMethod:
-    """medrefine's session: P0 is the network's own mask.
+    """medrefine's session: P0 is the network's own mask (or the site head's, given a site).
 
     With ``new_class`` the foreground classes of the task are new output channels added by
-    :meth:`Session.add_class` (the network never learned them); its own foreground classes then
-    count as background in the returned mask.
+    :meth:`Session.add_class` (the network never learned them), named ``new structure c``; its
+    own foreground classes then count as background in the returned mask. A site that already
+    learned such a class brings it, and it is not added again.
     """
 
     def __init__(
@@ -62,31 +64,39 @@ class MedrefineMethod:
         config: RefineConfig,
         name: str = "medrefine",
         new_class: bool = False,
+        site: Site | None = None,
     ) -> None:
         self.model, self.config, self.name, self.new_class = model, config, name, new_class
+        self.site = site
         self.session: Session | None = None
         self.last_result: RefineResult | None = None
-        self._offset = 0
+        self._labels = np.arange(model.num_classes)  # session label of each task class
 
     def start(self, image: np.ndarray) -> np.ndarray:
-        self.session = Session(self.model, self.config)
+        self.session = Session(self.model, self.config, site=self.site)
         mask = self.session.set_image(image)
         if not self.new_class:
             return mask
-        self._offset = self.session.num_classes - 1
+        labels = [0]
         for c in range(1, self.model.num_classes):
-            self.session.add_class(f"new structure {c}")
+            name = f"new structure {c}"
+            names = self.session.class_names
+            labels.append(names.index(name) if name in names else self.session.add_class(name))
+        self._labels = np.asarray(labels)
         return self._task_labels(mask)
 
     def _task_labels(self, mask: np.ndarray) -> np.ndarray:
         if not self.new_class:
             return mask
-        return np.where(mask > self._offset, mask - self._offset, 0).astype(mask.dtype)
+        assert self.session is not None
+        table = np.zeros(self.session.num_classes, dtype=mask.dtype)
+        table[self._labels[1:]] = np.arange(1, self._labels.size)
+        return table[mask]
 
     def _mark(self, stroke: Stroke) -> Mark:
         mark = stroke_to_mark(stroke)
-        if self.new_class and mark.label > 0:
-            mark = replace(mark, label=mark.label + self._offset)
+        if self.new_class:
+            mark = replace(mark, label=int(self._labels[mark.label]))
         return mark
 
     def step(self, strokes: Sequence[Stroke], seeds: np.ndarray) -> np.ndarray:
