@@ -47,6 +47,14 @@ from medrefine.models.split import SplitModel
 
 _GIB = float(1 << 30)
 
+
+def size(nbytes: float) -> str:
+    """``nbytes`` for a message: ``"1.25 GiB"``, or ``"312 MiB"`` under 1 GiB."""
+    if nbytes >= _GIB:
+        return f"{nbytes / _GIB:.2f} GiB"
+    return f"{nbytes / (1 << 20):.0f} MiB"
+
+
 #: Resident bytes per byte of the backbone's live tensors (:class:`Profile`'s
 #: ``whole_bytes``) at the peak of a whole pass in PyTorch; measured 0.87-1.01 on the zoo
 #: networks and nnU-Net's U-Nets (docs/session-safety.md).
@@ -62,6 +70,9 @@ ONNXRUNTIME_OVERHEAD = 1.5
 #: a part per voxel (measured 100-188 MiB over the held memory, 1M to 8.4M voxels).
 SLAB_FIXED = 192.0 * (1 << 20)
 SLAB_PER_VOXEL = 8.0
+#: What a session holds besides its per-voxel arrays (the head's copy, its checks' verdicts,
+#: allocator slack): measured up to 33 MiB over the per-voxel figures.
+HELD_FIXED = 32.0 * (1 << 20)
 #: Bytes per voxel the phase after the backbone takes beside what the session holds (labels,
 #: maxima, the mask's copies): measured 23 with a pointwise head; a head with spatial layers
 #: (evaluated in crops) measured 65.
@@ -109,7 +120,7 @@ class Estimate:
     seconds: float
 
     def describe(self) -> str:
-        """E.g. ``"about 11.2 GiB at its peak and 610 s (whole backbone)"``."""
+        """E.g. ``"about 11.20 GiB at its peak and 610 s (whole backbone)"``."""
         how = {
             "whole": "whole backbone",
             "slabs": "backbone slab by slab",
@@ -117,9 +128,7 @@ class Estimate:
         }.get(self.path)
         if how is None:
             how = f"backbone in tiles of {self.tile_voxels:,} voxels"
-        return (
-            f"about {self.peak_bytes / _GIB:.2f} GiB at its peak and {self.seconds:.0f} s ({how})"
-        )
+        return f"about {size(self.peak_bytes)} at its peak and {self.seconds:.0f} s ({how})"
 
 
 def _kind(backend: FeatureExtractor) -> str | None:
@@ -182,7 +191,7 @@ def estimate(
     voxels = math.prod(shape)
     tile = limits.max_tile_voxels if tile_voxels is None else tile_voxels
     stored = prof.feature_channels * _storage_bytes(prof.feature_channels, voxels, limits)
-    held = voxels * (stored + 4.0 * prof.in_channels + 4.0 * model.num_classes + 2.0)
+    held = HELD_FIXED + voxels * (stored + 4.0 * prof.in_channels + 4.0 * model.num_classes + 2.0)
     pointwise = as_row_head(model.head) is not None
     after = held + voxels * (HEAD_POINTWISE if pointwise else HEAD_SPATIAL)
     if cached:
@@ -295,7 +304,7 @@ def admit(
         return tiled
     raise ResourceError(
         f"{what} would take {found.describe()}, more than {source} of "
-        f"{budget / _GIB:.2f} GiB: crop or downsample the image"
+        f"{size(budget)}: crop or downsample the image"
         + ("" if found.path == "tiles" else "; the backbone cannot be tiled to fit")
     )
 

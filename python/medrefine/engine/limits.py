@@ -4,11 +4,11 @@ Every bound raises :class:`~medrefine.errors.ResourceError` (gRPC ``RESOURCE_EXH
 the figure asked for and the limit, before any large allocation. Sizes are bounded twice: by
 count (``max_voxels``, 512^3, refuses a 20000 x 20000 image at once) and by cost
 (:mod:`medrefine.engine.admission`: ``set_image``'s estimated peak memory and time against
-``max_set_image_bytes`` and ``max_set_image_seconds``, 8 GiB and 60 s by default, and against the
-memory the machine has available). On the 2-core reference machine the defaults admit a
-128x256x256 volume on ``hippocampus-unet3d`` (estimated 35 s, 1.1 GiB) and refuse 512^3
-(estimated 570 s; it ran for over 600 s holding 11.7 GB). A faster server raises
-``max_set_image_seconds``; one with less memory passes tighter bounds:
+``max_set_image_bytes`` and ``max_set_image_seconds``, 8 GiB and 60 s by default, and against
+the memory the machine has available). On the 2-core reference machine the defaults admit a
+128x256x256 volume on ``hippocampus-unet3d`` (estimated 35 s, 1.2 GiB; the largest cube is
+240^3) and refuse 512^3 (estimated 567 s; it ran for over 600 s holding 11.7 GB). A faster
+server raises ``max_set_image_seconds``; one with less memory passes tighter bounds:
 ``Session(model, limits=SessionLimits(max_set_image_bytes=2 << 30))``.
 """
 
