@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medrefine.backends.named import NAMES
+from medrefine.engine.limits import SessionLimits
 from medrefine.errors import InputError
 
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -38,6 +39,13 @@ class ServerConfig:
         backend: what runs every model's backbone, a name ``mr.Session`` accepts: ``"torch"``,
             ``"onnxruntime"``, ``"cuda"``, ``"tensorrt"`` or ``"auto"`` (the fastest here); it
             is resolved once per model when the server starts, so an unavailable one fails then.
+        max_set_image_bytes, max_set_image_seconds: each session's admission budget
+            (:class:`~medrefine.SessionLimits` fields of those names: an image whose estimated
+            set_image is over either is refused before it is uploaded).
+        memory_budget_bytes: the most memory all live sessions together may hold, bytes, as
+            :mod:`medrefine.engine.admission` estimates them (what each keeps after set_image,
+            plus the peak of each set_image in progress); an image that would go over it is
+            refused with RESOURCE_EXHAUSTED. None: three quarters of this machine's memory.
     """
 
     models: tuple[str, ...] = ()
@@ -58,6 +66,9 @@ class ServerConfig:
     tls_key: bytes | None = None
     client_ca: bytes | None = None
     backend: str = "torch"
+    max_set_image_bytes: int | None = 8 << 30
+    max_set_image_seconds: float | None = 60.0
+    memory_budget_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,3 +94,16 @@ class ServerConfig:
             raise InputError(f"backend must be one of {list(NAMES)}, got {self.backend!r}")
         if self.token is not None and not self.token.strip():
             raise InputError("token must not be empty")
+        budget = self.memory_budget_bytes
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+            raise InputError(f"memory_budget_bytes must be None or an integer, got {budget!r}")
+        if budget is not None and budget < 1:
+            raise InputError(f"memory_budget_bytes must be at least 1, got {budget}")
+        self.session_limits()  # checks the two set_image budgets
+
+    def session_limits(self) -> SessionLimits:
+        """The limits every session of this server runs under."""
+        return SessionLimits(
+            max_set_image_bytes=self.max_set_image_bytes,
+            max_set_image_seconds=self.max_set_image_seconds,
+        )

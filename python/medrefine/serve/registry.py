@@ -19,6 +19,7 @@ import numpy as np
 
 import medrefine as mr
 from medrefine.backends.named import resolve_backend
+from medrefine.engine import admission
 from medrefine.errors import InputError, NotFoundError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
@@ -90,6 +91,7 @@ class Entry:
         lock: serialises every call on this session.
         version: the current mask's version. masks: recent versions' masks (for deltas).
         last_used: ``time.monotonic()`` of the last call.
+        held: memory the session keeps, bytes, as admission estimated it at open.
     """
 
     id: str
@@ -102,6 +104,7 @@ class Entry:
     masks: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
+    held: float = 0.0
 
     def new_version(self, mask: np.ndarray) -> None:
         """Record ``mask`` as the next version (keeps the last ``keep`` masks)."""
@@ -140,6 +143,15 @@ class Opened:
     features_cached: bool
 
 
+def _memory_budget(config: ServerConfig) -> float | None:
+    """The server-wide budget: the configured one, else 3/4 of the machine's memory (None
+    where that is unknown: no server-wide bound)."""
+    if config.memory_budget_bytes is not None:
+        return float(config.memory_budget_bytes)
+    total = admission.total_bytes()
+    return None if total is None else 0.75 * total
+
+
 class Registry:
     """The server's sessions, models, feature cache, image store and journal."""
 
@@ -152,8 +164,11 @@ class Registry:
         self.cache = TrackingCache(config.feature_cache_bytes)
         self.images = ImageStore(config.image_store_bytes)
         self.compute = threading.BoundedSemaphore(config.workers)
+        self.limits = config.session_limits()
+        self.memory_budget = _memory_budget(config)
         self._sessions: dict[str, Entry] = {}
         self._opening: set[str] = set()
+        self._claims: dict[str, float] = {}  # set_image peaks in progress, by session id
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lookup
@@ -207,6 +222,47 @@ class Registry:
                 self.journal.close_session(session_id)
             self.drop(session_id)
 
+    # --------------------------------------------------------------- admission
+    def admit(self, name: str, shape: tuple[int, ...]) -> admission.Estimate | None:
+        """The estimate of set_image for model ``name`` on an image of spatial ``shape``, if it
+        is admitted: within each session's budget (ResourceError as ``Session.set_image``
+        raises it) and, with what the live sessions hold, within the server's
+        ``memory_budget_bytes`` (ResourceError naming both)."""
+        model, backend = self.model(name), self.backends[name]
+        limits = admission.admit(model, backend, shape, self.limits)
+        found = admission.estimate(model, backend, shape, limits)
+        if found is not None:
+            with self._lock:
+                self._check_total(found)
+        return found
+
+    def _check_total(self, found: admission.Estimate) -> None:
+        """Raise if ``found``'s peak does not fit beside what the server holds (lock held)."""
+        if self.memory_budget is None:
+            return
+        held = sum(e.held for e in self._sessions.values()) + sum(self._claims.values())
+        if held + found.peak_bytes > self.memory_budget:
+            raise ResourceError(
+                f"the server holds about {admission.size(held)} for {len(self._sessions)} open "
+                f"sessions and set_image of an image of spatial shape {found.shape} would add "
+                f"{found.describe()}, over the server's memory budget of "
+                f"{admission.size(self.memory_budget)} (memory_budget_bytes): close a session or "
+                "wait for idle ones to expire"
+            )
+
+    def _claim(self, session_id: str, found: admission.Estimate | None) -> None:
+        """Hold ``found``'s peak for the set_image of ``session_id`` (ResourceError if it does
+        not fit)."""
+        if found is None:
+            return
+        with self._lock:
+            self._check_total(found)
+            self._claims[session_id] = found.peak_bytes
+
+    def _unclaim(self, session_id: str) -> None:
+        with self._lock:
+            self._claims.pop(session_id, None)
+
     # -------------------------------------------------------------------- open
     def new_id(self, wanted: str) -> str:
         return wanted or uuid.uuid4().hex
@@ -240,10 +296,20 @@ class Registry:
         """
         model = self.model(record.model)
         session = mr.Session(
-            model, PRESETS[record.preset](), cache=self.cache, backend=self.backends[record.model]
+            model,
+            PRESETS[record.preset](),
+            cache=self.cache,
+            backend=self.backends[record.model],
+            limits=self.limits,
         )
+        array = image.array if isinstance(image, mr.Volume) else image
+        found = self.admit(record.model, model.preprocessing.spatial_shape(array))
         with self.compute:
-            mask = session.set_image(image)
+            self._claim(record.id, found)
+            try:
+                mask = session.set_image(image)
+            finally:
+                self._unclaim(record.id)
             cached = self.cache.last_hit
             keep = self.config.mask_versions
             entry = Entry(record.id, record.model, record.digest, session, keep)
@@ -255,6 +321,7 @@ class Registry:
                 f"server's limit {self.config.max_classes}"
             )
         entry.new_version(mask)
+        entry.held = 0.0 if found is None else found.held_bytes
         if not replay and self.journal is not None:
             self.journal.open_session(record)
         with self._lock:

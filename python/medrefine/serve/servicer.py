@@ -115,6 +115,9 @@ class RefinerServicer(pb_grpc.RefinerServicer):
         live = self.reg.live(sid) if sid else None
         if live is not None:
             return self._reopen_live(live, h, start)
+        # refused before the upload when set_image could not be served (checked again, with
+        # the memory claimed, once the image is here)
+        self.reg.admit(h.model, shape[-model.spatial_dims :])
         journaled = self.reg.journal.record(sid) if sid and self.reg.journal else None
         record = journaled
         if record is not None:
