@@ -8,8 +8,13 @@ parent adds ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` as a cross-check.
 Scenarios (``hippocampus-unet3d``, a smooth synthetic volume, no feature cache):
 
 - ``session``: ``set_image`` on ``(128, 256, 256)`` (z, y, x), then ``--interactions`` refines of
-  one click each (labels cycle through the classes, positions drawn from a seeded generator).
+  one click each (labels cycle through the classes, positions drawn from a seeded generator);
+  the resident set after every refine gives the growth from refine 1 to the last, in all and
+  per refine (:func:`growth`).
 - ``set_image``: ``set_image`` alone on ``(256, 256, 128)``.
+- ``admission``: ``set_image`` of each of :data:`ADMISSION_CASES` (zoo and generic networks,
+  whole, slab by slab, ONNX Runtime) in its own child, its peak and held resident memory and
+  its seconds next to the estimate of :mod:`medrefine.engine.admission`.
 
 Both run with the default :class:`~medrefine.SessionLimits`: a volume this large runs the
 backbone slab by slab (``slab_voxels``) and caches its features in float16
@@ -74,13 +79,16 @@ def _volume(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.asarray(500.0 + 200.0 * big, dtype=np.float32)
 
 
-def _child(scenario: str, interactions: int, seed: int) -> None:
+def _child(
+    scenario: str, interactions: int, seed: int, shape: tuple[int, ...] | None = None
+) -> None:
     import medrefine as mr
 
     _report("start")
     model = mr.load_model("hippocampus-unet3d")
     session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0))
-    shape = SESSION_SHAPE if scenario == "session" else SET_IMAGE_SHAPE
+    if shape is None:
+        shape = SESSION_SHAPE if scenario == "session" else SET_IMAGE_SHAPE
     image = _volume(shape, seed)
     _report("loaded")
     session.set_image(image)
@@ -94,8 +102,32 @@ def _child(scenario: str, interactions: int, seed: int) -> None:
         point = tuple(int(rng.integers(4, s - 4)) for s in shape)
         session.add(mr.Click(label=i % k, point=point, radius=2))
         session.refine()
-        if (i + 1) % 10 == 0 or i == 0:
-            _report(f"refine {i + 1}")
+        _report(f"refine {i + 1}")
+
+
+def growth(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Resident-set growth over the refines of a ``session`` run: in all from refine 1 to the
+    last, and per refine (least-squares slope over every refine), MiB; None with fewer than
+    two refines."""
+    points = [
+        (int(r["at"].split()[1]), float(r["rss_mib"]))
+        for r in rows
+        if str(r["at"]).startswith("refine ") and "rss_mib" in r
+    ]
+    if len(points) < 2:
+        return None
+    x = np.array([p[0] for p in points], dtype=np.float64)
+    y = np.array([p[1] for p in points], dtype=np.float64)
+    slope = float(np.polyfit(x, y, 1)[0])
+    return {"refines": float(x[-1]), "total_mib": float(y[-1] - y[0]), "per_refine_mib": slope}
+
+
+def _shown(label: str) -> bool:
+    """Whether a checkpoint goes in the printed table (refine 1 and every tenth)."""
+    if not label.startswith("refine "):
+        return True
+    n = int(label.split()[1])
+    return n == 1 or n % 10 == 0
 
 
 def parity(interactions: int, seed: int) -> list[str]:
@@ -143,17 +175,127 @@ def parity(interactions: int, seed: int) -> list[str]:
     return lines
 
 
+#: The cases ``--scenario admission`` measures: (network, spatial shape, backend, SessionLimits
+#: overrides). A network is a zoo name or a name of :mod:`medrefine.benchmarks.architectures`
+#: (generic networks). The constants of medrefine.engine.admission were chosen on all but the
+#: last four, which check them.
+#: ``slab_voxels=1`` forces the slab path on a volume under the default slab threshold.
+ADMISSION_CASES: tuple[tuple[str, tuple[int, ...], str, dict[str, Any]], ...] = (
+    ("nuclei-unet2d", (512, 512), "torch", {}),
+    ("nuclei-unet2d", (1024, 1024), "torch", {}),
+    ("nuclei-unet2d", (2048, 2048), "torch", {}),
+    ("nuclei-unet2d", (1024, 1024), "torch", {"slab_voxels": 1}),
+    ("nuclei-unet2d", (1024, 1024), "onnxruntime", {}),
+    ("fetalhead-unet2d", (1024, 1024), "torch", {}),
+    ("fetalhead-unet2d", (2048, 2048), "torch", {}),
+    ("fetalhead-unet2d", (2048, 2048), "torch", {"slab_voxels": 1}),
+    ("hippocampus-unet3d", (64, 64, 64), "torch", {}),
+    ("hippocampus-unet3d", (128, 128, 128), "torch", {}),
+    ("hippocampus-unet3d", (128, 128, 128), "torch", {"slab_voxels": 1}),
+    ("hippocampus-unet3d", (128, 256, 256), "torch", {}),
+    ("hippocampus-unet3d", (96, 96, 96), "onnxruntime", {}),
+    ("monai-unet-2d", (1024, 1024), "torch", {}),
+    ("dna-plainconvunet-2d", (1024, 1024), "torch", {}),
+    ("monai-unet-3d", (128, 128, 128), "torch", {}),
+    ("dna-plainconvunet-3d", (96, 96, 96), "torch", {}),
+    ("dna-plainconvunet-3d", (128, 128, 128), "torch", {"slab_voxels": 1}),
+    # held out: measured after the constants were chosen
+    ("monai-segresnet-2d", (1024, 1024), "torch", {}),
+    ("monai-dynunet-3d", (96, 96, 96), "torch", {}),
+    ("monai-dynunet-2d", (1024, 1024), "torch", {}),
+    ("hippocampus-unet3d", (160, 160, 160), "torch", {}),
+)
+
+
+def _network(name: str) -> Any:
+    """A zoo model, or a generic network of medrefine.benchmarks.architectures split at its
+    head with z-scoring and its pad multiple."""
+    import medrefine as mr
+    from medrefine.benchmarks.architectures import by_name
+
+    if name in mr.list_models():
+        return mr.load_model(name)
+    arch = by_name(name)
+    prep = mr.Preprocessing(arch.spatial_dims, arch.in_channels, arch.multiple)
+    return mr.SplitModel.from_module(
+        arch.build(), list(arch.head), arch.classes, arch.spatial_dims, prep, name=name
+    )
+
+
+def _admission_child(index: int) -> None:
+    """Measure ``ADMISSION_CASES[index]``: set_image's resident-set growth at its peak and once
+    it returned, its seconds, and the admission estimate (printed as one JSON line)."""
+    import time
+
+    import medrefine as mr
+    from medrefine.engine.admission import estimate
+
+    name, shape, backend, overrides = ADMISSION_CASES[index]
+    model = _network(name)
+    unbounded = {"max_set_image_bytes": None, "max_set_image_seconds": None}
+    limits = mr.SessionLimits(**{**unbounded, **overrides})
+    session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0), backend=backend, limits=limits)
+    image = _volume(shape, 0)
+    if model.preprocessing.channels == 3:
+        image = np.repeat(image[None], 3, axis=0)
+    found = estimate(model, session.backend, shape, limits)  # profiles the backbone first
+    Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # VmHWM := VmRSS
+    before, _ = _status_mib()
+    start = time.perf_counter()
+    session.set_image(image)
+    seconds = time.perf_counter() - start
+    rss, hwm = _status_mib()
+    row = {
+        "case": f"{name} {'x'.join(map(str, shape))} {backend} {overrides or ''}".strip(),
+        "peak_mib": round(hwm - before, 1),
+        "held_mib": round(rss - before, 1),
+        "seconds": round(seconds, 2),
+        "load": round(os.getloadavg()[0], 2),
+    }
+    if found is not None:
+        row |= {
+            "path": found.path,
+            "est_peak_mib": round(found.peak_bytes / _MIB, 1),
+            "est_held_mib": round(found.held_bytes / _MIB, 1),
+            "est_seconds": round(found.seconds, 2),
+        }
+    print(json.dumps(row))
+
+
+def admission(cases: list[int]) -> list[dict[str, Any]]:
+    """Each of ``ADMISSION_CASES[i]`` in its own child process (allocator as ``measure``)."""
+    rows = []
+    for i in cases:
+        cmd = [sys.executable, "-m", "medrefine.benchmarks.memory", "--admission-child", str(i)]
+        env = {**os.environ, **MALLOC_ENV}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0:  # a network that cannot be built here: said, not fatal
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            name, shape, backend, overrides = ADMISSION_CASES[i]
+            rows.append({"case": f"{name} {shape} {backend} {overrides}", "error": last})
+            continue
+        rows += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return rows
+
+
 #: glibc setting the child runs with unless ``--malloc default``: allocations over 1 MiB are
 #: mapped and unmapped on their own, so freed ones leave the resident set.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 
 
 def measure(
-    scenario: str, interactions: int = 50, seed: int = 0, malloc: str = "mmap-1mib"
+    scenario: str,
+    interactions: int = 50,
+    seed: int = 0,
+    malloc: str = "mmap-1mib",
+    shape: tuple[int, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``scenario`` in a child process; its checkpoints, then the child's ru_maxrss."""
+    """Run ``scenario`` in a child process (on ``shape``, (z, y, x), instead of the scenario's
+    own if given); its checkpoints, then the child's ru_maxrss."""
     cmd = [sys.executable, "-m", "medrefine.benchmarks.memory", "--child", scenario]
     cmd += ["--interactions", str(interactions), "--seed", str(seed)]
+    if shape is not None:
+        cmd += ["--shape", "x".join(map(str, shape))]
     env = dict(os.environ)
     for key in MALLOC_ENV:
         env.pop(key, None)
@@ -176,7 +318,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scenario", choices=("session", "set_image", "both"), default="both", help="what to run"
+        "--scenario",
+        choices=("session", "set_image", "both", "admission"),
+        default="both",
+        help="what to run; admission: set_image measured against its admission estimate",
+    )
+    parser.add_argument(
+        "--cases",
+        default="",
+        help="admission: comma-separated indices into ADMISSION_CASES (default all)",
     )
     parser.add_argument("--interactions", type=int, default=50, help="refines in 'session'")
     parser.add_argument("--seed", type=int, default=0, help="volume and click seed")
@@ -199,14 +349,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"parity on {SESSION_SHAPE} (z, y, x), {args.interactions} refines:")
         print("\n".join(parity(args.interactions, args.seed)))
         return 0
+    if args.scenario == "admission":
+        chosen = [int(i) for i in args.cases.split(",") if i] or list(range(len(ADMISSION_CASES)))
+        print("set_image measured (MiB over the resident set before it, s) and estimated:")
+        for row in admission(chosen):
+            print("  " + json.dumps(row))
+        return 0
     names = ("session", "set_image") if args.scenario == "both" else (args.scenario,)
     for name in names:
         shape = SESSION_SHAPE if name == "session" else SET_IMAGE_SHAPE
         print(f"{name} on {shape} (z, y, x), malloc {args.malloc}:")
-        for row in measure(name, args.interactions, args.seed, args.malloc):
+        rows = measure(name, args.interactions, args.seed, args.malloc)
+        for row in rows:
+            if not _shown(str(row["at"])):
+                continue
             rss = row.get("rss_mib")
             rss_text = f"rss {rss:8.1f} MiB  " if rss is not None else " " * 19
             print(f"  {row['at']:<34} {rss_text}peak {row['peak_mib']:8.1f} MiB")
+        grew = growth(rows)
+        if grew is not None:
+            print(
+                f"  growth from refine 1 to {grew['refines']:.0f}: {grew['total_mib']:.1f} MiB "
+                f"in all, {grew['per_refine_mib']:.2f} MiB per refine (least-squares slope)"
+            )
     return 0
 
 
@@ -214,9 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medrefine.benchmarks.memory")
     _add_arguments(parser)
     parser.add_argument("--child", choices=("session", "set_image"), help=argparse.SUPPRESS)
+    parser.add_argument("--admission-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--shape", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.admission_child is not None:
+        _admission_child(args.admission_child)
+        return 0
     if args.child:
-        _child(args.child, args.interactions, args.seed)
+        shape = tuple(int(n) for n in args.shape.split("x")) if args.shape else None
+        _child(args.child, args.interactions, args.seed, shape)
         return 0
     return run(args)
 
