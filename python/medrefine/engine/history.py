@@ -207,8 +207,8 @@ class PackedMask:
     def link(self, base: PackedMask) -> bool:
         """Also hold this mask as its difference from ``base`` (the mask it was refined from),
         so that :meth:`drop` can forget its runs. Not done (False) when it is ``base``, when it
-        is already linked, or when ``base`` has another shape."""
-        if base is self or self._delta is not None or base.shape != self.shape:
+        is already linked, or when ``base`` has another shape (or no pixels)."""
+        if base is self or self._delta is not None or base.shape != self.shape or not self.size:
             return False
         starts, ends, values, before = _diff(base._rebuilt(), self._rebuilt(), self.size)
         self._delta = _Delta(base, starts, ends, values, before)
