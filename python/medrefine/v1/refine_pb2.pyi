@@ -61,18 +61,20 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "class_names", "spatial_dims", "channels", "backend")
+    __slots__ = ("name", "class_names", "spatial_dims", "channels", "backend", "has_site")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     SPATIAL_DIMS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    HAS_SITE_FIELD_NUMBER: _ClassVar[int]
     name: str
     class_names: _containers.RepeatedScalarFieldContainer[str]
     spatial_dims: int
     channels: int
     backend: str
-    def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., spatial_dims: _Optional[int] = ..., channels: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+    has_site: bool
+    def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., spatial_dims: _Optional[int] = ..., channels: _Optional[int] = ..., backend: _Optional[str] = ..., has_site: _Optional[bool] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
     __slots__ = ("max_image_bytes", "max_chunk_bytes", "max_sessions", "max_marks_per_call", "max_marks_per_session", "max_points_per_mark", "max_classes", "idle_session_ttl_s")
@@ -123,7 +125,7 @@ class OpenSessionRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[OpenSessionHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
-    __slots__ = ("session_id", "image_required", "resumed", "mask", "status", "spatial_shape", "features_cached", "seconds", "backend")
+    __slots__ = ("session_id", "image_required", "resumed", "mask", "status", "spatial_shape", "features_cached", "seconds", "backend", "head_source", "head_reason", "reaches_wide", "site_version")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +135,10 @@ class OpenSessionResponse(_message.Message):
     FEATURES_CACHED_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_REASON_FIELD_NUMBER: _ClassVar[int]
+    REACHES_WIDE_FIELD_NUMBER: _ClassVar[int]
+    SITE_VERSION_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     image_required: bool
     resumed: bool
@@ -142,7 +148,11 @@ class OpenSessionResponse(_message.Message):
     features_cached: bool
     seconds: float
     backend: str
-    def __init__(self, session_id: _Optional[str] = ..., image_required: _Optional[bool] = ..., resumed: _Optional[bool] = ..., mask: _Optional[_Union[MaskUpdate, _Mapping]] = ..., status: _Optional[_Union[SessionStatus, _Mapping]] = ..., spatial_shape: _Optional[_Iterable[int]] = ..., features_cached: _Optional[bool] = ..., seconds: _Optional[float] = ..., backend: _Optional[str] = ...) -> None: ...
+    head_source: str
+    head_reason: str
+    reaches_wide: bool
+    site_version: int
+    def __init__(self, session_id: _Optional[str] = ..., image_required: _Optional[bool] = ..., resumed: _Optional[bool] = ..., mask: _Optional[_Union[MaskUpdate, _Mapping]] = ..., status: _Optional[_Union[SessionStatus, _Mapping]] = ..., spatial_shape: _Optional[_Iterable[int]] = ..., features_cached: _Optional[bool] = ..., seconds: _Optional[float] = ..., backend: _Optional[str] = ..., head_source: _Optional[str] = ..., head_reason: _Optional[str] = ..., reaches_wide: _Optional[bool] = ..., site_version: _Optional[int] = ...) -> None: ...
 
 class Scribble(_message.Message):
     __slots__ = ("label", "points", "radius")
@@ -419,3 +429,85 @@ class GetHistoryResponse(_message.Message):
 class CloseSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AcceptMaskRequest(_message.Message):
+    __slots__ = ("session_id", "mask_version")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MASK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    mask_version: int
+    def __init__(self, session_id: _Optional[str] = ..., mask_version: _Optional[int] = ...) -> None: ...
+
+class AcceptMaskResponse(_message.Message):
+    __slots__ = ("version", "status")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    version: SiteVersion
+    status: SessionStatus
+    def __init__(self, version: _Optional[_Union[SiteVersion, _Mapping]] = ..., status: _Optional[_Union[SessionStatus, _Mapping]] = ...) -> None: ...
+
+class SiteVersion(_message.Message):
+    __slots__ = ("version", "kind", "images", "class_names", "created_at", "checked", "in_use", "reason", "checked_images", "network_dice", "site_dice")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_DICE_FIELD_NUMBER: _ClassVar[int]
+    SITE_DICE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    kind: str
+    images: int
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    created_at: float
+    checked: bool
+    in_use: bool
+    reason: str
+    checked_images: int
+    network_dice: _containers.RepeatedScalarFieldContainer[float]
+    site_dice: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, version: _Optional[int] = ..., kind: _Optional[str] = ..., images: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., checked: _Optional[bool] = ..., in_use: _Optional[bool] = ..., reason: _Optional[str] = ..., checked_images: _Optional[int] = ..., network_dice: _Optional[_Iterable[float]] = ..., site_dice: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetSiteRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class GetSiteResponse(_message.Message):
+    __slots__ = ("model", "versions", "head_source", "head_reason", "reaches_wide")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_REASON_FIELD_NUMBER: _ClassVar[int]
+    REACHES_WIDE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    versions: _containers.RepeatedCompositeFieldContainer[SiteVersion]
+    head_source: str
+    head_reason: str
+    reaches_wide: bool
+    def __init__(self, model: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[SiteVersion, _Mapping]]] = ..., head_source: _Optional[str] = ..., head_reason: _Optional[str] = ..., reaches_wide: _Optional[bool] = ...) -> None: ...
+
+class RollbackSiteRequest(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ResetSiteRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class SiteVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: SiteVersion
+    def __init__(self, version: _Optional[_Union[SiteVersion, _Mapping]] = ...) -> None: ...

@@ -91,6 +91,26 @@ class RefinerStub:
                 request_serializer=medrefine_dot_v1_dot_refine__pb2.SessionRequest.SerializeToString,
                 response_deserializer=medrefine_dot_v1_dot_refine__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.AcceptMask = channel.unary_unary(
+                '/medrefine.v1.Refiner/AcceptMask',
+                request_serializer=medrefine_dot_v1_dot_refine__pb2.AcceptMaskRequest.SerializeToString,
+                response_deserializer=medrefine_dot_v1_dot_refine__pb2.AcceptMaskResponse.FromString,
+                _registered_method=True)
+        self.GetSite = channel.unary_unary(
+                '/medrefine.v1.Refiner/GetSite',
+                request_serializer=medrefine_dot_v1_dot_refine__pb2.GetSiteRequest.SerializeToString,
+                response_deserializer=medrefine_dot_v1_dot_refine__pb2.GetSiteResponse.FromString,
+                _registered_method=True)
+        self.RollbackSite = channel.unary_unary(
+                '/medrefine.v1.Refiner/RollbackSite',
+                request_serializer=medrefine_dot_v1_dot_refine__pb2.RollbackSiteRequest.SerializeToString,
+                response_deserializer=medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.FromString,
+                _registered_method=True)
+        self.ResetSite = channel.unary_unary(
+                '/medrefine.v1.Refiner/ResetSite',
+                request_serializer=medrefine_dot_v1_dot_refine__pb2.ResetSiteRequest.SerializeToString,
+                response_deserializer=medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.FromString,
+                _registered_method=True)
 
 
 class RefinerServicer:
@@ -186,6 +206,45 @@ class RefinerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcceptMask(self, request, context):
+        """Record the session's current mask as the clinician's answer for its image: the site of the
+        session's model (`medrefine serve --site-dir`) keeps a sample of it and refits its head
+        (about a second). The session itself is unchanged, and later sessions of the model start from
+        the site head once it passes its held-out check. FAILED_PRECONDITION when the server keeps no
+        site for the model, when marks are queued (refine or undo first: the accepted mask must be
+        the one shown), or when `mask_version` is not the session's current mask. Accepting the mask
+        version a live session already accepted again answers what the first accept made (a retried
+        call adds no image twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSite(self, request, context):
+        """A model's site: its kept versions, oldest first, and the head a session opened now starts
+        from. FAILED_PRECONDITION when the server keeps no site for the model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackSite(self, request, context):
+        """Make a kept version's images, classes and head the site's again, as a new version (so the
+        rollback itself can be rolled back). NOT_FOUND for a version no longer kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetSite(self, request, context):
+        """Forget every accepted image, as a new version: sessions opened after it start from the
+        network's head. Earlier versions stay kept for RollbackSite until they age out of the site's
+        history; erasing a site's data is done with the server stopped (docs/site.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RefinerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +302,26 @@ def add_RefinerServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=medrefine_dot_v1_dot_refine__pb2.SessionRequest.FromString,
                     response_serializer=medrefine_dot_v1_dot_refine__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'AcceptMask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptMask,
+                    request_deserializer=medrefine_dot_v1_dot_refine__pb2.AcceptMaskRequest.FromString,
+                    response_serializer=medrefine_dot_v1_dot_refine__pb2.AcceptMaskResponse.SerializeToString,
+            ),
+            'GetSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSite,
+                    request_deserializer=medrefine_dot_v1_dot_refine__pb2.GetSiteRequest.FromString,
+                    response_serializer=medrefine_dot_v1_dot_refine__pb2.GetSiteResponse.SerializeToString,
+            ),
+            'RollbackSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackSite,
+                    request_deserializer=medrefine_dot_v1_dot_refine__pb2.RollbackSiteRequest.FromString,
+                    response_serializer=medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.SerializeToString,
+            ),
+            'ResetSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetSite,
+                    request_deserializer=medrefine_dot_v1_dot_refine__pb2.ResetSiteRequest.FromString,
+                    response_serializer=medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -544,6 +623,114 @@ class Refiner:
             '/medrefine.v1.Refiner/CloseSession',
             medrefine_dot_v1_dot_refine__pb2.SessionRequest.SerializeToString,
             medrefine_dot_v1_dot_refine__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptMask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrefine.v1.Refiner/AcceptMask',
+            medrefine_dot_v1_dot_refine__pb2.AcceptMaskRequest.SerializeToString,
+            medrefine_dot_v1_dot_refine__pb2.AcceptMaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrefine.v1.Refiner/GetSite',
+            medrefine_dot_v1_dot_refine__pb2.GetSiteRequest.SerializeToString,
+            medrefine_dot_v1_dot_refine__pb2.GetSiteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrefine.v1.Refiner/RollbackSite',
+            medrefine_dot_v1_dot_refine__pb2.RollbackSiteRequest.SerializeToString,
+            medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrefine.v1.Refiner/ResetSite',
+            medrefine_dot_v1_dot_refine__pb2.ResetSiteRequest.SerializeToString,
+            medrefine_dot_v1_dot_refine__pb2.SiteVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,7 +34,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file medrefine/v1/refine.proto.
  */
 export const file_medrefine_v1_refine: GenFile = /*@__PURE__*/
-  fileDesc("ChltZWRyZWZpbmUvdjEvcmVmaW5lLnByb3RvEgxtZWRyZWZpbmUudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3QiaQoSTGlzdE1vZGVsc1Jlc3BvbnNlEicKBm1vZGVscxgBIAMoCzIXLm1lZHJlZmluZS52MS5Nb2RlbEluZm8SKgoGbGltaXRzGAIgASgLMhoubWVkcmVmaW5lLnYxLlNlcnZlckxpbWl0cyJnCglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRITCgtjbGFzc19uYW1lcxgCIAMoCRIUCgxzcGF0aWFsX2RpbXMYAyABKA0SEAoIY2hhbm5lbHMYBCABKA0SDwoHYmFja2VuZBgFIAEoCSLfAQoMU2VydmVyTGltaXRzEhcKD21heF9pbWFnZV9ieXRlcxgBIAEoBBIXCg9tYXhfY2h1bmtfYnl0ZXMYAiABKA0SFAoMbWF4X3Nlc3Npb25zGAMgASgNEhoKEm1heF9tYXJrc19wZXJfY2FsbBgEIAEoDRIdChVtYXhfbWFya3NfcGVyX3Nlc3Npb24YBSABKA0SGwoTbWF4X3BvaW50c19wZXJfbWFyaxgGIAEoDRITCgttYXhfY2xhc3NlcxgHIAEoDRIaChJpZGxlX3Nlc3Npb25fdHRsX3MYCCABKAEiwAEKEU9wZW5TZXNzaW9uSGVhZGVyEg0KBW1vZGVsGAEgASgJEg0KBXNoYXBlGAIgAygNEiIKBWR0eXBlGAMgASgOMhMubWVkcmVmaW5lLnYxLkRUeXBlEg8KB3NwYWNpbmcYBCADKAESDgoGYWZmaW5lGAUgAygBEhIKCnNlc3Npb25faWQYBiABKAkSDgoGZGlnZXN0GAcgASgJEiQKBnByZXNldBgIIAEoDjIULm1lZHJlZmluZS52MS5QcmVzZXQiYAoST3BlblNlc3Npb25SZXF1ZXN0EjEKBmhlYWRlchgBIAEoCzIfLm1lZHJlZmluZS52MS5PcGVuU2Vzc2lvbkhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCL5AQoTT3BlblNlc3Npb25SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmltYWdlX3JlcXVpcmVkGAIgASgIEg8KB3Jlc3VtZWQYAyABKAgSJgoEbWFzaxgEIAEoCzIYLm1lZHJlZmluZS52MS5NYXNrVXBkYXRlEisKBnN0YXR1cxgFIAEoCzIbLm1lZHJlZmluZS52MS5TZXNzaW9uU3RhdHVzEhUKDXNwYXRpYWxfc2hhcGUYBiADKA0SFwoPZmVhdHVyZXNfY2FjaGVkGAcgASgIEg8KB3NlY29uZHMYCCABKAESDwoHYmFja2VuZBgJIAEoCSI9CghTY3JpYmJsZRINCgVsYWJlbBgBIAEoDRISCgZwb2ludHMYAiADKAVCAhABEg4KBnJhZGl1cxgDIAEoDSI5CgVDbGljaxINCgVsYWJlbBgBIAEoDRIRCgVwb2ludBgCIAMoBUICEAESDgoGcmFkaXVzGAMgASgNIjkKA0JveBINCgVsYWJlbBgBIAEoDRIRCgVzdGFydBgCIAMoBUICEAESEAoEc3RvcBgDIAMoBUICEAEiKgoFUGFpbnQSDQoFbGFiZWwYASABKA0SEgoGcGl4ZWxzGAIgAygFQgIQASKoAQoETWFyaxIqCghzY3JpYmJsZRgBIAEoCzIWLm1lZHJlZmluZS52MS5TY3JpYmJsZUgAEiQKBWNsaWNrGAIgASgLMhMubWVkcmVmaW5lLnYxLkNsaWNrSAASIAoDYm94GAMgASgLMhEubWVkcmVmaW5lLnYxLkJveEgAEiQKBXBhaW50GAQgASgLMhMubWVkcmVmaW5lLnYxLlBhaW50SABCBgoEa2luZCJICg9BZGRNYXJrc1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIhCgVtYXJrcxgCIAMoCzISLm1lZHJlZmluZS52MS5NYXJrIj8KEEFkZE1hcmtzUmVzcG9uc2USKwoGc3RhdHVzGAEgASgLMhsubWVkcmVmaW5lLnYxLlNlc3Npb25TdGF0dXMibAoJTWFza0RlbHRhEhQKDGJhc2VfdmVyc2lvbhgBIAEoBBIRCglib3hfc3RhcnQYAiADKA0SEAoIYm94X3N0b3AYAyADKA0SFgoOYml0c19wZXJfbGFiZWwYBCABKA0SDAoEZGF0YRgFIAEoDCJdCgpNYXNrVXBkYXRlEg8KB3ZlcnNpb24YASABKAQSJgoFZGVsdGEYAiABKAsyFy5tZWRyZWZpbmUudjEuTWFza0RlbHRhEhYKDmZldGNoX3JlcXVpcmVkGAMgASgIIo0BCg1TZXNzaW9uU3RhdHVzEhMKC2NsYXNzX25hbWVzGAEgAygJEhUKDXBlbmRpbmdfbWFya3MYAiABKA0SFgoOaGlzdG9yeV9sZW5ndGgYAyABKA0SEAoIY2FuX3VuZG8YBCABKAgSEAoIY2FuX3JlZG8YBSABKAgSFAoMbWFza192ZXJzaW9uGAYgASgEIjsKDlNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJjCgxNYXNrUmVzcG9uc2USJgoEbWFzaxgBIAEoCzIYLm1lZHJlZmluZS52MS5NYXNrVXBkYXRlEisKBnN0YXR1cxgCIAEoCzIbLm1lZHJlZmluZS52MS5TZXNzaW9uU3RhdHVzIiQKDkdldE1hc2tSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiXgoKTWFza0hlYWRlchIPCgd2ZXJzaW9uGAEgASgEEg0KBXNoYXBlGAIgAygNEhYKDmJpdHNfcGVyX2xhYmVsGAMgASgNEhgKEGNvbXByZXNzZWRfYnl0ZXMYBCABKAQiTwoJTWFza0NodW5rEioKBmhlYWRlchgBIAEoCzIYLm1lZHJlZmluZS52MS5NYXNrSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQiIQoNUmVmaW5lT3B0aW9ucxIQCghwcm9ncmVzcxgBIAEoCCKLAQoNUmVmaW5lUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEiEKBW1hcmtzGAIgAygLMhIubWVkcmVmaW5lLnYxLk1hcmsSLAoHb3B0aW9ucxgDIAEoCzIbLm1lZHJlZmluZS52MS5SZWZpbmVPcHRpb25zEhUKDWtub3duX3ZlcnNpb24YBCABKAQiXgoOUmVmaW5lUHJvZ3Jlc3MSEQoJaXRlcmF0aW9uGAEgASgNEhYKDm1heF9pdGVyYXRpb25zGAIgASgNEgwKBGxvc3MYAyABKAESEwoLd3JvbmdfbWFya3MYBCABKAMisgIKDVJlZmluZVN1bW1hcnkSEgoKaXRlcmF0aW9ucxgBIAEoDRIRCglzYXRpc2ZpZWQYAiABKAgSEwoLd3JvbmdfbWFya3MYAyABKA0SFQoNbWFya2VkX3BpeGVscxgEIAEoDRIPCgdzZWNvbmRzGAUgASgBEhIKCmxvc3NfdHJhY2UYBiADKAESDAoEbW9kZRgHIAEoCRIXCgt3cm9uZ193aGVyZRgIIAMoBUICEAESHQoVd3Jvbmdfd2hlcmVfdHJ1bmNhdGVkGAkgASgIEhcKD2hvbm91cmVkX2JlZm9yZRgKIAEoARIMCgRub3RlGAsgASgJEioKB2NoYW5nZXMYDCADKAsyGS5tZWRyZWZpbmUudjEuQ2xhc3NDaGFuZ2USEAoIdW5tYXJrZWQYDSADKA0idgoLQ2xhc3NDaGFuZ2USDQoFbGFiZWwYASABKA0SFQoNZ2FpbmVkX2luc2lkZRgCIAEoBBIWCg5nYWluZWRfb3V0c2lkZRgDIAEoBBITCgtsb3N0X2luc2lkZRgEIAEoBBIUCgxsb3N0X291dHNpZGUYBSABKAQikwEKDlJlZmluZVJlc3BvbnNlEiYKBG1hc2sYASABKAsyGC5tZWRyZWZpbmUudjEuTWFza1VwZGF0ZRIsCgdzdW1tYXJ5GAIgASgLMhsubWVkcmVmaW5lLnYxLlJlZmluZVN1bW1hcnkSKwoGc3RhdHVzGAMgASgLMhsubWVkcmVmaW5lLnYxLlNlc3Npb25TdGF0dXMieAoLUmVmaW5lRXZlbnQSMAoIcHJvZ3Jlc3MYASABKAsyHC5tZWRyZWZpbmUudjEuUmVmaW5lUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5tZWRyZWZpbmUudjEuUmVmaW5lUmVzcG9uc2VIAEIHCgVldmVudCIzCg9BZGRDbGFzc1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk4KEEFkZENsYXNzUmVzcG9uc2USDQoFbGFiZWwYASABKA0SKwoGc3RhdHVzGAIgASgLMhsubWVkcmVmaW5lLnYxLlNlc3Npb25TdGF0dXMioAEKDEhpc3RvcnlFbnRyeRIrCgRraW5kGAEgASgOMh0ubWVkcmVmaW5lLnYxLkludGVyYWN0aW9uS2luZBIhCgVtYXJrcxgCIAMoCzISLm1lZHJlZmluZS52MS5NYXJrEiwKB3N1bW1hcnkYAyABKAsyGy5tZWRyZWZpbmUudjEuUmVmaW5lU3VtbWFyeRISCgpjbGFzc19uYW1lGAQgASgJIkEKEkdldEhpc3RvcnlSZXNwb25zZRIrCgdlbnRyaWVzGAEgAygLMhoubWVkcmVmaW5lLnYxLkhpc3RvcnlFbnRyeSIWChRDbG9zZVNlc3Npb25SZXNwb25zZSqrAQoFRFR5cGUSFQoRRFRZUEVfVU5TUEVDSUZJRUQQABIPCgtEVFlQRV9VSU5UOBABEg4KCkRUWVBFX0lOVDgQAhIQCgxEVFlQRV9VSU5UMTYQAxIPCgtEVFlQRV9JTlQxNhAEEhAKDERUWVBFX1VJTlQzMhAFEg8KC0RUWVBFX0lOVDMyEAYSEQoNRFRZUEVfRkxPQVQzMhAHEhEKDURUWVBFX0ZMT0FUNjQQCCpCCgZQcmVzZXQSEgoOUFJFU0VUX0RFRkFVTFQQABISCg5QUkVTRVRfU0hJRlRFRBABEhAKDFBSRVNFVF9QQVBFUhACKowBCg9JbnRlcmFjdGlvbktpbmQSIAocSU5URVJBQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhsKF0lOVEVSQUNUSU9OX0tJTkRfUkVGSU5FEAESHgoaSU5URVJBQ1RJT05fS0lORF9BRERfQ0xBU1MQAhIaChZJTlRFUkFDVElPTl9LSU5EX1JFU0VUEAMytQYKB1JlZmluZXISTwoKTGlzdE1vZGVscxIfLm1lZHJlZmluZS52MS5MaXN0TW9kZWxzUmVxdWVzdBogLm1lZHJlZmluZS52MS5MaXN0TW9kZWxzUmVzcG9uc2USVAoLT3BlblNlc3Npb24SIC5tZWRyZWZpbmUudjEuT3BlblNlc3Npb25SZXF1ZXN0GiEubWVkcmVmaW5lLnYxLk9wZW5TZXNzaW9uUmVzcG9uc2UoARJJCghBZGRNYXJrcxIdLm1lZHJlZmluZS52MS5BZGRNYXJrc1JlcXVlc3QaHi5tZWRyZWZpbmUudjEuQWRkTWFya3NSZXNwb25zZRJCCgZSZWZpbmUSGy5tZWRyZWZpbmUudjEuUmVmaW5lUmVxdWVzdBoZLm1lZHJlZmluZS52MS5SZWZpbmVFdmVudDABEkAKBFVuZG8SHC5tZWRyZWZpbmUudjEuU2Vzc2lvblJlcXVlc3QaGi5tZWRyZWZpbmUudjEuTWFza1Jlc3BvbnNlEkAKBFJlZG8SHC5tZWRyZWZpbmUudjEuU2Vzc2lvblJlcXVlc3QaGi5tZWRyZWZpbmUudjEuTWFza1Jlc3BvbnNlEkEKBVJlc2V0EhwubWVkcmVmaW5lLnYxLlNlc3Npb25SZXF1ZXN0GhoubWVkcmVmaW5lLnYxLk1hc2tSZXNwb25zZRJJCghBZGRDbGFzcxIdLm1lZHJlZmluZS52MS5BZGRDbGFzc1JlcXVlc3QaHi5tZWRyZWZpbmUudjEuQWRkQ2xhc3NSZXNwb25zZRJCCgdHZXRNYXNrEhwubWVkcmVmaW5lLnYxLkdldE1hc2tSZXF1ZXN0GhcubWVkcmVmaW5lLnYxLk1hc2tDaHVuazABEkwKCkdldEhpc3RvcnkSHC5tZWRyZWZpbmUudjEuU2Vzc2lvblJlcXVlc3QaIC5tZWRyZWZpbmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlElAKDENsb3NlU2Vzc2lvbhIcLm1lZHJlZmluZS52MS5TZXNzaW9uUmVxdWVzdBoiLm1lZHJlZmluZS52MS5DbG9zZVNlc3Npb25SZXNwb25zZUID+AEBYgZwcm90bzM");
+  fileDesc("ChltZWRyZWZpbmUvdjEvcmVmaW5lLnByb3RvEgxtZWRyZWZpbmUudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3QiaQoSTGlzdE1vZGVsc1Jlc3BvbnNlEicKBm1vZGVscxgBIAMoCzIXLm1lZHJlZmluZS52MS5Nb2RlbEluZm8SKgoGbGltaXRzGAIgASgLMhoubWVkcmVmaW5lLnYxLlNlcnZlckxpbWl0cyJ5CglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRITCgtjbGFzc19uYW1lcxgCIAMoCRIUCgxzcGF0aWFsX2RpbXMYAyABKA0SEAoIY2hhbm5lbHMYBCABKA0SDwoHYmFja2VuZBgFIAEoCRIQCghoYXNfc2l0ZRgGIAEoCCLfAQoMU2VydmVyTGltaXRzEhcKD21heF9pbWFnZV9ieXRlcxgBIAEoBBIXCg9tYXhfY2h1bmtfYnl0ZXMYAiABKA0SFAoMbWF4X3Nlc3Npb25zGAMgASgNEhoKEm1heF9tYXJrc19wZXJfY2FsbBgEIAEoDRIdChVtYXhfbWFya3NfcGVyX3Nlc3Npb24YBSABKA0SGwoTbWF4X3BvaW50c19wZXJfbWFyaxgGIAEoDRITCgttYXhfY2xhc3NlcxgHIAEoDRIaChJpZGxlX3Nlc3Npb25fdHRsX3MYCCABKAEiwAEKEU9wZW5TZXNzaW9uSGVhZGVyEg0KBW1vZGVsGAEgASgJEg0KBXNoYXBlGAIgAygNEiIKBWR0eXBlGAMgASgOMhMubWVkcmVmaW5lLnYxLkRUeXBlEg8KB3NwYWNpbmcYBCADKAESDgoGYWZmaW5lGAUgAygBEhIKCnNlc3Npb25faWQYBiABKAkSDgoGZGlnZXN0GAcgASgJEiQKBnByZXNldBgIIAEoDjIULm1lZHJlZmluZS52MS5QcmVzZXQiYAoST3BlblNlc3Npb25SZXF1ZXN0EjEKBmhlYWRlchgBIAEoCzIfLm1lZHJlZmluZS52MS5PcGVuU2Vzc2lvbkhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCLPAgoTT3BlblNlc3Npb25SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmltYWdlX3JlcXVpcmVkGAIgASgIEg8KB3Jlc3VtZWQYAyABKAgSJgoEbWFzaxgEIAEoCzIYLm1lZHJlZmluZS52MS5NYXNrVXBkYXRlEisKBnN0YXR1cxgFIAEoCzIbLm1lZHJlZmluZS52MS5TZXNzaW9uU3RhdHVzEhUKDXNwYXRpYWxfc2hhcGUYBiADKA0SFwoPZmVhdHVyZXNfY2FjaGVkGAcgASgIEg8KB3NlY29uZHMYCCABKAESDwoHYmFja2VuZBgJIAEoCRITCgtoZWFkX3NvdXJjZRgKIAEoCRITCgtoZWFkX3JlYXNvbhgLIAEoCRIUCgxyZWFjaGVzX3dpZGUYDCABKAgSFAoMc2l0ZV92ZXJzaW9uGA0gASgEIj0KCFNjcmliYmxlEg0KBWxhYmVsGAEgASgNEhIKBnBvaW50cxgCIAMoBUICEAESDgoGcmFkaXVzGAMgASgNIjkKBUNsaWNrEg0KBWxhYmVsGAEgASgNEhEKBXBvaW50GAIgAygFQgIQARIOCgZyYWRpdXMYAyABKA0iOQoDQm94Eg0KBWxhYmVsGAEgASgNEhEKBXN0YXJ0GAIgAygFQgIQARIQCgRzdG9wGAMgAygFQgIQASIqCgVQYWludBINCgVsYWJlbBgBIAEoDRISCgZwaXhlbHMYAiADKAVCAhABIqgBCgRNYXJrEioKCHNjcmliYmxlGAEgASgLMhYubWVkcmVmaW5lLnYxLlNjcmliYmxlSAASJAoFY2xpY2sYAiABKAsyEy5tZWRyZWZpbmUudjEuQ2xpY2tIABIgCgNib3gYAyABKAsyES5tZWRyZWZpbmUudjEuQm94SAASJAoFcGFpbnQYBCABKAsyEy5tZWRyZWZpbmUudjEuUGFpbnRIAEIGCgRraW5kIkgKD0FkZE1hcmtzUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEiEKBW1hcmtzGAIgAygLMhIubWVkcmVmaW5lLnYxLk1hcmsiPwoQQWRkTWFya3NSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5tZWRyZWZpbmUudjEuU2Vzc2lvblN0YXR1cyJsCglNYXNrRGVsdGESFAoMYmFzZV92ZXJzaW9uGAEgASgEEhEKCWJveF9zdGFydBgCIAMoDRIQCghib3hfc3RvcBgDIAMoDRIWCg5iaXRzX3Blcl9sYWJlbBgEIAEoDRIMCgRkYXRhGAUgASgMIl0KCk1hc2tVcGRhdGUSDwoHdmVyc2lvbhgBIAEoBBImCgVkZWx0YRgCIAEoCzIXLm1lZHJlZmluZS52MS5NYXNrRGVsdGESFgoOZmV0Y2hfcmVxdWlyZWQYAyABKAgijQEKDVNlc3Npb25TdGF0dXMSEwoLY2xhc3NfbmFtZXMYASADKAkSFQoNcGVuZGluZ19tYXJrcxgCIAEoDRIWCg5oaXN0b3J5X2xlbmd0aBgDIAEoDRIQCghjYW5fdW5kbxgEIAEoCBIQCghjYW5fcmVkbxgFIAEoCBIUCgxtYXNrX3ZlcnNpb24YBiABKAQiOwoOU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1rbm93bl92ZXJzaW9uGAIgASgEImMKDE1hc2tSZXNwb25zZRImCgRtYXNrGAEgASgLMhgubWVkcmVmaW5lLnYxLk1hc2tVcGRhdGUSKwoGc3RhdHVzGAIgASgLMhsubWVkcmVmaW5lLnYxLlNlc3Npb25TdGF0dXMiJAoOR2V0TWFza1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJeCgpNYXNrSGVhZGVyEg8KB3ZlcnNpb24YASABKAQSDQoFc2hhcGUYAiADKA0SFgoOYml0c19wZXJfbGFiZWwYAyABKA0SGAoQY29tcHJlc3NlZF9ieXRlcxgEIAEoBCJPCglNYXNrQ2h1bmsSKgoGaGVhZGVyGAEgASgLMhgubWVkcmVmaW5lLnYxLk1hc2tIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBgoEcGFydCIhCg1SZWZpbmVPcHRpb25zEhAKCHByb2dyZXNzGAEgASgIIosBCg1SZWZpbmVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIQoFbWFya3MYAiADKAsyEi5tZWRyZWZpbmUudjEuTWFyaxIsCgdvcHRpb25zGAMgASgLMhsubWVkcmVmaW5lLnYxLlJlZmluZU9wdGlvbnMSFQoNa25vd25fdmVyc2lvbhgEIAEoBCJeCg5SZWZpbmVQcm9ncmVzcxIRCglpdGVyYXRpb24YASABKA0SFgoObWF4X2l0ZXJhdGlvbnMYAiABKA0SDAoEbG9zcxgDIAEoARITCgt3cm9uZ19tYXJrcxgEIAEoAyKyAgoNUmVmaW5lU3VtbWFyeRISCgppdGVyYXRpb25zGAEgASgNEhEKCXNhdGlzZmllZBgCIAEoCBITCgt3cm9uZ19tYXJrcxgDIAEoDRIVCg1tYXJrZWRfcGl4ZWxzGAQgASgNEg8KB3NlY29uZHMYBSABKAESEgoKbG9zc190cmFjZRgGIAMoARIMCgRtb2RlGAcgASgJEhcKC3dyb25nX3doZXJlGAggAygFQgIQARIdChV3cm9uZ193aGVyZV90cnVuY2F0ZWQYCSABKAgSFwoPaG9ub3VyZWRfYmVmb3JlGAogASgBEgwKBG5vdGUYCyABKAkSKgoHY2hhbmdlcxgMIAMoCzIZLm1lZHJlZmluZS52MS5DbGFzc0NoYW5nZRIQCgh1bm1hcmtlZBgNIAMoDSJ2CgtDbGFzc0NoYW5nZRINCgVsYWJlbBgBIAEoDRIVCg1nYWluZWRfaW5zaWRlGAIgASgEEhYKDmdhaW5lZF9vdXRzaWRlGAMgASgEEhMKC2xvc3RfaW5zaWRlGAQgASgEEhQKDGxvc3Rfb3V0c2lkZRgFIAEoBCKTAQoOUmVmaW5lUmVzcG9uc2USJgoEbWFzaxgBIAEoCzIYLm1lZHJlZmluZS52MS5NYXNrVXBkYXRlEiwKB3N1bW1hcnkYAiABKAsyGy5tZWRyZWZpbmUudjEuUmVmaW5lU3VtbWFyeRIrCgZzdGF0dXMYAyABKAsyGy5tZWRyZWZpbmUudjEuU2Vzc2lvblN0YXR1cyJ4CgtSZWZpbmVFdmVudBIwCghwcm9ncmVzcxgBIAEoCzIcLm1lZHJlZmluZS52MS5SZWZpbmVQcm9ncmVzc0gAEi4KBnJlc3VsdBgCIAEoCzIcLm1lZHJlZmluZS52MS5SZWZpbmVSZXNwb25zZUgAQgcKBWV2ZW50IjMKD0FkZENsYXNzUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkiTgoQQWRkQ2xhc3NSZXNwb25zZRINCgVsYWJlbBgBIAEoDRIrCgZzdGF0dXMYAiABKAsyGy5tZWRyZWZpbmUudjEuU2Vzc2lvblN0YXR1cyKgAQoMSGlzdG9yeUVudHJ5EisKBGtpbmQYASABKA4yHS5tZWRyZWZpbmUudjEuSW50ZXJhY3Rpb25LaW5kEiEKBW1hcmtzGAIgAygLMhIubWVkcmVmaW5lLnYxLk1hcmsSLAoHc3VtbWFyeRgDIAEoCzIbLm1lZHJlZmluZS52MS5SZWZpbmVTdW1tYXJ5EhIKCmNsYXNzX25hbWUYBCABKAkiQQoSR2V0SGlzdG9yeVJlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5tZWRyZWZpbmUudjEuSGlzdG9yeUVudHJ5IhYKFENsb3NlU2Vzc2lvblJlc3BvbnNlIj0KEUFjY2VwdE1hc2tSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFAoMbWFza192ZXJzaW9uGAIgASgEIm0KEkFjY2VwdE1hc2tSZXNwb25zZRIqCgd2ZXJzaW9uGAEgASgLMhkubWVkcmVmaW5lLnYxLlNpdGVWZXJzaW9uEisKBnN0YXR1cxgCIAEoCzIbLm1lZHJlZmluZS52MS5TZXNzaW9uU3RhdHVzIt8BCgtTaXRlVmVyc2lvbhIPCgd2ZXJzaW9uGAEgASgEEgwKBGtpbmQYAiABKAkSDgoGaW1hZ2VzGAMgASgNEhMKC2NsYXNzX25hbWVzGAQgAygJEhIKCmNyZWF0ZWRfYXQYBSABKAESDwoHY2hlY2tlZBgGIAEoCBIOCgZpbl91c2UYByABKAgSDgoGcmVhc29uGAggASgJEhYKDmNoZWNrZWRfaW1hZ2VzGAkgASgNEhgKDG5ldHdvcmtfZGljZRgKIAMoAUICEAESFQoJc2l0ZV9kaWNlGAsgAygBQgIQASIfCg5HZXRTaXRlUmVxdWVzdBINCgVtb2RlbBgBIAEoCSKNAQoPR2V0U2l0ZVJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEisKCHZlcnNpb25zGAIgAygLMhkubWVkcmVmaW5lLnYxLlNpdGVWZXJzaW9uEhMKC2hlYWRfc291cmNlGAMgASgJEhMKC2hlYWRfcmVhc29uGAQgASgJEhQKDHJlYWNoZXNfd2lkZRgFIAEoCCI1ChNSb2xsYmFja1NpdGVSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg8KB3ZlcnNpb24YAiABKAQiIQoQUmVzZXRTaXRlUmVxdWVzdBINCgVtb2RlbBgBIAEoCSJBChNTaXRlVmVyc2lvblJlc3BvbnNlEioKB3ZlcnNpb24YASABKAsyGS5tZWRyZWZpbmUudjEuU2l0ZVZlcnNpb24qqwEKBURUeXBlEhUKEURUWVBFX1VOU1BFQ0lGSUVEEAASDwoLRFRZUEVfVUlOVDgQARIOCgpEVFlQRV9JTlQ4EAISEAoMRFRZUEVfVUlOVDE2EAMSDwoLRFRZUEVfSU5UMTYQBBIQCgxEVFlQRV9VSU5UMzIQBRIPCgtEVFlQRV9JTlQzMhAGEhEKDURUWVBFX0ZMT0FUMzIQBxIRCg1EVFlQRV9GTE9BVDY0EAgqQgoGUHJlc2V0EhIKDlBSRVNFVF9ERUZBVUxUEAASEgoOUFJFU0VUX1NISUZURUQQARIQCgxQUkVTRVRfUEFQRVIQAiqMAQoPSW50ZXJhY3Rpb25LaW5kEiAKHElOVEVSQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdJTlRFUkFDVElPTl9LSU5EX1JFRklORRABEh4KGklOVEVSQUNUSU9OX0tJTkRfQUREX0NMQVNTEAISGgoWSU5URVJBQ1RJT05fS0lORF9SRVNFVBADMvQICgdSZWZpbmVyEk8KCkxpc3RNb2RlbHMSHy5tZWRyZWZpbmUudjEuTGlzdE1vZGVsc1JlcXVlc3QaIC5tZWRyZWZpbmUudjEuTGlzdE1vZGVsc1Jlc3BvbnNlElQKC09wZW5TZXNzaW9uEiAubWVkcmVmaW5lLnYxLk9wZW5TZXNzaW9uUmVxdWVzdBohLm1lZHJlZmluZS52MS5PcGVuU2Vzc2lvblJlc3BvbnNlKAESSQoIQWRkTWFya3MSHS5tZWRyZWZpbmUudjEuQWRkTWFya3NSZXF1ZXN0Gh4ubWVkcmVmaW5lLnYxLkFkZE1hcmtzUmVzcG9uc2USQgoGUmVmaW5lEhsubWVkcmVmaW5lLnYxLlJlZmluZVJlcXVlc3QaGS5tZWRyZWZpbmUudjEuUmVmaW5lRXZlbnQwARJACgRVbmRvEhwubWVkcmVmaW5lLnYxLlNlc3Npb25SZXF1ZXN0GhoubWVkcmVmaW5lLnYxLk1hc2tSZXNwb25zZRJACgRSZWRvEhwubWVkcmVmaW5lLnYxLlNlc3Npb25SZXF1ZXN0GhoubWVkcmVmaW5lLnYxLk1hc2tSZXNwb25zZRJBCgVSZXNldBIcLm1lZHJlZmluZS52MS5TZXNzaW9uUmVxdWVzdBoaLm1lZHJlZmluZS52MS5NYXNrUmVzcG9uc2USSQoIQWRkQ2xhc3MSHS5tZWRyZWZpbmUudjEuQWRkQ2xhc3NSZXF1ZXN0Gh4ubWVkcmVmaW5lLnYxLkFkZENsYXNzUmVzcG9uc2USQgoHR2V0TWFzaxIcLm1lZHJlZmluZS52MS5HZXRNYXNrUmVxdWVzdBoXLm1lZHJlZmluZS52MS5NYXNrQ2h1bmswARJMCgpHZXRIaXN0b3J5EhwubWVkcmVmaW5lLnYxLlNlc3Npb25SZXF1ZXN0GiAubWVkcmVmaW5lLnYxLkdldEhpc3RvcnlSZXNwb25zZRJQCgxDbG9zZVNlc3Npb24SHC5tZWRyZWZpbmUudjEuU2Vzc2lvblJlcXVlc3QaIi5tZWRyZWZpbmUudjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2USTwoKQWNjZXB0TWFzaxIfLm1lZHJlZmluZS52MS5BY2NlcHRNYXNrUmVxdWVzdBogLm1lZHJlZmluZS52MS5BY2NlcHRNYXNrUmVzcG9uc2USRgoHR2V0U2l0ZRIcLm1lZHJlZmluZS52MS5HZXRTaXRlUmVxdWVzdBodLm1lZHJlZmluZS52MS5HZXRTaXRlUmVzcG9uc2USVAoMUm9sbGJhY2tTaXRlEiEubWVkcmVmaW5lLnYxLlJvbGxiYWNrU2l0ZVJlcXVlc3QaIS5tZWRyZWZpbmUudjEuU2l0ZVZlcnNpb25SZXNwb25zZRJOCglSZXNldFNpdGUSHi5tZWRyZWZpbmUudjEuUmVzZXRTaXRlUmVxdWVzdBohLm1lZHJlZmluZS52MS5TaXRlVmVyc2lvblJlc3BvbnNlQgP4AQFiBnByb3RvMw");
 
 /**
  * ListModels takes no arguments.
@@ -120,6 +120,13 @@ export type ModelInfo = Message<"medrefine.v1.ModelInfo"> & {
    * @generated from field: string backend = 5;
    */
   backend: string;
+
+  /**
+   * The server keeps a site for this model (`--site-dir`): AcceptMask and the *Site calls work.
+   *
+   * @generated from field: bool has_site = 6;
+   */
+  hasSite: boolean;
 };
 
 /**
@@ -378,6 +385,39 @@ export type OpenSessionResponse = Message<"medrefine.v1.OpenSessionResponse"> & 
    * @generated from field: string backend = 9;
    */
   backend: string;
+
+  /**
+   * Which head the session's first mask came from: "network" (the network's own) or "site vN"
+   * (the head of site version N, see GetSite).
+   *
+   * @generated from field: string head_source = 10;
+   */
+  headSource: string;
+
+  /**
+   * Why that head, and whether refinement reaches wide, in a sentence or two (e.g. "site v3 not
+   * used: only 1 accepted image; refinement stays local: ..."; "no site" without one).
+   *
+   * @generated from field: string head_reason = 11;
+   */
+  headReason: string;
+
+  /**
+   * The site's evidence lets a refine on this image reach wide (its adaptive gate may widen to
+   * the whole image, as under PRESET_SHIFTED); false: the preset's reach.
+   *
+   * @generated from field: bool reaches_wide = 12;
+   */
+  reachesWide: boolean;
+
+  /**
+   * The site version the session's start was read from (0: no site, or no accepted image yet).
+   * A session replayed from the journal starts from this same version; if it is no longer kept,
+   * from the network's head, and `head_reason` says so.
+   *
+   * @generated from field: uint64 site_version = 13;
+   */
+  siteVersion: bigint;
 };
 
 /**
@@ -1390,6 +1430,295 @@ export const CloseSessionResponseSchema: GenMessage<CloseSessionResponse> = /*@_
   messageDesc(file_medrefine_v1_refine, 33);
 
 /**
+ * Accept a session's current mask.
+ *
+ * @generated from message medrefine.v1.AcceptMaskRequest
+ */
+export type AcceptMaskRequest = Message<"medrefine.v1.AcceptMaskRequest"> & {
+  /**
+   * the session
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The mask version the client shows (SessionStatus.mask_version / MaskUpdate.version); the call
+   * fails with FAILED_PRECONDITION unless it is the session's current mask.
+   *
+   * @generated from field: uint64 mask_version = 2;
+   */
+  maskVersion: bigint;
+};
+
+/**
+ * Describes the message medrefine.v1.AcceptMaskRequest.
+ * Use `create(AcceptMaskRequestSchema)` to create a new message.
+ */
+export const AcceptMaskRequestSchema: GenMessage<AcceptMaskRequest> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 34);
+
+/**
+ * The site's version after an accept, and the (unchanged) session.
+ *
+ * @generated from message medrefine.v1.AcceptMaskResponse
+ */
+export type AcceptMaskResponse = Message<"medrefine.v1.AcceptMaskResponse"> & {
+  /**
+   * The version the accept made, fitted and checked.
+   *
+   * @generated from field: medrefine.v1.SiteVersion version = 1;
+   */
+  version?: SiteVersion | undefined;
+
+  /**
+   * The session after the call (as before it: an accept changes no mask, mark or history).
+   *
+   * @generated from field: medrefine.v1.SessionStatus status = 2;
+   */
+  status?: SessionStatus | undefined;
+};
+
+/**
+ * Describes the message medrefine.v1.AcceptMaskResponse.
+ * Use `create(AcceptMaskResponseSchema)` to create a new message.
+ */
+export const AcceptMaskResponseSchema: GenMessage<AcceptMaskResponse> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 35);
+
+/**
+ * One version of a model's site (every accept, rollback and reset makes one).
+ *
+ * @generated from message medrefine.v1.SiteVersion
+ */
+export type SiteVersion = Message<"medrefine.v1.SiteVersion"> & {
+  /**
+   * Its number: 1, 2, ...; newer is larger.
+   *
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * "accept", "rollback" or "reset".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * Accepted images it holds.
+   *
+   * @generated from field: uint32 images = 3;
+   */
+  images: number;
+
+  /**
+   * The site's classes, one name per label (index = label; [0] is the background). Classes added
+   * with AddClass on accepted images are matched by name.
+   *
+   * @generated from field: repeated string class_names = 4;
+   */
+  classNames: string[];
+
+  /**
+   * When it was made, seconds since the Unix epoch (UTC).
+   *
+   * @generated from field: double created_at = 5;
+   */
+  createdAt: number;
+
+  /**
+   * Its held-out check has run (false while its head is being fitted by another process).
+   *
+   * @generated from field: bool checked = 6;
+   */
+  checked: boolean;
+
+  /**
+   * New sessions start from its head: its check passed.
+   *
+   * @generated from field: bool in_use = 7;
+   */
+  inUse: boolean;
+
+  /**
+   * The check's verdict in a sentence ("" while unchecked).
+   *
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+
+  /**
+   * Accepted images the check held out (0 when there were too few to check).
+   *
+   * @generated from field: uint32 checked_images = 9;
+   */
+  checkedImages: number;
+
+  /**
+   * Per held-out image, in the order checked: estimated Dice in [0, 1] of the network's own head.
+   *
+   * @generated from field: repeated double network_dice = 10 [packed = true];
+   */
+  networkDice: number[];
+
+  /**
+   * Per held-out image, same order: estimated Dice in [0, 1] of a site head fitted without it.
+   *
+   * @generated from field: repeated double site_dice = 11 [packed = true];
+   */
+  siteDice: number[];
+};
+
+/**
+ * Describes the message medrefine.v1.SiteVersion.
+ * Use `create(SiteVersionSchema)` to create a new message.
+ */
+export const SiteVersionSchema: GenMessage<SiteVersion> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 36);
+
+/**
+ * Which model's site to report.
+ *
+ * @generated from message medrefine.v1.GetSiteRequest
+ */
+export type GetSiteRequest = Message<"medrefine.v1.GetSiteRequest"> & {
+  /**
+   * Model name (see ListModels).
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message medrefine.v1.GetSiteRequest.
+ * Use `create(GetSiteRequestSchema)` to create a new message.
+ */
+export const GetSiteRequestSchema: GenMessage<GetSiteRequest> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 37);
+
+/**
+ * A model's site.
+ *
+ * @generated from message medrefine.v1.GetSiteResponse
+ */
+export type GetSiteResponse = Message<"medrefine.v1.GetSiteResponse"> & {
+  /**
+   * The model the site belongs to.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Every kept version, oldest first; the last is the site's state.
+   *
+   * @generated from field: repeated medrefine.v1.SiteVersion versions = 2;
+   */
+  versions: SiteVersion[];
+
+  /**
+   * The head a session opened now starts from: "network" or "site vN".
+   *
+   * @generated from field: string head_source = 3;
+   */
+  headSource: string;
+
+  /**
+   * Why, and whether refinement reaches wide (as OpenSessionResponse.head_reason).
+   *
+   * @generated from field: string head_reason = 4;
+   */
+  headReason: string;
+
+  /**
+   * A session opened now may reach wide (as OpenSessionResponse.reaches_wide).
+   *
+   * @generated from field: bool reaches_wide = 5;
+   */
+  reachesWide: boolean;
+};
+
+/**
+ * Describes the message medrefine.v1.GetSiteResponse.
+ * Use `create(GetSiteResponseSchema)` to create a new message.
+ */
+export const GetSiteResponseSchema: GenMessage<GetSiteResponse> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 38);
+
+/**
+ * Roll a model's site back to a kept version.
+ *
+ * @generated from message medrefine.v1.RollbackSiteRequest
+ */
+export type RollbackSiteRequest = Message<"medrefine.v1.RollbackSiteRequest"> & {
+  /**
+   * Model name.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * The kept version to restore (GetSiteResponse.versions[].version).
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message medrefine.v1.RollbackSiteRequest.
+ * Use `create(RollbackSiteRequestSchema)` to create a new message.
+ */
+export const RollbackSiteRequestSchema: GenMessage<RollbackSiteRequest> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 39);
+
+/**
+ * Reset a model's site.
+ *
+ * @generated from message medrefine.v1.ResetSiteRequest
+ */
+export type ResetSiteRequest = Message<"medrefine.v1.ResetSiteRequest"> & {
+  /**
+   * Model name.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message medrefine.v1.ResetSiteRequest.
+ * Use `create(ResetSiteRequestSchema)` to create a new message.
+ */
+export const ResetSiteRequestSchema: GenMessage<ResetSiteRequest> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 40);
+
+/**
+ * The version a RollbackSite or ResetSite made.
+ *
+ * @generated from message medrefine.v1.SiteVersionResponse
+ */
+export type SiteVersionResponse = Message<"medrefine.v1.SiteVersionResponse"> & {
+  /**
+   * The new version (its check is the restored version's, or none for a reset).
+   *
+   * @generated from field: medrefine.v1.SiteVersion version = 1;
+   */
+  version?: SiteVersion | undefined;
+};
+
+/**
+ * Describes the message medrefine.v1.SiteVersionResponse.
+ * Use `create(SiteVersionResponseSchema)` to create a new message.
+ */
+export const SiteVersionResponseSchema: GenMessage<SiteVersionResponse> = /*@__PURE__*/
+  messageDesc(file_medrefine_v1_refine, 41);
+
+/**
  * Element type of the uploaded pixels (little-endian).
  *
  * @generated from enum medrefine.v1.DType
@@ -1667,6 +1996,57 @@ export const Refiner: GenService<{
     methodKind: "unary";
     input: typeof SessionRequestSchema;
     output: typeof CloseSessionResponseSchema;
+  },
+  /**
+   * Record the session's current mask as the clinician's answer for its image: the site of the
+   * session's model (`medrefine serve --site-dir`) keeps a sample of it and refits its head
+   * (about a second). The session itself is unchanged, and later sessions of the model start from
+   * the site head once it passes its held-out check. FAILED_PRECONDITION when the server keeps no
+   * site for the model, when marks are queued (refine or undo first: the accepted mask must be
+   * the one shown), or when `mask_version` is not the session's current mask. Accepting the mask
+   * version a live session already accepted again answers what the first accept made (a retried
+   * call adds no image twice).
+   *
+   * @generated from rpc medrefine.v1.Refiner.AcceptMask
+   */
+  acceptMask: {
+    methodKind: "unary";
+    input: typeof AcceptMaskRequestSchema;
+    output: typeof AcceptMaskResponseSchema;
+  },
+  /**
+   * A model's site: its kept versions, oldest first, and the head a session opened now starts
+   * from. FAILED_PRECONDITION when the server keeps no site for the model.
+   *
+   * @generated from rpc medrefine.v1.Refiner.GetSite
+   */
+  getSite: {
+    methodKind: "unary";
+    input: typeof GetSiteRequestSchema;
+    output: typeof GetSiteResponseSchema;
+  },
+  /**
+   * Make a kept version's images, classes and head the site's again, as a new version (so the
+   * rollback itself can be rolled back). NOT_FOUND for a version no longer kept.
+   *
+   * @generated from rpc medrefine.v1.Refiner.RollbackSite
+   */
+  rollbackSite: {
+    methodKind: "unary";
+    input: typeof RollbackSiteRequestSchema;
+    output: typeof SiteVersionResponseSchema;
+  },
+  /**
+   * Forget every accepted image, as a new version: sessions opened after it start from the
+   * network's head. Earlier versions stay kept for RollbackSite until they age out of the site's
+   * history; erasing a site's data is done with the server stopped (docs/site.md).
+   *
+   * @generated from rpc medrefine.v1.Refiner.ResetSite
+   */
+  resetSite: {
+    methodKind: "unary";
+    input: typeof ResetSiteRequestSchema;
+    output: typeof SiteVersionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_medrefine_v1_refine, 0);
