@@ -19,17 +19,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import numpy as np
 
 import medrefine as mr
 from medrefine import errors
-from medrefine.serve import convert
+from medrefine.serve import convert, sites
 from medrefine.types import Mark, RefineProgress
 from medrefine.v1 import refine_pb2 as pb
 from medrefine.v1 import refine_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from medrefine.site import SiteVersion
 
 PRESETS = {
     "default": pb.PRESET_DEFAULT,
@@ -183,6 +186,8 @@ class RemoteSession:
         self.resumed = False  # whether set_image found the session already on the server
         self.last_mask_bytes = 0  # encoded size of the last mask update received
         self._opened: tuple[pb.OpenSessionHeader, np.ndarray] | None = None  # to reopen
+        self._head = ("network", "no image yet")
+        self.site_version = 0  # the site version the session started from (0: none)
 
     # ----------------------------------------------------------------- calls
     def _meta(self) -> tuple[tuple[str, str], ...]:
@@ -302,6 +307,8 @@ class RemoteSession:
         self._mask, self._version = None, 0
         self._status = response.status
         self.resumed = response.resumed
+        self._head = (response.head_source, response.head_reason)
+        self.site_version = int(response.site_version)
         if not response.status.pending_marks:
             self._pending = []
         return self._apply(response.mask)
@@ -379,6 +386,40 @@ class RemoteSession:
         if result is None:
             raise RemoteError("refine stream ended without a result", grpc.StatusCode.INTERNAL)
         return result
+
+    # ----------------------------------------------------------------- sites
+    @property
+    def head_source(self) -> tuple[str, str]:
+        """Which head the current image started from, and why, as
+        :attr:`medrefine.Session.head_source`: ``("network", reason)`` or ``("site vN", ...)``."""
+        return self._head
+
+    def accept(self) -> SiteVersion:
+        """Record the current mask as the clinician's answer for this image (AcceptMask): the
+        server's site of the model keeps a sample of it and refits. Returns the site's new
+        version, as :meth:`medrefine.Session.accept`; the session is unchanged.
+
+        Raises:
+            StateError: no image; the server keeps no site for the model (``--site-dir``);
+                marks added since the last refine; or the server rebuilt the session (restart,
+                another replica) with a mask other than the one this client shows.
+        """
+        shown = self.mask
+        request = pb.AcceptMaskRequest(session_id=self._id(), mask_version=self._version)
+        try:
+            response = self._invoke("AcceptMask", request)
+        except RemoteNotFoundError as exc:
+            if not self._reopen_after(exc):
+                raise
+            if not np.array_equal(self.mask, shown):
+                raise errors.StateError(
+                    "the server rebuilt the session and its mask differs from the one shown "
+                    "(see head_source): show the current mask and accept again"
+                ) from None
+            request.mask_version = self._version
+            response = self._invoke("AcceptMask", request)
+        self._status = response.status
+        return sites.version_from_proto(response.version)
 
     # --------------------------------------------------------------- history
     def _step(self, method: str) -> np.ndarray:

@@ -42,6 +42,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     p.add_argument("--journal-dir", type=Path, help="journal every interaction here (SQLite)")
     p.add_argument(
+        "--site-dir",
+        type=Path,
+        help="keep one site per model here (DIR/<model>.site): accepted masks teach new sessions",
+    )
+    p.add_argument(
         "--mmap-threshold-kb",
         type=int,
         default=1024,
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         feature_cache_bytes=args.feature_cache_mb << 20,
         image_store_bytes=args.image_store_mb << 20,
         journal_dir=args.journal_dir,
+        site_dir=args.site_dir,
         token=None if token is None else token.decode().strip(),
         tls_cert=_read(args.tls_cert),
         tls_key=_read(args.tls_key),

@@ -33,6 +33,8 @@ class ServerConfig:
             is skipped).
         mask_versions: masks kept per session to answer deltas against (older: whole mask).
         journal_dir: where ``journal.sqlite3`` lives (None: nothing journaled).
+        site_dir: where each model's site lives, ``<model name>.site`` (None: no sites, and
+            AcceptMask fails): :mod:`medrefine.serve.sites`.
         token: bearer token every call must carry (None: no token needed).
         tls_cert, tls_key: PEM server certificate and key (both or neither).
         client_ca: PEM CA that client certificates must chain to (mutual TLS).
@@ -61,6 +63,7 @@ class ServerConfig:
     image_store_bytes: int = 1 << 30
     mask_versions: int = 8
     journal_dir: Path | None = None
+    site_dir: Path | None = None
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None

@@ -1,12 +1,12 @@
 """The journal: every accepted interaction of every session, in SQLite, before it is acknowledged.
 
 One file, ``journal.sqlite3`` in the journal directory. ``sessions`` holds how a session was opened
-(model, image digest and geometry, preset); ``events`` its interactions in order: ``add`` (a
-serialised ``medrefine.v1.Mark``), ``refine``, ``undo``, ``redo``, ``reset``, ``add_class`` (the
-name, UTF-8). Replaying the events on the same image and model gives the same mask, since
-refinement is deterministic. WAL mode: a committed event survives the process being killed; several
-processes may open the same file (SQLite locks it), which is how a session moves to another
-replica. No pixel data is stored.
+(model, image digest and geometry, preset, the site version it started from); ``events`` its
+interactions in order: ``add`` (a serialised ``medrefine.v1.Mark``), ``refine``, ``undo``,
+``redo``, ``reset``, ``add_class`` (the name, UTF-8). Replaying the events on the same image and
+model, from the same site head, gives the same mask, since refinement is deterministic. WAL mode:
+a committed event survives the process being killed; several processes may open the same file
+(SQLite locks it), which is how a session moves to another replica. No pixel data is stored.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     geometry TEXT NOT NULL,
     preset INTEGER NOT NULL,
     created REAL NOT NULL,
-    closed INTEGER NOT NULL DEFAULT 0
+    closed INTEGER NOT NULL DEFAULT 0,
+    site_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     session_id TEXT NOT NULL REFERENCES sessions(id),
@@ -48,6 +49,7 @@ class SessionRecord:
         id: the session id. model: model name. digest: SHA-256 (hex) of the image's raw bytes.
         geometry: ``{"shape": [...], "dtype": "<f4", "spacing": [...], "affine": [...]}``.
         preset: the ``medrefine.v1.Preset`` value. closed: CloseSession was called.
+        site_version: the version of the model's site the session started from (0: none).
     """
 
     id: str
@@ -56,6 +58,7 @@ class SessionRecord:
     geometry: dict[str, object]
     preset: int
     closed: bool
+    site_version: int = 0
 
 
 class Journal:
@@ -70,14 +73,23 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+            if "site_version" not in columns:  # a journal written before sites
+                try:
+                    self._db.execute(
+                        "ALTER TABLE sessions ADD COLUMN site_version INTEGER NOT NULL DEFAULT 0"
+                    )
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
             self._db.commit()
 
     def open_session(self, record: SessionRecord) -> None:
         """Record a new session (replaces nothing: the id must be new)."""
         with self._lock, self._db:
             self._db.execute(
-                "INSERT INTO sessions (id, model, digest, geometry, preset, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (id, model, digest, geometry, preset, created, site_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.model,
@@ -85,6 +97,7 @@ class Journal:
                     json.dumps(record.geometry),
                     record.preset,
                     time.time(),
+                    record.site_version,
                 ),
             )
 
@@ -106,12 +119,15 @@ class Journal:
         """The session's open record, or None if the journal never saw it."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, model, digest, geometry, preset, closed FROM sessions WHERE id = ?",
+                "SELECT id, model, digest, geometry, preset, closed, site_version FROM sessions "
+                "WHERE id = ?",
                 (session_id,),
             ).fetchone()
         if row is None:
             return None
-        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], bool(row[5]))
+        return SessionRecord(
+            row[0], row[1], row[2], json.loads(row[3]), row[4], bool(row[5]), int(row[6])
+        )
 
     def events(self, session_id: str) -> list[tuple[EventKind, bytes]]:
         """The session's interactions, oldest first."""

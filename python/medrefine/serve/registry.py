@@ -1,7 +1,8 @@
 """Live sessions of a server: each with its own lock, mask versions and journal id, all bounded.
 
 A session is opened from an image (uploaded, or kept by digest in the :class:`ImageStore`); a
-session the journal knows is rebuilt by replaying its interactions on the same image and model.
+session the journal knows is rebuilt by replaying its interactions on the same image and model,
+from the same site head (:mod:`medrefine.serve.sites`).
 Sessions idle longer than the TTL are dropped (their journal stays, so they can be reopened).
 """
 
@@ -13,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from medrefine.errors import InputError, NotFoundError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
 from medrefine.serve.journal import Journal, SessionRecord
+from medrefine.serve.sites import PinnedSite, Sites, session_start
+from medrefine.site import SiteStart, SiteVersion
 from medrefine.v1 import refine_pb2 as pb
 
 log = logging.getLogger("medrefine.serve")
@@ -92,6 +95,8 @@ class Entry:
         version: the current mask's version. masks: recent versions' masks (for deltas).
         last_used: ``time.monotonic()`` of the last call.
         held: memory the session keeps, bytes, as admission estimated it at open.
+        start: how it started at its model's site (None: no site).
+        accepted: the last mask version accepted and the site version that made.
     """
 
     id: str
@@ -105,6 +110,8 @@ class Entry:
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
     held: float = 0.0
+    start: SiteStart | None = None
+    accepted: tuple[int, SiteVersion] | None = None
 
     def new_version(self, mask: np.ndarray) -> None:
         """Record ``mask`` as the next version (keeps the last ``keep`` masks)."""
@@ -160,6 +167,7 @@ class Registry:
         self.journal = journal
         names = config.models or tuple(mr.list_models())
         self.models = {name: mr.load_model(name) for name in names}
+        self.sites = Sites(config.site_dir, self.models)
         self.backends = {n: resolve_backend(m, config.backend) for n, m in self.models.items()}
         self.cache = TrackingCache(config.feature_cache_bytes)
         self.images = ImageStore(config.image_store_bytes)
@@ -295,12 +303,17 @@ class Registry:
         The caller holds the reservation for ``record.id`` and releases it afterwards.
         """
         model = self.model(record.model)
+        site = self.sites.get(record.model)
+        start, site_version = session_start(
+            record.model, site, record.site_version if replay else None
+        )
         session = mr.Session(
             model,
             PRESETS[record.preset](),
             cache=self.cache,
             backend=self.backends[record.model],
             limits=self.limits,
+            site=None if start is None else PinnedSite(model, site, start),
         )
         array = image.array if isinstance(image, mr.Volume) else image
         found = self.admit(record.model, model.preprocessing.spatial_shape(array))
@@ -312,7 +325,7 @@ class Registry:
                 self._unclaim(record.id)
             cached = self.cache.last_hit
             keep = self.config.mask_versions
-            entry = Entry(record.id, record.model, record.digest, session, keep)
+            entry = Entry(record.id, record.model, record.digest, session, keep, start=start)
             if replay and self.journal is not None:
                 mask = self._replay(entry)
         if session.num_classes > self.config.max_classes:
@@ -323,7 +336,7 @@ class Registry:
         entry.new_version(mask)
         entry.held = 0.0 if found is None else found.held_bytes
         if not replay and self.journal is not None:
-            self.journal.open_session(record)
+            self.journal.open_session(replace(record, site_version=site_version))
         with self._lock:
             self._sessions[record.id] = entry
         return Opened(entry, replay, cached)

@@ -135,13 +135,14 @@ def serve(
         if web_port_file is not None:
             _write_port(web_port_file, web.port)
     log.info(
-        "medrefine serving %s on %s:%d (%s, token %s, journal %s)",
+        "medrefine serving %s on %s:%d (%s, token %s, journal %s, sites %s)",
         ", ".join(server.registry.models),
         host,
         bound,
         "TLS" if config.tls_cert else "plaintext",
         "required" if config.token else "off",
         config.journal_dir or "off",
+        config.site_dir or "off",
     )
     while not stop.wait(1.0):
         server.registry.sweep()

@@ -2,7 +2,8 @@
 """The ``medrefine.v1.Refiner`` servicer: parse, check bounds, call the session, journal, answer.
 
 Each handler is thin: conversions live in :mod:`medrefine.serve.convert`, sessions and replay in
-:mod:`medrefine.serve.registry`, error mapping in :mod:`medrefine.serve.status`. Every call on a
+:mod:`medrefine.serve.registry`, error mapping in :mod:`medrefine.serve.status`, the site calls in
+:mod:`medrefine.serve.site_calls`. Every call on a
 session holds that session's lock; every accepted interaction is journaled before the response.
 """
 
@@ -25,6 +26,7 @@ from medrefine.serve.config import DIGEST, SESSION_ID
 from medrefine.serve.journal import EventKind, SessionRecord
 from medrefine.serve.refining import run_refine
 from medrefine.serve.registry import Entry, Registry
+from medrefine.serve.site_calls import SiteCalls, head_fields
 from medrefine.serve.status import streaming, unary
 from medrefine.v1 import refine_pb2 as pb
 from medrefine.v1 import refine_pb2_grpc as pb_grpc
@@ -32,7 +34,7 @@ from medrefine.v1 import refine_pb2_grpc as pb_grpc
 log = logging.getLogger("medrefine.serve")
 
 
-class RefinerServicer(pb_grpc.RefinerServicer):
+class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     """Serves :class:`medrefine.Session` objects held in a :class:`Registry`."""
 
     def __init__(self, registry: Registry) -> None:
@@ -94,6 +96,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 spatial_dims=m.spatial_dims,
                 channels=m.preprocessing.channels,
                 backend=self.reg.backends[name].name,
+                has_site=self.reg.sites.get(name) is not None,
             )
             for name, m in self.reg.models.items()
         ]
@@ -174,6 +177,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 features_cached=opened.features_cached,
                 seconds=time.perf_counter() - start,
                 backend=self.reg.backends[entry.model].name,
+                **head_fields(entry),
             )
 
     def _reopen_live(
@@ -191,6 +195,7 @@ class RefinerServicer(pb_grpc.RefinerServicer):
                 features_cached=True,
                 seconds=time.perf_counter() - start,
                 backend=self.reg.backends[entry.model].name,
+                **head_fields(entry),
             )
 
     # -------------------------------------------------------------------- marks

@@ -90,12 +90,15 @@ class SiteStart:
             global, as under :meth:`medrefine.RefineConfig.shifted`): its head passed its
             check, or the network's own masks disagreed with the accepted ones.
         wide_reason: why (or why not), in a sentence.
+        version: the site version this start was read from (0: none, e.g. no accepted image);
+            ``site.start(version)`` gives the same start again while that version is kept.
     """
 
     head: SiteHead | None
     reason: str
     wide: bool = False
     wide_reason: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -280,14 +283,17 @@ class Site:
         store.set_head(record.version, head, check.to_json())
 
     # ------------------------------------------------------------------------------ starting
-    def start(self) -> SiteStart:
+    def start(self, version: int | None = None) -> SiteStart:
         """How a new session starts: from the newest checked version's head if its check
         passed, else from the network's own; and whether refinement may reach wide
-        (:class:`SiteStart`)."""
+        (:class:`SiteStart`). ``version``: as that kept version decided it instead (a session
+        rebuilt later starts as it first did); NotFoundError if it is no longer kept."""
         store = self._live()
-        record = store.latest()
+        record = store.latest() if version is None else store.get(version)
         if record is None:
             return SiteStart(None, "no accepted image yet", False, "no accepted image yet")
+        if record.validation is None and version is not None:
+            return SiteStart(None, f"site v{version} is being fitted")
         if record.validation is None:  # fitting in another process: the last checked one
             checked = [r for r in store.versions() if r.validation is not None]
             if not checked:
@@ -304,18 +310,18 @@ class Site:
                     self._heads = {record.version: head}
         if head is not None:
             why = f"site v{record.version}: {check.reason}"
-            return SiteStart(head, why, True, "the site head passed its check")
+            return SiteStart(head, why, True, "the site head passed its check", record.version)
         why = f"site v{record.version} not used: {check.reason}"
         recent = self._samples(store, record.images)[-self.config.wide_images :]
         if not recent:
-            return SiteStart(None, why, False, "no accepted image")
+            return SiteStart(None, why, False, "no accepted image", record.version)
         mean = float(np.mean([r.agreement for r in recent]))
         wide = mean < self.config.wide_below
         verb = "below" if wide else "not below"
         return SiteStart(None, why, wide, (
             f"the masks sessions started from agreed with the last {len(recent)} accepted "
             f"ones at mean Dice {mean:.2f}, {verb} {self.config.wide_below:g}"
-        ))  # fmt: skip
+        ), record.version)  # fmt: skip
 
     # ------------------------------------------------------------------------------ record
     def report(self) -> SiteReport:
