@@ -95,12 +95,14 @@ def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, token_file: Path) -> Iterator[str]:
-    """``127.0.0.1:PORT`` of a ``medrefine serve`` that requires TOKEN; SIGTERM at the end."""
+    """``127.0.0.1:PORT`` of a ``medrefine serve`` that requires TOKEN and keeps a site per model
+    (only the session walk accepts, once per model: every session starts from the network's
+    head, as the in-process ones here do); SIGTERM at the end."""
     folder = tmp_path_factory.mktemp("server")
     port_file = folder / "port"
     command = [sys.executable, "-c", "import sys; from medrefine.cli import main; sys.exit(main())"]
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
-    args += ["--models", ",".join(MODELS)]
+    args += ["--models", ",".join(MODELS), "--site-dir", str(folder / "sites")]
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
         [*command, *args, "--token-file", str(token_file)], stdout=log, stderr=subprocess.STDOUT
@@ -305,10 +307,12 @@ def _walk_marks(mask: np.ndarray, truth: np.ndarray) -> tuple[list[str], list[Ma
 def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
     client: Path, server: str, token_file: Path, sample: str
 ) -> None:
-    """open, a refine on a scribble + click + box, undo, redo, get_mask, reset, undo, add_class."""
+    """open, a refine on a scribble + click + box, undo, redo, get_mask, reset, undo, accept
+    (twice, then with a mark queued), get_site, add_class."""
     spec = SAMPLES[sample]
     case = mr.load_sample(sample)
-    session = mr.Session(mr.load_model(spec.model))
+    model = mr.load_model(spec.model)
+    session = mr.Session(model, site=mr.Site(model))
     spacing = case.spacing if spec.suffix == ".nii.gz" else None
     opened = session.set_image(mr.Volume(np.ascontiguousarray(case.image), spacing=spacing))
     args, marks = _walk_marks(opened, case.label)
@@ -326,6 +330,7 @@ def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
         "reset": (5, _crc(session.reset())),
         "undo_reset": (6, _crc(session.undo())),
     }
+    accepted = session.accept()
     walk = client.parent / WALK
     command = [
         str(walk),
@@ -344,6 +349,14 @@ def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
     assert steps == expected
     assert all(int(w[7]) == classes for w in lines if w[0] == "step")
     other = {w[0]: w[1:] for w in lines if w[0] != "step"}
+    assert other["head"] == [session.head_source[0], "site_version", "0"]
+    assert other["accept"] == [
+        *("version", str(accepted.version), "images", str(accepted.images)),
+        *("in_use", str(int(accepted.in_use)), "checked", "1", "classes", str(classes)),
+    ]
+    assert other["accept_again"] == ["version", str(accepted.version)]  # no image added twice
+    assert other["site"] == ["versions", "1", "last", "1", "head", "network"]
+    assert other["accept_pending"] == ["FAILED_PRECONDITION"]
     assert other["undo_fresh"] == ["FAILED_PRECONDITION"]
     iterations, events, received = (int(v) for v in other["refine"][1::2])
     assert events == received == iterations > 0

@@ -103,6 +103,22 @@ RefineProgress from_proto(const v1::RefineProgress& p) {
   return {p.iteration(), p.max_iterations(), p.loss(), p.wrong_marks()};
 }
 
+SiteVersion from_proto(const v1::SiteVersion& v) {
+  SiteVersion out;
+  out.version = v.version();
+  out.kind = v.kind();
+  out.images = v.images();
+  out.class_names.assign(v.class_names().begin(), v.class_names().end());
+  out.created_at = v.created_at();
+  out.checked = v.checked();
+  out.in_use = v.in_use();
+  out.reason = v.reason();
+  out.checked_images = v.checked_images();
+  out.network_dice.assign(v.network_dice().begin(), v.network_dice().end());
+  out.site_dice.assign(v.site_dice().begin(), v.site_dice().end());
+  return out;
+}
+
 /// 32 random lowercase hex digits (128 bits), like Python's uuid4().hex.
 std::string random_session_id() {
   std::random_device device;
@@ -138,6 +154,9 @@ struct RemoteSession::State {
   SessionStatus status;
   bool features_cached = false;
   std::string backend;
+  std::string head_source;
+  std::string head_reason;
+  std::uint64_t site_version = 0;
 
   /// A context with the bearer token and a deadline `timeout` from now.
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) const {
@@ -267,7 +286,8 @@ std::vector<ModelInfo> RemoteSession::list_models() {
                       {m.class_names().begin(), m.class_names().end()},
                       m.spatial_dims(),
                       m.channels(),
-                      m.backend()});
+                      m.backend(),
+                      m.has_site()});
   }
   return models;
 }
@@ -324,6 +344,9 @@ const Mask& RemoteSession::open(const std::string& model, const Image& image,
   s.status = from_proto(response.status());
   s.features_cached = response.features_cached();
   s.backend = response.backend();
+  s.head_source = response.head_source();
+  s.head_reason = response.head_reason();
+  s.site_version = response.site_version();
   return s.mask;
 }
 
@@ -393,6 +416,31 @@ std::uint32_t RemoteSession::add_class(const std::string& name) {
   return response.label();
 }
 
+SiteVersion RemoteSession::accept() {
+  state_->require_open();
+  v1::AcceptMaskRequest request;
+  request.set_session_id(state_->session_id);
+  request.set_mask_version(state_->mask.version);
+  v1::AcceptMaskResponse response;
+  auto ctx = state_->context(state_->options.slow_call_timeout);
+  check(state_->stub->AcceptMask(ctx.get(), request, &response));
+  state_->status = from_proto(response.status());
+  return from_proto(response.version());
+}
+
+SiteReport RemoteSession::get_site(const std::string& model) {
+  v1::GetSiteRequest request;
+  request.set_model(model);
+  v1::GetSiteResponse response;
+  auto ctx = state_->context(state_->options.call_timeout);
+  check(state_->stub->GetSite(ctx.get(), request, &response));
+  SiteReport report;
+  for (const auto& v : response.versions()) report.versions.push_back(from_proto(v));
+  report.head_source = response.head_source();
+  report.head_reason = response.head_reason();
+  return report;
+}
+
 const Mask& RemoteSession::get_mask() {
   state_->require_open();
   state_->download_mask();
@@ -417,5 +465,8 @@ const SessionStatus& RemoteSession::status() const { return state_->status; }
 const std::string& RemoteSession::session_id() const { return state_->session_id; }
 bool RemoteSession::features_cached() const { return state_->features_cached; }
 const std::string& RemoteSession::backend() const { return state_->backend; }
+const std::string& RemoteSession::head_source() const { return state_->head_source; }
+const std::string& RemoteSession::head_reason() const { return state_->head_reason; }
+std::uint64_t RemoteSession::site_version() const { return state_->site_version; }
 
 }  // namespace medrefine::client

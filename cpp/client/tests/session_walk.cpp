@@ -1,6 +1,8 @@
 // Walks one session through every RemoteSession call, printing the mask the client holds after
-// each: `step <name> version <v> crc <crc32 of the labels as bytes, C order> classes <K>`.
-// tests/cpp/test_client.py replays the same walk on an in-process medrefine.Session.
+// each: `step <name> version <v> crc <crc32 of the labels as bytes, C order> classes <K>`, and
+// what accept() gave: `accept version <v> images <n> in_use <0|1> checked <0|1> classes <K>`.
+// tests/cpp/test_client.py replays the same walk on an in-process medrefine.Session and Site
+// (the server runs with --site-dir).
 // usage: medrefine_session_walk --target HOST:PORT --model NAME --image FILE MARK...
 //        [--token-file FILE]   (the marks go to one refine call)
 #include <zlib.h>
@@ -49,6 +51,8 @@ int walk(const medrefine::examples::Options& options) {
   RemoteSession session(connect);
   session.open(options.model, image);
   print_step("open", session);
+  std::printf("head %s site_version %llu\n", session.head_source().c_str(),
+              static_cast<unsigned long long>(session.site_version()));
   std::printf("undo_fresh %s\n", status_of([&] { session.undo(); }));
   std::size_t progress_events = 0;
   const auto result = session.refine(
@@ -66,6 +70,19 @@ int walk(const medrefine::examples::Options& options) {
   print_step("reset", session);
   session.undo();
   print_step("undo_reset", session);
+  const medrefine::client::SiteVersion accepted = session.accept();
+  std::printf("accept version %llu images %u in_use %d checked %d classes %zu\n",
+              static_cast<unsigned long long>(accepted.version), accepted.images,
+              accepted.in_use ? 1 : 0, accepted.checked ? 1 : 0, accepted.class_names.size());
+  std::printf("accept_again version %llu\n",
+              static_cast<unsigned long long>(session.accept().version));
+  const medrefine::client::SiteReport site = session.get_site(options.model);
+  std::printf(
+      "site versions %zu last %llu head %s\n", site.versions.size(),
+      static_cast<unsigned long long>(site.versions.empty() ? 0 : site.versions.back().version),
+      site.head_source.c_str());
+  session.add(options.marks.front());
+  std::printf("accept_pending %s\n", status_of([&] { session.accept(); }));
   const std::uint32_t label = session.add_class("lesion");
   std::printf("add_class label %u classes %zu\n", label, session.status().class_names.size());
   session.close();

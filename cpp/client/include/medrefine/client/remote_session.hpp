@@ -127,6 +127,30 @@ struct ModelInfo {
   std::uint32_t spatial_dims = 0;        ///< 2 or 3
   std::uint32_t channels = 0;            ///< image channels the network expects
   std::string backend;                   ///< what runs the backbone, e.g. "torch-cpu"
+  bool has_site = false;                 ///< the server keeps a site for it (`--site-dir`)
+};
+
+/// One version of a model's site (`medrefine serve --site-dir`): what RemoteSession::accept
+/// made, as the Python `medrefine.site.SiteVersion` describes it.
+struct SiteVersion {
+  std::uint64_t version = 0;             ///< its number: 1, 2, ...; newer is larger
+  std::string kind;                      ///< "accept", "rollback" or "reset"
+  std::uint32_t images = 0;              ///< accepted images it holds
+  std::vector<std::string> class_names;  ///< the site's classes, index = label
+  double created_at = 0.0;               ///< seconds since the Unix epoch (UTC)
+  bool checked = false;                  ///< its held-out check has run
+  bool in_use = false;                   ///< new sessions start from its head (check passed)
+  std::string reason;                    ///< the check's verdict in a sentence
+  std::uint32_t checked_images = 0;      ///< accepted images the check held out
+  std::vector<double> network_dice;      ///< per held-out image: the network head's Dice, [0, 1]
+  std::vector<double> site_dice;         ///< per held-out image: the site head's Dice, [0, 1]
+};
+
+/// A model's site: its kept versions, oldest first, and how a session opened now starts.
+struct SiteReport {
+  std::vector<SiteVersion> versions;  ///< the last is the site's state
+  std::string head_source;            ///< "network" or "site vN"
+  std::string head_reason;            ///< why, and whether refinement reaches wide
 };
 
 /// One gradient step of a refine, streamed before the step is taken.
@@ -226,6 +250,15 @@ class RemoteSession {
   /// Adds a class the network never learned; returns its label (the previous class count).
   std::uint32_t add_class(const std::string& name);
 
+  /// Records the mask held as the clinician's answer for this image: the server's site of the
+  /// model keeps a sample of it and refits (about a second). The session is unchanged.
+  /// FAILED_PRECONDITION when the server keeps no site for the model (`--site-dir`), when marks
+  /// are queued (refine first), or when the mask held is not the session's current one.
+  SiteVersion accept();
+
+  /// The site of `model` on the server (FAILED_PRECONDITION if it keeps none).
+  SiteReport get_site(const std::string& model);
+
   /// Downloads the whole current mask (replacing the one held) and returns it.
   const Mask& get_mask();
   /// Forgets the session on the server; the object can open() again afterwards.
@@ -241,6 +274,12 @@ class RemoteSession {
   bool features_cached() const;
   /// What ran the backbone for the latest open(), e.g. "torch-cpu".
   const std::string& backend() const;
+  /// Which head the latest open() started from: "network" or "site vN".
+  const std::string& head_source() const;
+  /// Why that head, and whether refinement reaches wide, in a sentence or two.
+  const std::string& head_reason() const;
+  /// The site version the session started from (0: none).
+  std::uint64_t site_version() const;
 
  private:
   struct State;
