@@ -1,6 +1,6 @@
 // Drives the viewer in Debian's Chromium through playwright-core, as a person would: choose a
 // sample, pick class and tool with the keyboard, draw a scribble with the mouse, refine, undo,
-// redo, download. It reads the overlay canvas back after each step and writes what it saw to
+// redo, accept, download. It reads the overlay canvas back after each step and writes what it saw to
 // <out>/result.json for tests/web/test_viewer.py to check against an in-process session.
 //
 // usage: node drive.mjs <plan.json>   (plan: see test_viewer.py's _drive)
@@ -88,6 +88,7 @@ async function drive(page, run) {
   else await page.selectOption("#sample", run.sample);
   let d = await settle(page, (v) => v.session && v.session !== before.session && v.maskVersion === "1", "open");
   result.session = d.session;
+  result.head = { source: d.headSource, text: await page.textContent("#head-source") };
   result.opened = await planes(page, run.views);
   result.refused = await refused(page);
 
@@ -116,6 +117,10 @@ async function drive(page, run) {
   await page.keyboard.press("Control+Shift+z");
   await settle(page, (v) => v.maskVersion === "4", "redo");
   result.redone = await planes(page, run.views);
+
+  await page.click("#accept");
+  d = await settle(page, (v) => v.siteVersion !== undefined, "accept");
+  result.accepted = { version: d.siteVersion, inUse: d.siteInUse, text: await page.textContent("#site-info") };
 
   const download = page.waitForEvent("download", WAIT);
   await page.click("#download");

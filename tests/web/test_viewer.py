@@ -2,11 +2,12 @@
 
 Debian's Chromium, driven by playwright-core (``drive.mjs``), opens a 2D and a 3D sample on a
 server that requires a token (the page asks for it), draws a scribble with real mouse events,
-refines, undoes, redoes and downloads the mask. The overlay's pixels read back from the canvas
-after each step must equal, pixel for pixel, the masks an in-process ``mr.Session`` gives for the
-same image and the marks the server recorded (read over the gRPC port); the downloaded NIfTI must
-hold the refined mask. A screenshot after the 2D refine is kept beside the results, and written
-to docs/images/viewer.png when ``MEDREFINE_UPDATE_SCREENSHOT=1``.
+refines, undoes, redoes, accepts (the server keeps a site per model) and downloads the mask.
+The overlay's pixels read back from the canvas after each step must equal, pixel for pixel, the
+masks an in-process ``mr.Session`` gives for the same image and the marks the server recorded
+(read over the gRPC port), and the accept the version an in-process site gives; the downloaded
+NIfTI must hold the refined mask. A screenshot after the 2D refine is kept beside the results,
+and written to docs/images/viewer.png when ``MEDREFINE_UPDATE_SCREENSHOT=1``.
 
 Without Chromium, node or web/node_modules the test skips, unless ``CI=true`` (or
 ``MEDREFINE_REQUIRE_BROWSER=1``) turns that into a failure.
@@ -85,7 +86,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     ports = {"grpc": folder / "port", "web": folder / "web-port"}
     args = ["serve", "--port", "0", "--port-file", str(ports["grpc"]), "--web"]
     args += ["--web-port", "0", "--web-port-file", str(ports["web"]), "--token-file", str(token)]
-    args += ["--models", ",".join(MODELS)]
+    args += ["--models", ",".join(MODELS), "--site-dir", str(folder / "sites")]
     command = [sys.executable, "-c", "import sys; from medrefine.cli import main; sys.exit(main())"]
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT)
@@ -132,7 +133,7 @@ def _open(sample: str) -> tuple[mr.Session, np.ndarray]:
     spatial = volume.array.ndim if volume.array.ndim == model.spatial_dims else model.spatial_dims
     spacing = volume.spacing if volume.spacing and len(volume.spacing) == spatial else None
     image = mr.Volume(np.ascontiguousarray(volume.array), spacing=spacing, affine=volume.affine)
-    session = mr.Session(model)
+    session = mr.Session(model, site=mr.Site(model))  # as the server's site, empty at first
     return session, session.set_image(image)
 
 
@@ -257,6 +258,14 @@ def test_a_scribble_drawn_in_the_browser_refines_as_in_process(
     _same(result["refined"], refined, "refined")
     _same(result["undone"], case.network, "undone")
     _same(result["redone"], refined, "redone")
+    source, why = case.session.head_source
+    assert result["head"] == {"source": source, "text": f"started from the network's head: {why}"}
+    accepted = case.session.accept()
+    assert accepted.validation is not None
+    assert result["accepted"]["version"] == str(accepted.version)
+    assert result["accepted"]["inUse"] == str(int(accepted.in_use))
+    assert result["accepted"]["text"].startswith(f"accepted as site v{accepted.version} (1 images)")
+    assert result["accepted"]["text"].endswith(accepted.validation.reason)
     assert result["progress"] == 1
     assert "ms on the server" in result["latency"]
 

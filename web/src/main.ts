@@ -1,4 +1,4 @@
-// The viewer page: open an image, draw marks, refine, undo, download. State lives in `state`;
+// The viewer page: open an image, draw marks, refine, undo, accept, download. State lives in `state`;
 // every server call goes through `run`, which shows its failure as a readable message.
 
 import type { Mark, ModelInfo } from "./gen/medrefine/v1/refine_pb";
@@ -153,6 +153,11 @@ async function openSession(model: ModelInfo, id = newSessionId()): Promise<void>
   const spacing = image.meta.spacing ? ` · ${image.meta.spacing.map((s) => s.toPrecision(3)).join(" × ")} mm` : "";
   $("image-info").textContent = `${image.meta.name}: ${image.meta.shape.join(" × ")} ${image.meta.dtype}${spacing}`;
   $("latency").textContent = `opened in ${(session.openSeconds * 1000).toFixed(0)} ms on the server (${session.backend})`;
+  const head = session.headSource === "network" ? "the network's head" : `the head of ${session.headSource}`;
+  $("head-source").textContent = `started from ${head}: ${session.headReason}`;
+  $("site-info").textContent = "";
+  root.dataset.headSource = session.headSource;
+  delete root.dataset.siteVersion;
   $("hint").hidden = true;
   (document.activeElement as HTMLElement | null)?.blur(); // the keys now go to the viewer
   buildLegend();
@@ -444,7 +449,20 @@ function history(kind: "undo" | "redo" | "reset"): void {
   });
 }
 
+function accept(): void {
+  const session = state.session;
+  if (!session) return;
+  void run(async () => {
+    const v = await session.accept();
+    const use = v.inUse ? "in use: new images start from it" : "not used yet";
+    $("site-info").textContent = `accepted as site v${v.version} (${v.images} images); its head is ${use}. ${v.reason}`;
+    root.dataset.siteVersion = String(v.version);
+    root.dataset.siteInUse = v.inUse ? "1" : "0";
+  });
+}
+
 $("refine").addEventListener("click", () => void run(refine));
+$("accept").addEventListener("click", accept);
 $("undo").addEventListener("click", () => history("undo"));
 $("redo").addEventListener("click", () => history("redo"));
 $("reset").addEventListener("click", () => history("reset"));
@@ -457,6 +475,11 @@ function syncControls(): void {
   $<HTMLButtonElement>("redo").disabled = !idle || !session?.status?.canRedo;
   $<HTMLButtonElement>("reset").disabled = !idle;
   $<HTMLButtonElement>("download").disabled = !idle;
+  const accept = $<HTMLButtonElement>("accept");
+  accept.disabled = !idle || !session?.model.hasSite || (session?.status?.pendingMarks ?? 0) > 0;
+  accept.title = session && !session.model.hasSite
+    ? "this server keeps no site for this model (medrefine serve --site-dir)"
+    : "the mask shown is this image's answer: the model's site learns from it";
   const s = session?.status;
   root.dataset.pending = String(s?.pendingMarks ?? 0);
   $("status").textContent = session

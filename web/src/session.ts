@@ -1,8 +1,9 @@
 // One session on the server, as the Python RemoteSession drives it: open (upload once, by
-// digest), queue marks, refine with progress, undo/redo/reset, add a class, fetch the mask.
+// digest), queue marks, refine with progress, undo/redo/reset, add a class, fetch the mask,
+// accept it into the model's site.
 // The mask is kept in step with the server through the deltas every call returns.
 
-import type { ModelInfo, Mark, MaskUpdate, RefineSummary, SessionStatus } from "./gen/medrefine/v1/refine_pb";
+import type { ModelInfo, Mark, MaskUpdate, RefineSummary, SessionStatus, SiteVersion } from "./gen/medrefine/v1/refine_pb";
 import { DType } from "./gen/medrefine/v1/refine_pb";
 import type { ImageMeta } from "./image";
 import { applyDelta, inflate, unpack } from "./mask";
@@ -37,6 +38,9 @@ export class Session {
   spatial: number[] = [];
   backend = "";
   openSeconds = 0;
+  /** Which head the session started from ("network" or "site vN"), and why. */
+  headSource = "";
+  headReason = "";
 
   private constructor(
     private readonly client: RefinerClient,
@@ -70,6 +74,8 @@ export class Session {
     session.spatial = response.spatialShape;
     session.backend = response.backend;
     session.openSeconds = response.seconds;
+    session.headSource = response.headSource;
+    session.headReason = response.headReason;
     session.status = response.status;
     await session.apply(response.mask);
     return session;
@@ -143,6 +149,15 @@ export class Session {
     const response = await this.client.addClass({ sessionId: this.id, name });
     this.status = response.status;
     return response.label;
+  }
+
+  /** Accept the mask shown as this image's answer: the model's site keeps a sample of it and
+   * refits its head. The session is unchanged. */
+  async accept(): Promise<SiteVersion> {
+    const response = await this.client.acceptMask({ sessionId: this.id, maskVersion: this.version });
+    this.status = response.status;
+    if (!response.version) throw new Error("the server sent no site version");
+    return response.version;
   }
 
   /** Every mark of the interactions that led to the current mask. */
