@@ -14,6 +14,7 @@ status code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,11 +43,14 @@ PRESETS = {
 
 
 class RemoteError(errors.MedrefineError):
-    """An error the server answered with; ``code`` is its gRPC status code."""
+    """An error the server answered with; ``code`` is its gRPC status code, ``reason`` the
+    ``medrefine.v1.ErrorReason`` name the server gave (trailing metadata ``medrefine-reason``),
+    or None."""
 
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+    def __init__(self, message: str, code: grpc.StatusCode, reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason
 
 
 class RemoteInputError(errors.InputError, RemoteError):
@@ -66,7 +70,19 @@ class RemoteStateError(errors.StateError, RemoteError):
 
 
 class RemoteCancelledError(errors.CancelledError, RemoteError):
-    """CANCELLED or DEADLINE_EXCEEDED: the call stopped; the session is as before it."""
+    """CANCELLED or DEADLINE_EXCEEDED: the call stopped. A refine the server had already
+    committed when the deadline passed (its answer was on the way) is found by the next call,
+    which reconciles (:attr:`RemoteSession.reconciled`)."""
+
+
+class RemoteUnauthenticatedError(RemoteError):
+    """UNAUTHENTICATED: no bearer token, or the wrong one."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """UNAVAILABLE: the server cannot be reached (down, restarting, wrong TLS settings), or is
+    still loading the model (``reason`` ``MODEL_LOADING``). A call that ended so may or may not
+    have taken effect; the next call finds out (:attr:`RemoteSession.reconciled`)."""
 
 
 _ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
@@ -76,16 +92,52 @@ _ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: RemoteStateError,
     grpc.StatusCode.CANCELLED: RemoteCancelledError,
     grpc.StatusCode.DEADLINE_EXCEEDED: RemoteCancelledError,
+    grpc.StatusCode.UNAUTHENTICATED: RemoteUnauthenticatedError,
+    grpc.StatusCode.UNAVAILABLE: RemoteUnavailableError,
 }
+#: Codes after which a call may or may not have taken effect on the server.
+_UNKNOWN_OUTCOME = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+}
+REASON_KEY = "medrefine-reason"  # trailing metadata key of a refusal's ErrorReason name
 
 
-_NOT_LIVE = "no open session"  # the server's NOT_FOUND for a session it does not hold now
+_NOT_LIVE = "SESSION_NOT_LIVE"  # the reason of a NOT_FOUND for a session not held here now
+
+
+def _reason(exc: grpc.RpcError) -> str | None:
+    """The ``medrefine-reason`` trailing metadata of a failed call, if any."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    for key, value in (trailing() if callable(trailing) else None) or ():
+        if key == REASON_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _raise(exc: grpc.RpcError) -> NoReturn:
     code: grpc.StatusCode = exc.code()
     details = exc.details() or code.name
-    raise _ERRORS.get(code, RemoteError)(details, code) from None
+    raise _ERRORS.get(code, RemoteError)(details, code, _reason(exc)) from None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What became of a call whose outcome this client did not learn (connection lost,
+    deadline passed, server killed): found out by the next call.
+
+    Attributes:
+        call: ``"refine"``, ``"undo"``, ``"redo"``, ``"reset"``, ``"add"`` or ``"add_class"``.
+        took_effect: the server's session holds its change (the client's mask, marks and
+            classes now mirror it); False: it never happened.
+        version: the session's mask version now.
+    """
+
+    call: str
+    took_effect: bool
+    version: int
 
 
 @dataclass(frozen=True)
@@ -185,6 +237,10 @@ class RemoteSession:
         self._pending: list[Mark] = []
         self.resumed = False  # whether set_image found the session already on the server
         self.last_mask_bytes = 0  # encoded size of the last mask update received
+        #: the last call whose outcome was unknown, once a later call found it (else None)
+        self.reconciled: Reconciled | None = None
+        # a call whose outcome is unknown: (call, mask version, queued marks, classes) before it
+        self._unsure: tuple[str, int, int, int, Mark | None] | None = None
         self._opened: tuple[pb.OpenSessionHeader, np.ndarray] | None = None  # to reopen
         self._head = ("network", "no image yet")
         self.site_version = 0  # the site version the session started from (0: none)
@@ -213,7 +269,7 @@ class RemoteSession:
 
     def _reopen_after(self, exc: RemoteNotFoundError) -> bool:
         """Reopen the session if ``exc`` says it is not live here; whether that was done."""
-        if self._opened is None or self.session_id is None or _NOT_LIVE not in str(exc):
+        if self._opened is None or self.session_id is None or exc.reason != _NOT_LIVE:
             return False
         header, data = self._opened
         header.session_id = self.session_id
@@ -260,6 +316,8 @@ class RemoteSession:
 
     def get_mask(self) -> np.ndarray:
         """The whole current mask fetched from the server (GetMask), not from deltas."""
+        if self._unsure is not None:
+            self.sync()
         return self._fetch_mask()
 
     # ----------------------------------------------------------------- image
@@ -329,9 +387,56 @@ class RemoteSession:
     def add(self, mark: Mark) -> None:
         """Queue a mark for the next :meth:`refine`; the server checks it now."""
         msg = convert.mark_to_proto(mark)
-        response = self._call("AddMarks", pb.AddMarksRequest(session_id=self._id(), marks=[msg]))
+        request = pb.AddMarksRequest(session_id=self._id(), marks=[msg])
+        with self._outcome("add", mark):
+            response = self._call("AddMarks", request)
         self._status = response.status
         self._pending.append(mark)
+
+    # ---------------------------------------------------------- reconciling
+    @contextlib.contextmanager
+    def _outcome(self, call: str, mark: Mark | None = None) -> Iterator[None]:
+        """Around a call that changes the session: first settle an earlier call whose outcome
+        is unknown (:meth:`sync`); if this one ends so (connection lost, deadline), remember
+        it for the next call to settle."""
+        if self._unsure is not None:
+            self.sync()
+        before = (call, self._version, len(self._pending), self.num_classes, mark)
+        try:
+            yield
+        except RemoteError as exc:
+            if exc.code in _UNKNOWN_OUTCOME:
+                self._unsure = before
+            raise
+
+    def sync(self) -> Reconciled | None:
+        """Learn where the server's session stands (an AddMarks without marks, which changes
+        nothing) and mirror it: the mask (GetMask when its version differs from the one held),
+        the queue and the classes. A call whose outcome was unknown is then settled, in
+        :attr:`reconciled` (also returned; None if there was none). Reopens the session by id
+        if the server does not hold it (restart, another replica)."""
+        request = pb.AddMarksRequest(session_id=self._id())
+        response = self._call("AddMarks", request)
+        status: pb.SessionStatus = response.status
+        self._status = status
+        if status.mask_version != self._version:
+            self._mask = self._fetch_mask()
+        if self._unsure is None:
+            return None
+        call, version, pending, classes, mark = self._unsure
+        self._unsure = None
+        if call == "add":
+            took = status.pending_marks > pending
+            if took and mark is not None:
+                self._pending.append(mark)
+        elif call == "add_class":
+            took = len(status.class_names) > classes
+        else:
+            took = self._version != version
+        if not status.pending_marks:
+            self._pending = []
+        self.reconciled = Reconciled(call, took, self._version)
+        return self.reconciled
 
     @property
     def pending(self) -> tuple[Mark, ...]:
@@ -346,6 +451,10 @@ class RemoteSession:
                 from it cancels the refine on the server, which leaves the session as before.
         """
         hook = progress if progress is not None else self.progress
+        with self._outcome("refine"):
+            return self._refine(hook)
+
+    def _refine(self, hook: Callable[[RefineProgress], None] | None) -> mr.RefineResult:
         request = pb.RefineRequest(
             session_id=self._id(),
             options=pb.RefineOptions(progress=hook is not None),
@@ -424,7 +533,9 @@ class RemoteSession:
     # --------------------------------------------------------------- history
     def _step(self, method: str) -> np.ndarray:
         request = pb.SessionRequest(session_id=self._id(), known_version=self._version)
-        response = self._call(method, request)
+        with self._outcome(method.lower()):
+            request.known_version = self._version  # sync may have moved it
+            response = self._call(method, request)
         self._status = response.status
         self._pending = []
         return self._apply(response.mask)
@@ -443,7 +554,9 @@ class RemoteSession:
 
     def add_class(self, name: str) -> int:
         """Add a class the network never learned; returns its label."""
-        response = self._call("AddClass", pb.AddClassRequest(session_id=self._id(), name=name))
+        request = pb.AddClassRequest(session_id=self._id(), name=name)
+        with self._outcome("add_class"):
+            response = self._call("AddClass", request)
         self._status = response.status
         return int(response.label)
 
@@ -451,6 +564,8 @@ class RemoteSession:
     def history(self) -> tuple[mr.Interaction, ...]:
         """Every interaction that led to the current mask, oldest first. A refine's
         ``result.mask`` is empty (shape ``(0,)``): the server sends only the current mask."""
+        if self._unsure is not None:
+            self.sync()
         response = self._call("GetHistory", pb.SessionRequest(session_id=self._id()))
         ndim = len(self._shape)
         kinds = {v: k for k, v in convert.KINDS.items()}

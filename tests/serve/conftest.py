@@ -12,6 +12,8 @@ import pytest
 import medrefine as mr
 from medrefine.serve import Server, ServerConfig, create_server
 
+from .pg import pg_url  # noqa: F401  (the fixture, for every test here)
+
 MODELS = ("nuclei-unet2d", "hippocampus-unet3d")
 
 

@@ -257,13 +257,21 @@ class Session:
 
     # ---------------------------------------------------------------- refine
     @locked
-    def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> RefineResult:
+    def refine(
+        self,
+        progress: Callable[[RefineProgress], None] | None = None,
+        *,
+        before_commit: Callable[[], None] | None = None,
+    ) -> RefineResult:
         """Fine-tune the head on every mark so far and return the new mask.
 
         Args:
             progress: called before every gradient step with a :class:`RefineProgress`; if it
                 raises (e.g. :class:`~medrefine.errors.CancelledError` on a client's cancel or
                 a deadline), the refine stops and the session is exactly as before the call.
+            before_commit: called once the refine is computed, just before it becomes the
+                session's state; if it raises (e.g. a deadline that passed meanwhile), the
+                session is exactly as before the call.
 
         Returns:
             The result; its ``mask`` is a new array (writing into it changes nothing here).
@@ -281,6 +289,12 @@ class Session:
             return _unchanged(img.history.current)
         config = sites.widened(self.config) if self._wide else self.config
         result, new = step.refine_step(img, img.history.current, self._pending, config, progress)
+        if before_commit is not None:
+            try:
+                before_commit()
+            except BaseException:
+                classes.load_head(img, img.history.current)  # the head refine_step trained
+                raise
         self._commit(img, new)
         return result
 

@@ -42,6 +42,30 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     p.add_argument("--journal-dir", type=Path, help="journal every interaction here (SQLite)")
     p.add_argument(
+        "--journal",
+        help="journal here: a directory (SQLite, as --journal-dir) or a postgresql:// URL "
+        "(replicas on several machines share it; needs the postgres extra)",
+    )
+    p.add_argument(
+        "--upload-idle-s",
+        type=float,
+        default=30.0,
+        help="refuse an image upload that sends nothing for this long (seconds)",
+    )
+    p.add_argument(
+        "--max-upload-mb-total",
+        type=int,
+        default=2048,
+        help="memory all image uploads in progress may hold together (MiB)",
+    )
+    p.add_argument("--max-uploads", type=int, default=128, help="image uploads served at once")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="seconds SIGTERM lets running calls finish before the process exits",
+    )
+    p.add_argument(
         "--site-dir",
         type=Path,
         help="keep one site per model here (DIR/<model>.site): accepted masks teach new sessions",
@@ -65,6 +89,22 @@ def _read(path: Path | None) -> bytes | None:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def _journal_url(args: argparse.Namespace) -> str | None:
+    """``--journal`` when it is a PostgreSQL URL."""
+    where: str | None = args.journal
+    return where if where and where.startswith(("postgresql://", "postgres://")) else None
+
+
+def _journal_dir(args: argparse.Namespace) -> Path | None:
+    """``--journal-dir``, or ``--journal`` when it is a directory."""
+    if args.journal and args.journal_dir:
+        raise InputError("--journal and --journal-dir name the same thing: give one")
+    if args.journal and _journal_url(args) is None:
+        return Path(args.journal)
+    directory: Path | None = args.journal_dir
+    return directory
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the config from ``args`` and serve until SIGTERM/SIGINT."""
     from medrefine.serve import ServerConfig, serve
@@ -81,7 +121,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         feature_cache_bytes=args.feature_cache_mb << 20,
         image_store_bytes=args.image_store_mb << 20,
-        journal_dir=args.journal_dir,
+        journal_dir=_journal_dir(args),
+        journal_url=_journal_url(args),
+        upload_idle_s=args.upload_idle_s,
+        max_upload_bytes_total=args.max_upload_mb_total << 20,
+        max_uploads=args.max_uploads,
+        drain_s=args.drain_timeout,
         site_dir=args.site_dir,
         token=None if token is None else token.decode().strip(),
         tls_cert=_read(args.tls_cert),

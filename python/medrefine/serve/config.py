@@ -33,6 +33,17 @@ class ServerConfig:
             is skipped).
         mask_versions: masks kept per session to answer deltas against (older: whole mask).
         journal_dir: where ``journal.sqlite3`` lives (None: nothing journaled).
+        journal_url: a ``postgresql://`` URL to journal in instead (replicas on several
+            machines share it); not with ``journal_dir``.
+        upload_idle_s: an OpenSession stream that sends no message for this long (seconds) is
+            refused with RESOURCE_EXHAUSTED and its memory freed.
+        max_upload_bytes_total: bytes all uploads in progress may hold together (each holds
+            the size its header declares, from its first chunk to its end); an upload past it is
+            refused with RESOURCE_EXHAUSTED before it is read.
+        max_uploads: OpenSession streams served at once; more are refused at once with
+            RESOURCE_EXHAUSTED (the handler threads are sized so that other calls always find
+            one free).
+        drain_s: seconds SIGTERM lets running calls finish before the process exits.
         site_dir: where each model's site lives, ``<model name>.site`` (None: no sites, and
             AcceptMask fails): :mod:`medrefine.serve.sites`.
         token: bearer token every call must carry (None: no token needed).
@@ -63,6 +74,11 @@ class ServerConfig:
     image_store_bytes: int = 1 << 30
     mask_versions: int = 8
     journal_dir: Path | None = None
+    journal_url: str | None = None
+    upload_idle_s: float = 30.0
+    max_upload_bytes_total: int = 2 << 30
+    max_uploads: int = 128
+    drain_s: float = 10.0
     site_dir: Path | None = None
     token: str | None = None
     tls_cert: bytes | None = None
@@ -82,6 +98,8 @@ class ServerConfig:
             "max_points_per_mark",
             "workers",
             "mask_versions",
+            "max_upload_bytes_total",
+            "max_uploads",
         ):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -89,6 +107,14 @@ class ServerConfig:
             raise InputError(f"max_classes must be in 2..256, got {self.max_classes}")
         if self.idle_ttl_s < 0 or self.feature_cache_bytes < 0 or self.image_store_bytes < 0:
             raise InputError("idle_ttl_s and the cache budgets must be >= 0")
+        if not self.upload_idle_s > 0 or self.drain_s < 0:
+            raise InputError("upload_idle_s must be > 0 and drain_s >= 0")
+        if self.journal_url is not None:
+            if self.journal_dir is not None:
+                raise InputError("journal_dir and journal_url exclude each other: pick one")
+            if not self.journal_url.startswith(("postgresql://", "postgres://")):
+                scheme = self.journal_url.split(":")[0]
+                raise InputError(f"journal_url must be a postgresql:// URL, not {scheme}:")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InputError("tls_cert and tls_key go together")
         if self.client_ca is not None and self.tls_cert is None:
@@ -103,6 +129,11 @@ class ServerConfig:
         if budget is not None and budget < 1:
             raise InputError(f"memory_budget_bytes must be at least 1, got {budget}")
         self.session_limits()  # checks the two set_image budgets
+
+    @property
+    def journal(self) -> str | Path | None:
+        """Where the journal lives: the PostgreSQL URL, the SQLite directory, or None."""
+        return self.journal_url if self.journal_url is not None else self.journal_dir
 
     def session_limits(self) -> SessionLimits:
         """The limits every session of this server runs under."""

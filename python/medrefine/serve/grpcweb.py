@@ -65,6 +65,11 @@ class CallContext:
     def set_details(self, details: str) -> None:
         self.details = details
 
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        """Send ``metadata`` (e.g. an error's ``medrefine-reason``) as response trailers."""
+        for key, value in metadata:
+            self._ctx.response_trailers[key] = value
+
     def is_active(self) -> bool:
         return True
 

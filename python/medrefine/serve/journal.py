@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 EventKind = Literal["add", "refine", "undo", "redo", "reset", "add_class"]
 _SCHEMA = """
@@ -61,6 +61,60 @@ class SessionRecord:
     site_version: int = 0
 
 
+@dataclass(frozen=True)
+class Head:
+    """Where a session's journal stands: ``seq`` events so far; ``closed`` by CloseSession."""
+
+    seq: int
+    closed: bool
+
+
+class ConflictError(Exception):
+    """An append that expected the session at one sequence number found another process had
+    appended since: the caller's copy of the session is stale."""
+
+    def __init__(self, session_id: str, expect: int | None) -> None:
+        super().__init__(f"session {session_id!r} moved past event {expect} in another process")
+
+
+class SessionJournal(Protocol):
+    """What a server needs of its journal (:class:`Journal` in SQLite, or
+    :class:`medrefine.serve.pg_journal.PgJournal` in PostgreSQL). Every method is thread-safe
+    and every write is committed when it returns."""
+
+    def open_session(self, record: SessionRecord) -> None: ...
+
+    def append(
+        self, session_id: str, kind: EventKind, payload: bytes = b"", expect: int | None = None
+    ) -> int: ...
+
+    def head(self, session_id: str) -> Head | None: ...
+
+    def close_session(self, session_id: str) -> None: ...
+
+    def record(self, session_id: str) -> SessionRecord | None: ...
+
+    def events(self, session_id: str) -> list[tuple[EventKind, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+def open_journal(where: str | Path | None) -> SessionJournal | None:
+    """The journal at ``where``: a ``postgresql://`` URL (:class:`PgJournal`), a directory
+    (SQLite, ``journal.sqlite3`` in it), or None (nothing journaled)."""
+    if where is None:
+        return None
+    if isinstance(where, str) and where.startswith(PG_SCHEMES):
+        from medrefine.serve.pg_journal import PgJournal
+
+        return PgJournal(where)
+    return Journal(Path(where))
+
+
+#: URL prefixes that name a PostgreSQL database.
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
 class Journal:
     """Thread-safe append-only log of sessions and their interactions (SQLite)."""
 
@@ -101,14 +155,49 @@ class Journal:
                 ),
             )
 
-    def append(self, session_id: str, kind: EventKind, payload: bytes = b"") -> None:
-        """Append one interaction; committed when this returns."""
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO events (session_id, seq, kind, payload) VALUES (?, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE session_id = ?), ?, ?)",
-                (session_id, session_id, kind, payload),
-            )
+    def append(
+        self, session_id: str, kind: EventKind, payload: bytes = b"", expect: int | None = None
+    ) -> int:
+        """Append one interaction; committed when this returns. Returns its sequence number
+        (1, 2, ...: the number of the session's events so far).
+
+        Args:
+            expect: the sequence number of the session's last event as the caller knows it
+                (None: append after whatever is there). Another process that appended since
+                makes this raise :class:`ConflictError` and appends nothing.
+        """
+        with self._lock:
+            try:
+                with self._db:
+                    if expect is None:
+                        self._db.execute(
+                            "INSERT INTO events (session_id, seq, kind, payload) VALUES (?, "
+                            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE session_id = ?), "
+                            "?, ?)",
+                            (session_id, session_id, kind, payload),
+                        )
+                    else:
+                        self._db.execute(
+                            "INSERT INTO events (session_id, seq, kind, payload) "
+                            "VALUES (?, ?, ?, ?)",
+                            (session_id, expect + 1, kind, payload),
+                        )
+                    row = self._db.execute(
+                        "SELECT MAX(seq) FROM events WHERE session_id = ?", (session_id,)
+                    ).fetchone()
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(session_id, expect) from exc
+        return int(row[0])
+
+    def head(self, session_id: str) -> Head | None:
+        """The session's last sequence number and closed flag (None: never journaled)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT closed, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?) "
+                "FROM sessions WHERE id = ?",
+                (session_id, session_id),
+            ).fetchone()
+        return None if row is None else Head(int(row[1]), bool(row[0]))
 
     def close_session(self, session_id: str) -> None:
         """Mark a session closed: it cannot be reopened."""

@@ -3,7 +3,11 @@
 The refine runs in a worker thread that holds the session's lock and a compute slot; the handler
 yields what the worker queues. ``Session.refine(progress=...)`` calls the progress hook before every
 gradient step: it forwards the step to the client and raises ``CancelledError`` once the client
-has cancelled or the deadline has passed, which leaves the session as before the refine.
+has cancelled or the deadline has passed, which leaves the session as before the refine. The same
+check runs once more when the refine is computed, before it is committed (and before it is
+journaled): a refine either commits before its deadline and is answered, or does not commit.
+A deadline can still pass while the answer of a committed refine travels; the client then learns
+the outcome from the session's ``mask_version`` in its next call.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from medrefine.errors import CancelledError, NotFoundError
+from medrefine.errors import CancelledError
 from medrefine.serve import convert
 from medrefine.serve.journal import EventKind
 from medrefine.serve.registry import Entry
@@ -23,6 +27,7 @@ from medrefine.types import RefineProgress, RefineResult
 from medrefine.v1 import refine_pb2 as pb
 
 JournalFn = Callable[[Entry, EventKind], None]
+CheckFn = Callable[[Entry], None]
 
 
 def _progress_event(p: RefineProgress) -> pb.RefineEvent:
@@ -51,14 +56,18 @@ def _refine(
 ) -> RefineResult:
     """Run the session's refine. Raises CancelledError (session unchanged) if stopped."""
 
-    def hook(p: RefineProgress) -> None:
+    def stop() -> None:
         reason = _stopped(context)
         if reason is not None:
             raise CancelledError(reason)
+
+    def hook(p: RefineProgress) -> None:
+        stop()
         if send:
             out.put(_progress_event(p))
 
-    return entry.session.refine(progress=hook)
+    stop()  # the call may have waited for the session's lock or a compute slot past its deadline
+    return entry.session.refine(progress=hook, before_commit=stop)
 
 
 def _work(
@@ -67,12 +76,12 @@ def _work(
     request: pb.RefineRequest,
     context: grpc.ServicerContext,
     journal: JournalFn,
+    check: CheckFn,
     out: queue.Queue[Any],
 ) -> pb.RefineEvent:
     """Refine under the session's lock and a compute slot, journal it; the result event."""
     with entry.lock, compute:
-        if entry.closed:
-            raise NotFoundError(f"session {entry.id!r} was closed")
+        check(entry)  # still live here, and not moved on by another server
         result = _refine(entry, context, request.options.progress, out)
         journal(entry, "refine")
         entry.new_version(result.mask)
@@ -91,6 +100,7 @@ def run_refine(
     request: pb.RefineRequest,
     context: grpc.ServicerContext,
     journal: JournalFn,
+    check: CheckFn,
 ) -> Iterator[pb.RefineEvent]:
     """Refine ``entry``'s session; yields progress events (if asked) and then the result.
 
@@ -99,12 +109,12 @@ def run_refine(
     """
     out: queue.Queue[Any] = queue.Queue()
     if not request.options.progress:
-        yield _work(entry, compute, request, context, journal, out)
+        yield _work(entry, compute, request, context, journal, check, out)
         return
 
     def work() -> None:
         try:
-            out.put(_work(entry, compute, request, context, journal, out))
+            out.put(_work(entry, compute, request, context, journal, check, out))
         except Exception as exc:
             out.put(exc)
 

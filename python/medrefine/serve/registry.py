@@ -8,12 +8,13 @@ Sessions idle longer than the TTL are dropped (their journal stays, so they can 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,8 +25,9 @@ from medrefine.engine import admission
 from medrefine.errors import InputError, NotFoundError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
-from medrefine.serve.journal import Journal, SessionRecord
+from medrefine.serve.journal import ConflictError, EventKind, SessionJournal, SessionRecord
 from medrefine.serve.sites import PinnedSite, Sites, session_start
+from medrefine.serve.status import SessionClosedError, SessionNotLiveError
 from medrefine.site import SiteStart, SiteVersion
 from medrefine.v1 import refine_pb2 as pb
 
@@ -95,6 +97,8 @@ class Entry:
         version: the current mask's version. masks: recent versions' masks (for deltas).
         last_used: ``time.monotonic()`` of the last call.
         held: memory the session keeps, bytes, as admission estimated it at open.
+        seq: the journal's sequence number of the last event this copy reflects (every call
+            checks it against the journal, every append expects it: one owner at a time).
         start: how it started at its model's site (None: no site).
         accepted: the last mask version accepted and the site version that made.
     """
@@ -110,6 +114,7 @@ class Entry:
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
     held: float = 0.0
+    seq: int = 0
     start: SiteStart | None = None
     accepted: tuple[int, SiteVersion] | None = None
 
@@ -162,7 +167,7 @@ def _memory_budget(config: ServerConfig) -> float | None:
 class Registry:
     """The server's sessions, models, feature cache, image store and journal."""
 
-    def __init__(self, config: ServerConfig, journal: Journal | None) -> None:
+    def __init__(self, config: ServerConfig, journal: SessionJournal | None) -> None:
         self.config = config
         self.journal = journal
         names = config.models or tuple(mr.list_models())
@@ -186,14 +191,66 @@ class Registry:
         return self.models[name]
 
     def get(self, session_id: str) -> Entry:
-        """The live session ``session_id`` (NotFoundError if none, or idle past the TTL)."""
+        """The live session ``session_id`` (NotFoundError if none, or idle past the TTL:
+        :class:`SessionClosedError` if it was closed, else :class:`SessionNotLiveError`)."""
         self.sweep()
         with self._lock:
             entry = self._sessions.get(session_id)
         if entry is None:
-            raise NotFoundError(f"no open session {session_id!r} (open it again by its id)")
+            head = self.journal.head(session_id) if self.journal and session_id else None
+            if head is not None and head.closed:
+                raise SessionClosedError(
+                    f"session {session_id!r} was closed and cannot be reopened; open a new one"
+                )
+            raise SessionNotLiveError(
+                f"no open session {session_id!r} here (open it again by its id)"
+            )
         entry.last_used = time.monotonic()
         return entry
+
+    def check(self, entry: Entry) -> None:
+        """Refuse a copy of a session that the journal has moved past (the caller holds
+        ``entry.lock``): another server changed or closed it. The stale copy is dropped, so the
+        next open by id replays the journal (:class:`SessionNotLiveError`)."""
+        if entry.closed:
+            raise SessionNotLiveError(f"session {entry.id!r} is not open here any more")
+        if self.journal is None:
+            return
+        head = self.journal.head(entry.id)
+        if head is None or (head.seq == entry.seq and not head.closed):
+            return
+        self.drop(entry.id)
+        if head.closed:
+            raise SessionClosedError(f"session {entry.id!r} was closed through another server")
+        log.info("session %s changed through another server: dropped here", entry.id)
+        raise SessionNotLiveError(
+            f"session {entry.id!r} was changed through another server (event {head.seq}, this "
+            f"copy {entry.seq}): open it again by its id"
+        )
+
+    @contextlib.contextmanager
+    def hold(self, session_id: str) -> Iterator[Entry]:
+        """The live session ``session_id``, locked and checked against the journal."""
+        entry = self.get(session_id)
+        with entry.lock:
+            self.check(entry)
+            yield entry
+
+    def journal_event(self, entry: Entry, kind: EventKind, payload: bytes = b"") -> None:
+        """Journal one interaction of ``entry`` (its lock held), expecting the journal where
+        this copy left it; a copy another server has moved past is dropped and refused."""
+        if self.journal is None:
+            return
+        try:
+            entry.seq = self.journal.append(entry.id, kind, payload, expect=entry.seq)
+        except ConflictError as exc:
+            self.drop(entry.id)
+            raise SessionNotLiveError(
+                f"session {entry.id!r} was changed through another server: open it again by its id"
+            ) from exc
+        except Exception:
+            self.drop(entry.id)  # the journal, not memory, is what a reopen rebuilds
+            raise
 
     def live(self, session_id: str) -> Entry | None:
         with self._lock:
@@ -346,7 +403,8 @@ class Registry:
         assert self.journal is not None
         s = entry.session
         ndim = len(s.image_shape)
-        for kind, payload in self.journal.events(entry.id):
+        events = self.journal.events(entry.id)
+        for kind, payload in events:
             if kind == "add":
                 s.add(convert.mark_from_proto(pb.Mark.FromString(payload), ndim, 1 << 62))
             elif kind == "refine":
@@ -361,5 +419,8 @@ class Registry:
                 s.add_class(payload.decode())
             else:
                 raise InputError(f"journal of session {entry.id!r} holds an unknown event {kind!r}")
-        log.info("session %s replayed from the journal", entry.id)
+        # the version numbers the first holder gave: 1 for the network's mask, +1 per change
+        entry.version = sum(kind in ("refine", "undo", "redo", "reset") for kind, _ in events)
+        entry.seq = len(events)
+        log.info("session %s replayed from the journal (%d events)", entry.id, len(events))
         return s.mask

@@ -18,7 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from medrefine.errors import InputError
 from medrefine.serve.auth import TokenAuth
 from medrefine.serve.config import ServerConfig
-from medrefine.serve.journal import Journal
+from medrefine.serve.guard import DecodeGuard
+from medrefine.serve.journal import open_journal
 from medrefine.serve.registry import Registry
 from medrefine.serve.servicer import RefinerServicer
 from medrefine.v1 import refine_pb2 as pb
@@ -61,10 +62,14 @@ def create_server(address: str, config: ServerConfig | None = None) -> tuple[Ser
         The server and the port it is bound to.
     """
     config = config or ServerConfig()
-    journal = Journal(config.journal_dir) if config.journal_dir is not None else None
+    journal = open_journal(config.journal)
     registry = Registry(config, journal)
-    interceptors = [TokenAuth(config.token)] if config.token is not None else []
-    pool = futures.ThreadPoolExecutor(max_workers=max(16, 4 * config.workers))
+    interceptors: list[grpc.ServerInterceptor] = [DecodeGuard()]
+    if config.token is not None:
+        interceptors.append(TokenAuth(config.token))
+    # uploads may hold at most max_uploads handler threads (more are refused at once), so the
+    # other calls (health, ListModels, the sessions' calls) always find free ones
+    pool = futures.ThreadPoolExecutor(max_workers=config.max_uploads + max(32, 4 * config.workers))
     grpc_server = grpc.server(pool, interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
     add_servicer: Any = pb_grpc.add_RefinerServicer_to_server  # generated, untyped
     servicer = RefinerServicer(registry)
@@ -141,16 +146,35 @@ def serve(
         bound,
         "TLS" if config.tls_cert else "plaintext",
         "required" if config.token else "off",
-        config.journal_dir or "off",
+        _journal_name(config),
         config.site_dir or "off",
     )
     while not stop.wait(1.0):
         server.registry.sweep()
-    log.info("draining")
+    log.info("draining (at most %.0f s)", config.drain_s)
+    # whatever a hostile client left behind, the process ends within the drain timeout: past
+    # it (plus a little for the journal and the logs), it exits without waiting for threads
+    exit_timer = threading.Timer(config.drain_s + 2.0, _exit_now)
+    exit_timer.daemon = True
+    exit_timer.start()
     if web is not None:
         web.stop()
-    server.stop(grace=10.0)
+    server.stop(grace=config.drain_s)
     return 0
+
+
+def _exit_now() -> None:
+    log.warning("calls still running after the drain timeout: exiting without them")
+    logging.shutdown()
+    os._exit(0)
+
+
+def _journal_name(config: ServerConfig) -> str:
+    """Where the journal is, for the log: a URL without its user and password."""
+    if config.journal_url is not None:
+        scheme, rest = config.journal_url.split("://", 1)
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+    return str(config.journal_dir or "off")
 
 
 def _url_host(host: str) -> str:

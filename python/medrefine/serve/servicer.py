@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import grpc
 import numpy as np
 
 import medrefine as mr
-from medrefine.errors import InputError, NotFoundError, ResourceError
+from medrefine.errors import InputError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import DIGEST, SESSION_ID
 from medrefine.serve.journal import EventKind, SessionRecord
 from medrefine.serve.refining import run_refine
 from medrefine.serve.registry import Entry, Registry
 from medrefine.serve.site_calls import SiteCalls, head_fields
-from medrefine.serve.status import streaming, unary
+from medrefine.serve.status import (
+    SessionClosedError,
+    SessionNotLiveError,
+    streaming,
+    unary,
+)
+from medrefine.serve.uploads import IdleStream, Uploads
 from medrefine.v1 import refine_pb2 as pb
 from medrefine.v1 import refine_pb2_grpc as pb_grpc
 
@@ -40,18 +45,15 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def __init__(self, registry: Registry) -> None:
         self.reg = registry
         self.cfg = registry.config
+        self.uploads = Uploads(self.cfg.max_uploads, self.cfg.max_upload_bytes_total)
 
     # ------------------------------------------------------------------ helpers
     def _journal(self, entry: Entry, kind: EventKind, payload: bytes = b"") -> None:
-        """Journal one interaction; if that fails the live session is dropped (the journal,
-        not memory, is what a reopen rebuilds) and the call fails."""
-        if self.reg.journal is None:
-            return
-        try:
-            self.reg.journal.append(entry.id, kind, payload)
-        except sqlite3.Error:
-            self.reg.drop(entry.id)
-            raise
+        """Journal one interaction, expecting the journal where this copy of the session left
+        it; if that fails (another server moved the session on, or the journal is down) the
+        live session is dropped (the journal, not memory, is what a reopen rebuilds) and the
+        call fails."""
+        self.reg.journal_event(entry, kind, payload)
 
     def _marks(self, entry: Entry, marks: list[pb.Mark]) -> None:
         """Check, queue and journal ``marks`` in order (the caller holds the session lock)."""
@@ -107,8 +109,17 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def OpenSession(
         self, request_iterator: Iterator[pb.OpenSessionRequest], context: grpc.ServicerContext
     ) -> pb.OpenSessionResponse:
+        with self.uploads.stream():
+            stream = IdleStream(request_iterator, self.cfg.upload_idle_s)
+            try:
+                return self._open(stream)
+            finally:
+                stream.close()
+
+    def _open(self, stream: IdleStream) -> pb.OpenSessionResponse:
+        """OpenSession on a stream whose every message is waited for at most the idle time."""
         start = time.perf_counter()
-        first = next(request_iterator, None)
+        first = stream.next()
         if first is None or first.WhichOneof("part") != "header":
             raise InputError("the first OpenSession message must be the header")
         h = first.header
@@ -117,7 +128,9 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
         sid = h.session_id
         live = self.reg.live(sid) if sid else None
         if live is not None:
-            return self._reopen_live(live, h, start)
+            reopened = self._reopen_live(live, h, start)
+            if reopened is not None:
+                return reopened
         # refused before the upload when set_image could not be served (checked again, with
         # the memory claimed, once the image is here)
         self.reg.admit(h.model, shape[-model.spatial_dims :])
@@ -125,7 +138,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
         record = journaled
         if record is not None:
             if record.closed:
-                raise NotFoundError(f"session {sid!r} was closed and cannot be reopened")
+                raise SessionClosedError(f"session {sid!r} was closed and cannot be reopened")
             if record.model != h.model or (h.digest and h.digest != record.digest):
                 raise InputError(f"session {sid!r} was opened with another model or image")
         digest = h.digest or (record.digest if record else "")
@@ -133,7 +146,9 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
         if image is not None and (image.shape != shape or image.dtype != dtype):
             image = None
         if image is None:
-            data = _read_chunks(request_iterator, int(np.prod(shape)) * dtype.itemsize)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            with self.uploads.reserve(nbytes):
+                data = _read_chunks(stream, nbytes)
             if data is None:
                 if not digest:
                     raise InputError("no image chunks and no header.digest to find the image by")
@@ -182,10 +197,16 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
 
     def _reopen_live(
         self, entry: Entry, h: pb.OpenSessionHeader, start: float
-    ) -> pb.OpenSessionResponse:
+    ) -> pb.OpenSessionResponse | None:
+        """The live session, or None where another server has moved it on (dropped here: the
+        caller replays the journal)."""
         if entry.model != h.model or (h.digest and h.digest != entry.digest):
             raise InputError(f"session {entry.id!r} is open with another model or image")
         with entry.lock:
+            try:
+                self.reg.check(entry)
+            except SessionNotLiveError:
+                return None
             return pb.OpenSessionResponse(
                 session_id=entry.id,
                 resumed=True,
@@ -203,8 +224,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def AddMarks(
         self, request: pb.AddMarksRequest, context: grpc.ServicerContext
     ) -> pb.AddMarksResponse:
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             self._marks(entry, list(request.marks))
             return pb.AddMarksResponse(status=entry.status())
 
@@ -212,15 +232,15 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def Refine(
         self, request: pb.RefineRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RefineEvent]:
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             self._marks(entry, list(request.marks))
-        yield from run_refine(entry, self.reg.compute, request, context, self._journal)
+        yield from run_refine(
+            entry, self.reg.compute, request, context, self._journal, self.reg.check
+        )
 
     # ------------------------------------------------------------------ history
     def _step(self, request: pb.SessionRequest, kind: EventKind) -> pb.MaskResponse:
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             s = entry.session
             mask = {"undo": s.undo, "redo": s.redo, "reset": s.reset}[kind]()
             self._journal(entry, kind)
@@ -245,8 +265,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     ) -> pb.AddClassResponse:
         if len(request.name) > 128:
             raise InputError(f"class name has {len(request.name)} characters, at most 128")
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             s = entry.session
             if s.num_classes >= self.cfg.max_classes:
                 raise ResourceError(
@@ -261,8 +280,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def GetMask(
         self, request: pb.GetMaskRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.MaskChunk]:
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             mask, version = entry.masks[entry.version], entry.version
             bits = convert.bits_for(max(entry.session.num_classes, int(mask.max(initial=0)) + 1))
         data = zlib.compress(convert.pack(mask, bits), convert.ZLIB_LEVEL)
@@ -278,8 +296,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
     def GetHistory(
         self, request: pb.SessionRequest, context: grpc.ServicerContext
     ) -> pb.GetHistoryResponse:
-        entry = self.reg.get(request.session_id)
-        with entry.lock:
+        with self.reg.hold(request.session_id) as entry:
             entries = [convert.history_to_proto(i) for i in entry.session.history]
         return pb.GetHistoryResponse(entries=entries)
 
@@ -323,7 +340,7 @@ def _check_header(
     return shape, dtype
 
 
-def _read_chunks(messages: Iterator[pb.OpenSessionRequest], nbytes: int) -> bytearray | None:
+def _read_chunks(messages: Iterable[pb.OpenSessionRequest], nbytes: int) -> bytearray | None:
     """The image bytes the chunks carry (exactly ``nbytes``), or None if there are none."""
     buf: bytearray | None = None
     pos = 0
