@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "medrefine"
-CORE = ["engine", "kernels", "models", "backends", "io", "onnx", "data", "site", "types.py", "errors.py"]
+CORE = [
+    "engine",
+    "kernels",
+    "models",
+    "backends",
+    "io",
+    "onnx",
+    "data",
+    "site",
+    "types.py",
+    "errors.py",
+]
 OUTER = ("medrefine.eval", "medrefine.serve", "medrefine.benchmarks", "medrefine.cli")
 
 

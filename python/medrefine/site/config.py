@@ -25,6 +25,9 @@ class SiteConfig:
         fit_rows: the most rows one fit trains on (an even subsample of the kept ones), 256..2^22.
         lr: Adam's step, (0, 1].
         l2: weight of ``||W - W0||^2`` toward the network's own head, [0, 1e6].
+        balance: how far the fit evens the classes' total weights, [0, 1]: 0 weighs every
+            row by the pixels it stands for (the image's own class frequencies), 1 gives every
+            present class the same total weight.
         folds: image-grouped folds of the held-out check (leave-one-image-out while there are
             no more images than folds), 2..1000.
         min_images: accepted images needed before a site head may be used, 2..1000.
@@ -44,11 +47,12 @@ class SiteConfig:
     boundary_share: float = field(default=0.3, metadata=_bound(0.0, 1.0))
     max_images: int = field(default=500, metadata=_bound(1, 100000))
     history: int = field(default=32, metadata=_bound(1, 10000))
-    fit_steps: int = field(default=60, metadata=_bound(1, 10000))
-    fit_rows: int = field(default=1 << 16, metadata=_bound(256, 1 << 22))
+    fit_steps: int = field(default=100, metadata=_bound(1, 10000))
+    fit_rows: int = field(default=4096, metadata=_bound(256, 1 << 22))
     lr: float = field(default=1e-2, metadata=_bound(0.0, 1.0, lo_open=True))
     l2: float = field(default=1e-2, metadata=_bound(0.0, 1e6))
-    folds: int = field(default=5, metadata=_bound(2, 1000))
+    balance: float = field(default=0.5, metadata=_bound(0.0, 1.0))
+    folds: int = field(default=4, metadata=_bound(2, 1000))
     min_images: int = field(default=2, metadata=_bound(2, 1000))
     tolerance: float = field(default=0.02, metadata=_bound(0.0, 1.0))
     wide_below: float = field(default=0.5, metadata=_bound(0.0, 1.0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 from medrefine.engine.classes import NEW_CLASS_MARGIN, output_rows
 from medrefine.engine.head import last_layer, resize_outputs
 from medrefine.engine.pointwise import RowHead, as_row_head
+from medrefine.engine.threads import single_threaded
 from medrefine.errors import UnsupportedModelError
 from medrefine.site.config import SiteConfig
 from medrefine.site.samples import ImageSample
@@ -78,6 +80,26 @@ def stacked(
     return x, y, w
 
 
+def thinned(samples: Sequence[ImageSample], most: int, seed: int) -> list[ImageSample]:
+    """``samples`` with at most ``most`` rows in all: each image keeps an equal share, drawn
+    without replacement (seeded), each kept row then standing for proportionally more pixels."""
+    total = sum(s.rows.shape[0] for s in samples)
+    if total <= most:
+        return list(samples)
+    share = max(1, most // len(samples))
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in samples:
+        n = s.rows.shape[0]
+        if n <= share:
+            out.append(s)
+            continue
+        keep = np.sort(rng.choice(n, share, replace=False))
+        out.append(replace(s, rows=s.rows[keep], labels=s.labels[keep],
+                           weights=s.weights[keep] * (n / share)))  # fmt: skip
+    return out
+
+
 def split_rows(x: torch.Tensor, splits: Sequence[int]) -> tuple[torch.Tensor, ...]:
     """Rows ``(N, sum(splits))`` as one ``(N, C_i)`` block per feature."""
     return tuple(torch.split(x, list(splits), dim=1))
@@ -94,27 +116,24 @@ def fit_head(
     num_classes = len(class_names)
     out = with_classes(head, num_classes).train(False)
     rows = row_head(out)
-    x, y, w = stacked(samples, class_names)
-    if x.shape[0] > config.fit_rows:
-        keep = torch.from_numpy(
-            np.sort(np.random.default_rng(config.seed).choice(x.shape[0], config.fit_rows, False))
-        )
-        x, y, w = x[keep], y[keep], w[keep]
+    x, y, w = stacked(thinned(samples, config.fit_rows, config.seed), class_names)
     per_class = torch.zeros(num_classes).index_add_(0, y, w)
-    present = int((per_class > 0).sum())
-    weight = w / per_class[y] / max(present, 1)  # every present class weighs 1 / present
+    # balance 1: every present class's rows weigh the same in all; 0: as the image holds them
+    weight = w / per_class[y].pow(config.balance)
+    weight = weight / weight.sum().clamp_min(1e-12)
     params = [p for p in out.parameters() if p.requires_grad]
     start = [p.detach().clone() for p in params]
     opt = torch.optim.Adam(params, lr=config.lr)
     blocks = split_rows(x, samples[0].splits if samples else ())
-    for _ in range(config.fit_steps if samples else 0):
-        loss = (F.cross_entropy(rows(*blocks), y, reduction="none") * weight).sum()
-        if config.l2 > 0:
-            drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start, strict=True))
-            loss = loss + config.l2 * drift
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
+    with single_threaded():  # a few thousand rows: thread hand-offs cost more than they give
+        for _ in range(config.fit_steps if samples else 0):
+            loss = (F.cross_entropy(rows(*blocks), y, reduction="none") * weight).sum()
+            if config.l2 > 0:
+                drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start, strict=True))
+                loss = loss + config.l2 * drift
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
     return out
 
 
