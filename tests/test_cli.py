@@ -11,12 +11,14 @@ from medrefine.cli import main
 
 def test_demo_runs_on_a_shipped_sample_and_writes_the_overlay(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo.png"
-    assert (
-        main(["demo", "--sample", "hippocampus-017", "--interactions", "2", "--out", str(out)]) == 0
-    )
+    site = tmp_path / "site.png"
+    argv = ["demo", "--sample", "hippocampus-017", "--interactions", "2", "--out", str(out)]
+    assert main([*argv, "--site-out", str(site)]) == 0
     text = capsys.readouterr().out
     assert "hippocampus-unet3d" in text and "overlay written" in text
     assert out.stat().st_size > 10_000
+    # the site part: the series' last image opens from what the first ones taught
+    assert "a site learns from accepted masks" in text and site.stat().st_size > 10_000
 
 
 def test_models_lists_every_zoo_model(capsys, monkeypatch) -> None:

@@ -15,6 +15,10 @@ def _demo(args: argparse.Namespace) -> int:
     from medrefine.engine.refine import RefineConfig
 
     run_demo(args.sample, args.interactions, args.out, RefineConfig().with_overrides(args.config))
+    if args.site_out != "none":
+        from medrefine.demo import run_site_demo
+
+        run_site_demo(args.site_out)
     return 0
 
 
@@ -72,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", default="nuclei-stained", choices=list_samples())
     demo.add_argument("--interactions", type=int, default=3)
     demo.add_argument("--out", default="medrefine-demo.png", help="overlay PNG to write")
+    demo.add_argument(
+        "--site-out",
+        default="medrefine-site-demo.png",
+        help="the site part's overlay PNG ('none': skip the site part)",
+    )
     demo.add_argument(
         "--config",
         default="",

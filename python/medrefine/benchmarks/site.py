@@ -96,7 +96,12 @@ def _methods(s: SiteSet, site_config: SiteConfig) -> dict[str, Callable[[], Inte
 
 
 def run_set(
-    s: SiteSet, root: Path, cap: int, site_config: SiteConfig, only: Sequence[str] = ()
+    s: SiteSet,
+    root: Path,
+    cap: int,
+    site_config: SiteConfig,
+    only: Sequence[str] = (),
+    finished: float = 0.0,
 ) -> list[SequenceRecord]:
     """Every method of set ``s`` over its images."""
     ds = open_dataset(root / s.dataset)
@@ -108,7 +113,7 @@ def run_set(
     for name, make in _methods(s, site_config).items():
         if only and name not in only:
             continue
-        records += run_sequence(make, cases, model.num_classes, robot, cap)
+        records += run_sequence(make, cases, model.num_classes, robot, cap, finished)
     return records
 
 
@@ -147,9 +152,15 @@ def summary(s: SiteSet, records: Sequence[SequenceRecord], cap: int) -> str:
             r = next((r for r in records if r.method == m and r.index == i), None)
             cells.append("" if r is None else f"{r.first:.2f} / {r.noc85}")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
-    heads = [r.head for r in records if r.head.startswith("site")]
-    if heads:
-        lines += ["", f"Images that started from a site head: {len(heads)} of {last}."]
+    for m in methods:
+        of = [r for r in records if r.method == m and "site" in m]
+        if of:
+            started = sum(r.head.startswith("site") for r in of)
+            lines += [
+                "",
+                f"`{m}`: {sum(r.accepted for r in of)} of {last} images accepted; "
+                f"{started} started from a site head.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -187,6 +198,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--images", type=int, default=0, help="images per set (0: the set's own)")
     p.add_argument("--dev", action="store_true", help="the sets' dev parts (skipped cases)")
     p.add_argument("--site", default="", help="SiteConfig overrides, e.g. fit_steps=100,l2=0.1")
+    p.add_argument(
+        "--finished",
+        type=float,
+        default=0.0,
+        help="accept only final masks with at least this Dice (default 0: every final mask, "
+        "as the protocol says; 0.85: only images the user finished)",
+    )
     p.set_defaults(func=run)
 
 
@@ -212,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         if args.images:
             s = SiteSet(**{**s.__dict__, "images": args.images})
         start = time.perf_counter()
-        records = run_set(s, args.data_root, args.cap, config, methods)
+        records = run_set(s, args.data_root, args.cap, config, methods, args.finished)
         out = args.out / s.key
         out.mkdir(parents=True, exist_ok=True)
         (out / "records.json").write_text(json.dumps([r.to_json() for r in records], indent=1))

@@ -6,6 +6,10 @@ a seed method), the simulated user (robot-user protocol v1.1) corrects it until 
 mask (never the ground truth) so that the next image may start from what it taught. Per image
 and method: the first mask's Dice, the interactions needed to reach 0.85 and 0.90 (NoC, ``cap``
 when never), and the seconds the method took (start, refines and accept).
+
+Which masks are accepted: every final mask, as the protocol says, unfinished ones too. With
+``finished`` > 0 only those whose Dice reached it (``medrefine bench site --finished 0.85``: a
+clinician who gave up on an image at the cap does not sign its mask off).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class SequenceRecord:
         seconds: the method's time on this image (start, refines, accept).
         head: which head the session started from (``"network"``, ``"site vN"``; "" for
             methods without one).
+        accepted: the final mask went to the method's site.
     """
 
     method: str
@@ -55,6 +60,7 @@ class SequenceRecord:
     interactions: int
     seconds: float
     head: str = ""
+    accepted: bool = False
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -107,21 +113,23 @@ def run_sequence(
     num_classes: int,
     robot: RobotConfig,
     cap: int,
+    finished: float = 0.0,
 ) -> list[SequenceRecord]:
     """One method over ``cases`` in order. ``make`` builds the method for each image (a method
     holding a site keeps it across images); a :class:`MedrefineMethod` with a site accepts its
-    final mask after each image."""
+    final mask after each image the user finished (Dice >= ``finished``)."""
     out = []
     for index, case in enumerate(cases, start=1):
         method = make()
         dice, seconds, _ = correct(method, case, num_classes, robot, cap)
-        head = ""
+        head, accepted = "", False
         if isinstance(method, MedrefineMethod) and method.session is not None:
             head = method.session.head_source[0]
-            if method.site is not None:
+            if method.site is not None and dice[-1] >= finished:
                 t = time.perf_counter()
                 method.session.accept()
                 seconds += time.perf_counter() - t
+                accepted = True
         out.append(
             SequenceRecord(
                 method.name,
@@ -134,6 +142,7 @@ def run_sequence(
                 len(dice) - 1,
                 seconds,
                 head,
+                accepted,
             )
         )
     return out

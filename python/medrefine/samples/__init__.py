@@ -37,8 +37,16 @@ SAMPLES: dict[str, Sample] = {
         Sample("fetalhead", "fetalhead-unet2d", (0.09434756243, 0.09434756243), ".png"),
         Sample("hippocampus-007", "hippocampus-unet3d", (1.0, 1.0, 1.0), ".nii.gz"),
         Sample("hippocampus-017", "hippocampus-unet3d", (1.0, 1.0, 1.0), ".nii.gz"),
+        # A series of stained tissue, on which the fluorescence-trained network finds almost no
+        # nucleus (Dice below 0.04): what `medrefine demo`'s site part learns from.
+        *(
+            Sample(f"stained-series-{i}", "nuclei-fluo-unet2d", (1.0, 1.0), ".png")
+            for i in (1, 2, 3)
+        ),
     )
 }
+#: The shipped series of one domain, in order (``medrefine demo``'s site part).
+SERIES = ("stained-series-1", "stained-series-2", "stained-series-3")
 
 
 def list_samples() -> list[str]:
