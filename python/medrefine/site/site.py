@@ -193,7 +193,12 @@ class Site:
 
     @classmethod
     def open(cls, path: str | Path, model: SplitModel, config: SiteConfig | None = None) -> Site:
-        """The site stored in the SQLite file ``path`` (created if missing), for ``model``."""
+        """The site stored in the SQLite file ``path`` (created if missing), for ``model``; or,
+        for a ``postgresql://`` URL, in that database (:mod:`medrefine.site.pg_store`)."""
+        if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+            from medrefine.site.pg_store import PgStore
+
+            return cls(model, config, store=PgStore(path))
         return cls(model, config, store=SqliteStore(path))
 
     @property
@@ -262,14 +267,15 @@ class Site:
 
     def _samples(self, store: SiteStore, ids: Sequence[int]) -> list[ImageSample]:
         """The stored samples ``ids``, decoded once per process (checksums checked on read)."""
-        cache = self._decoded
-        out = []
-        for i in ids:
-            if i not in cache:
-                cache[i] = ImageSample.from_bytes(store.image(i))
-            out.append(cache[i])
-        self._decoded = {i: cache[i] for i in ids}  # only what the newest version holds
-        return out
+        with self._lock:
+            cache = self._decoded
+            out = []
+            for i in ids:
+                if i not in cache:
+                    cache[i] = ImageSample.from_bytes(store.image(i))
+                out.append(cache[i])
+            self._decoded = {i: cache[i] for i in ids}  # only what this version holds
+            return out
 
     def _fit(self, store: SiteStore, record: VersionRecord) -> None:
         samples = self._samples(store, record.images)
