@@ -75,6 +75,11 @@ class PgJournal:
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 db.execute(_SCHEMA)
 
+    def __del__(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None and not db.closed:
+            db.close()
+
     def _connect(self) -> Any:
         """The connection (opened again if it was lost); the caller holds the lock."""
         if self._db is None or self._db.closed:
