@@ -33,8 +33,9 @@ class _Failure(grpc.RpcError):
         (grpc.StatusCode.FAILED_PRECONDITION, errors.StateError),
         (grpc.StatusCode.CANCELLED, errors.CancelledError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, errors.CancelledError),
-        (grpc.StatusCode.UNAUTHENTICATED, RemoteError),
-        (grpc.StatusCode.UNAVAILABLE, RemoteError),
+        (grpc.StatusCode.UNAUTHENTICATED, client.RemoteUnauthenticatedError),
+        (grpc.StatusCode.UNAVAILABLE, client.RemoteUnavailableError),
+        (grpc.StatusCode.INTERNAL, RemoteError),
     ],
 )
 def test_status_codes_become_medrefine_errors(code: grpc.StatusCode, kind: type[Exception]) -> None:

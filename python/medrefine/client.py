@@ -321,12 +321,17 @@ class RemoteSession:
         return self._fetch_mask()
 
     # ----------------------------------------------------------------- image
-    def set_image(self, image: np.ndarray | mr.Volume) -> np.ndarray:
+    def set_image(
+        self, image: np.ndarray | mr.Volume, *, channels_last: bool | None = None
+    ) -> np.ndarray:
         """Upload the image (unless the server holds it) and return the network's mask.
 
         Args:
             image: as :meth:`medrefine.Session.set_image`: ``(H, W)``, ``(C, H, W)``, ``(D, H, W)``
                 or ``(C, D, H, W)`` numeric array, or a :class:`medrefine.Volume`.
+            channels_last: as :meth:`medrefine.Session.set_image`: None, channel-first and an
+                ambiguous shape refused; True, the last axis is the channels; False,
+                channel-first whatever the sizes (``OpenSessionHeader.channels_last``).
 
         Returns:
             Label mask of the image's spatial shape, uint8.
@@ -346,6 +351,8 @@ class RemoteSession:
             digest=hashlib.sha256(data.data).hexdigest(),
             preset=PRESETS[self.preset],
         )
+        if channels_last is not None:
+            header.channels_last = channels_last
         if self.session_id is not None:  # a new image starts a new session, as in process
             self.close_session()
             header.session_id = self._wanted_id = uuid.uuid4().hex

@@ -363,3 +363,45 @@ def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
     assert other["add_class"] == ["label", str(classes), "classes", str(classes + 1)]
     assert session.add_class("lesion") == classes
     assert other["closed"] == ["1"]
+
+
+SAMPLE = ROOT / "docs" / "cpp-client-sample.txt"
+SAMPLE_COMMAND = (
+    "$ build/client/medrefine_refine_file --target localhost:50051 --model hippocampus-unet3d \\\n"
+    "    --image python/medrefine/samples/data/hippocampus-007.nii.gz "
+    '--scribble "1:17,20,20;17,25,22"'
+)
+
+
+def _stable(lines: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The lines of the example's output that do not vary between runs: label counts and the
+    refine's outcome (its server time dropped)."""
+    refine = lines.get("refine", [])
+    if "server_ms" in refine:
+        refine = refine[: refine.index("server_ms")]
+    return {"labels_before": lines.get("labels_before", []), "refine": refine} | {
+        "labels_after": lines.get("labels_after", [])
+    }
+
+
+def test_the_documented_sample_output_is_what_the_example_prints(
+    client: Path, server: str, token_file: Path
+) -> None:
+    """docs/cpp-client-sample.txt (what the README's "C++ client" section shows) against a fresh
+    run of its command; ``MEDREFINE_REGENERATE_SAMPLE=1`` rewrites the file from this run."""
+    image = DATA / "hippocampus-007.nii.gz"
+    command = [str(client), "--target", server, "--model", "hippocampus-unet3d"]
+    command += ["--image", str(image), "--scribble", "1:17,20,20;17,25,22"]
+    result = subprocess.run(
+        [*command, "--token-file", str(token_file)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    if os.environ.get("MEDREFINE_REGENERATE_SAMPLE") == "1":
+        SAMPLE.write_text(f"{SAMPLE_COMMAND}\n{result.stdout}")
+    text = SAMPLE.read_text()
+    assert text.startswith(SAMPLE_COMMAND + "\n"), "the sample's command changed"
+    documented = _parse(text[len(SAMPLE_COMMAND) + 1 :])
+    assert sorted(documented) == sorted(_parse(result.stdout))
+    assert _stable(documented) == _stable(_parse(result.stdout)), (
+        f"{SAMPLE} is stale: run this test with MEDREFINE_REGENERATE_SAMPLE=1"
+    )

@@ -1,4 +1,5 @@
-"""Bearer-token check on every call (``authorization: Bearer <token>`` metadata).
+"""Bearer-token check on every call (``authorization: Bearer <token>`` metadata, the scheme's
+case as the client likes).
 
 Health checks are exempt: load balancers probe them without credentials and they reveal nothing.
 """
@@ -29,11 +30,18 @@ def _deny(kind: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
+def bearer(value: bytes) -> bytes:
+    """The token of an ``authorization`` value ``Bearer <token>`` (the scheme in any case, as
+    RFC 9110 says of schemes), or b"" for another scheme."""
+    scheme, _, token = value.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
+
+
 class TokenAuth(grpc.ServerInterceptor):  # type: ignore[misc]
     """Rejects calls whose ``authorization`` metadata is not ``Bearer <token>``."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def intercept_service(
         self,
@@ -47,6 +55,6 @@ class TokenAuth(grpc.ServerInterceptor):  # type: ignore[misc]
         if given is None:
             return _deny(handler, "missing authorization metadata (Bearer token)")
         value = given.encode() if isinstance(given, str) else bytes(given)
-        if not hmac.compare_digest(value, self._expected):
+        if not hmac.compare_digest(bearer(value), self._expected):
             return _deny(handler, "wrong bearer token")
         return handler

@@ -23,6 +23,7 @@ from connectrpc.request import RequestContext
 from connectrpc.server import ConnectWSGIApplication, EndpointSync
 from google.protobuf.descriptor import MethodDescriptor
 
+from medrefine.serve.auth import bearer
 from medrefine.serve.servicer import RefinerServicer
 from medrefine.v1 import refine_pb2 as pb
 
@@ -92,7 +93,7 @@ def check_token(authorization: str | None, token: str | None) -> None:
         return
     if authorization is None:
         raise ConnectError(Code.UNAUTHENTICATED, "missing authorization metadata (Bearer token)")
-    if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+    if not hmac.compare_digest(bearer(authorization.encode()), token.encode()):
         raise ConnectError(Code.UNAUTHENTICATED, "wrong bearer token")
 
 

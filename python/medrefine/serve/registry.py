@@ -373,11 +373,17 @@ class Registry:
             site=None if start is None else PinnedSite(model, site, start),
         )
         array = image.array if isinstance(image, mr.Volume) else image
-        found = self.admit(record.model, model.preprocessing.spatial_shape(array))
+        layout = record.geometry.get("channels_last")
+        channels_last = layout if isinstance(layout, bool) else None
+        if channels_last and array.ndim == model.spatial_dims + 1:  # (y, x, C): spatial first
+            spatial = tuple(int(n) for n in array.shape[:-1])
+        else:
+            spatial = model.preprocessing.spatial_shape(array)
+        found = self.admit(record.model, spatial)
         with self.compute:
             self._claim(record.id, found)
             try:
-                mask = session.set_image(image)
+                mask = session.set_image(image, channels_last=channels_last)
             finally:
                 self._unclaim(record.id)
             cached = self.cache.last_hit

@@ -133,7 +133,9 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
                 return reopened
         # refused before the upload when set_image could not be served (checked again, with
         # the memory claimed, once the image is here)
-        self.reg.admit(h.model, shape[-model.spatial_dims :])
+        channels_last = h.channels_last if h.HasField("channels_last") else None
+        spatial = shape[:-1] if channels_last and len(shape) > model.spatial_dims else shape
+        self.reg.admit(h.model, spatial[-model.spatial_dims :])
         journaled = self.reg.journal.record(sid) if sid and self.reg.journal else None
         record = journaled
         if record is not None:
@@ -166,6 +168,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
             "dtype": dtype.str,
             "spacing": list(h.spacing),
             "affine": list(h.affine),
+            "channels_last": channels_last,
         }
         record = record or SessionRecord(
             self.reg.new_id(sid), h.model, digest, geometry, h.preset, False

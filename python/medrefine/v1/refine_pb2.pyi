@@ -25,6 +25,15 @@ class Preset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRESET_SHIFTED: _ClassVar[Preset]
     PRESET_PAPER: _ClassVar[Preset]
 
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    SESSION_NOT_LIVE: _ClassVar[ErrorReason]
+    SESSION_CLOSED: _ClassVar[ErrorReason]
+    MODEL_LOADING: _ClassVar[ErrorReason]
+    UPLOAD_IDLE: _ClassVar[ErrorReason]
+    UPLOAD_BUDGET: _ClassVar[ErrorReason]
+
 class InteractionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     INTERACTION_KIND_UNSPECIFIED: _ClassVar[InteractionKind]
@@ -43,6 +52,12 @@ DTYPE_FLOAT64: DType
 PRESET_DEFAULT: Preset
 PRESET_SHIFTED: Preset
 PRESET_PAPER: Preset
+ERROR_REASON_UNSPECIFIED: ErrorReason
+SESSION_NOT_LIVE: ErrorReason
+SESSION_CLOSED: ErrorReason
+MODEL_LOADING: ErrorReason
+UPLOAD_IDLE: ErrorReason
+UPLOAD_BUDGET: ErrorReason
 INTERACTION_KIND_UNSPECIFIED: InteractionKind
 INTERACTION_KIND_REFINE: InteractionKind
 INTERACTION_KIND_ADD_CLASS: InteractionKind
@@ -97,7 +112,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_image_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., max_marks_per_call: _Optional[int] = ..., max_marks_per_session: _Optional[int] = ..., max_points_per_mark: _Optional[int] = ..., max_classes: _Optional[int] = ..., idle_session_ttl_s: _Optional[float] = ...) -> None: ...
 
 class OpenSessionHeader(_message.Message):
-    __slots__ = ("model", "shape", "dtype", "spacing", "affine", "session_id", "digest", "preset")
+    __slots__ = ("model", "shape", "dtype", "spacing", "affine", "session_id", "digest", "preset", "channels_last")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +121,7 @@ class OpenSessionHeader(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     PRESET_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_LAST_FIELD_NUMBER: _ClassVar[int]
     model: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: DType
@@ -114,7 +130,8 @@ class OpenSessionHeader(_message.Message):
     session_id: str
     digest: str
     preset: Preset
-    def __init__(self, model: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., spacing: _Optional[_Iterable[float]] = ..., affine: _Optional[_Iterable[float]] = ..., session_id: _Optional[str] = ..., digest: _Optional[str] = ..., preset: _Optional[_Union[Preset, str]] = ...) -> None: ...
+    channels_last: bool
+    def __init__(self, model: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., spacing: _Optional[_Iterable[float]] = ..., affine: _Optional[_Iterable[float]] = ..., session_id: _Optional[str] = ..., digest: _Optional[str] = ..., preset: _Optional[_Union[Preset, str]] = ..., channels_last: _Optional[bool] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("header", "chunk")
