@@ -43,11 +43,8 @@ class SiteCalls:
     def AcceptMask(
         self, request: pb.AcceptMaskRequest, context: grpc.ServicerContext
     ) -> pb.AcceptMaskResponse:
-        entry = self.reg.get(request.session_id)
-        self.reg.sites.require(entry.model)
-        with entry.lock, self.reg.compute:
-            if entry.closed:
-                raise NotFoundError(f"session {entry.id!r} was closed")
+        with self.reg.hold(request.session_id) as entry, self.reg.compute:
+            self.reg.sites.require(entry.model)
             if request.mask_version != entry.version:
                 raise StateError(
                     f"mask_version {request.mask_version} is not the session's current mask "
