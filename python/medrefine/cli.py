@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; typed medrefine errors become one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a page's "How measured" line
     try:
         return int(args.func(args))
     except MedrefineError as exc:

@@ -9,6 +9,7 @@ worst one-interaction Dice loss, the interaction before and after (``OUT/failure
 from __future__ import annotations
 
 import argparse
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,7 @@ def write_accuracy(
         "groups": ",".join(exp.groups or ()),
         "split": exp.split,
         "machine": machine(),
+        "date": datetime.date.today().isoformat(),
     }
     save_records(records, out / "results.json", meta)
     title = title or f"{exp.model} on {exp.data.name} ({exp.robot.mode}, {meta['cases']} cases)"

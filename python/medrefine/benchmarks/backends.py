@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
 import medrefine as mr
 from medrefine.backends import FeatureExtractor, OnnxRuntimeBackend, TorchBackend
 from medrefine.backends.named import onnx_graph
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.engine.cache import FeatureCache
 
 #: ONNX Runtime settings tried: (graph optimisation level, intra-op threads; 0 = its default).
@@ -106,6 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--repeats", type=int, default=5, help="timed set_image per config")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--case", choices=("2d", "3d", "both"), default="both")
+    add_page_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -116,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cases = {"2d": (case_2d, "nuclei-fluo-unet2d"), "3d": (case_3d, "hippocampus-unet3d")}
     chosen = list(cases) if args.case == "both" else [args.case]
-    console = Console()
-    console.print(machine())
+    page = Page.from_args(args, "backends")
+    page.text(machine())
     for key in chosen:
         make, model_name = cases[key]
         case = make()
@@ -129,5 +130,6 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             ratio = f"{base / r.median:.2f}x"
             table.add_row(r.config, f"{r.median:.0f}", f"{r.p95:.0f}", ratio, f"{r.agreement:.4%}")
-        console.print(table)
+        page.table(table)
+    page.write()
     return 0

@@ -55,6 +55,7 @@ from torch import nn
 
 import medrefine as mr
 from medrefine.benchmarks.architectures import ARCHITECTURES, Architecture, missing
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.torchvision_ops import ensure_importable
 from medrefine.errors import UnsupportedModelError
 from medrefine.samples import load_sample
@@ -407,6 +408,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help=f"seconds per network before it is skipped (default: none; {FULL_BUDGET_S:.0f} "
         "with --size full; 0: none)",
     )
+    add_page_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -427,7 +429,16 @@ def _network(arch: Architecture, full: bool, check: Callable[[], None]) -> nn.Mo
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one markdown row per architecture and route."""
+    """Print one markdown row per architecture and route, kept for ``--page``."""
+    page = Page.from_args(args, "conformance")
+    with page.tee():
+        _report(args)
+    page.write()
+    return 0
+
+
+def _report(args: argparse.Namespace) -> None:
+    """Print the rows of every chosen architecture, then one summary row each."""
     ensure_importable()  # torchvision's models beside a CPU-only PyTorch (torchvision_ops)
     chosen = [a for a in ARCHITECTURES if not args.only or a.name in args.only.split(",")]
     full = args.size == "full"
@@ -435,8 +446,8 @@ def run(args: argparse.Namespace) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sizes = "512x512 px (2D), 128^3 voxels (3D)" if full else "the suite's small sizes"
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads, load {load:.1f}; {sizes}",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, load {load:.1f}; {sizes}\n",
         flush=True,
     )
     print(
@@ -473,7 +484,6 @@ def run(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|---|")
     for row in summary:
         print(row)
-    return 0
 
 
 def _measure_routes(

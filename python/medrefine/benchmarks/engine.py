@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 from scipy import ndimage
 
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.stats import percentile
 from medrefine.benchmarks.strokes import measure_strokes, stained_512
 from medrefine.data import Case
@@ -128,6 +128,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default="",
         help="RefineConfig overrides, comma-separated, e.g. gate.widest=48,loop.lr=0.02",
     )
+    add_page_option(p)
     p.set_defaults(func=run)
 
 
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the figures as a table."""
     torch.set_num_threads(args.threads)
     config = RefineConfig().with_overrides(args.config)
-    console = Console()
+    page = Page.from_args(args, "engine")
     table = Table(
         title=f"medrefine engine latency ({args.threads} torch threads, "
         f"{args.interactions} interactions per case)"
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             f"{ratio:.1f}x",
             f"{100 * f.agreement:.2f}%",
         )
-    console.print(table)
+    page.table(table)
     checks = [
         ("2D 512^2 refine p50 (simulated user)", p50["nuclei-unet2d"], 100.0),
         ("3D 128^3 refine p50 (simulated user)", p50["hippocampus-unet3d"], 300.0),
@@ -187,11 +188,12 @@ def run(args: argparse.Namespace) -> int:
             f"{statistics.median(s.iterations):.0f}",
             f"{ratio:.2f}x",
         )
-        console.print(strokes)
+        page.table(strokes)
         checks.insert(
             1, ("2D 512^2 refine p50 (stroke workload)", percentile(s.refine_ms, 50), 100.0)
         )
-    console.print(_targets(checks))
+    page.table(_targets(checks))
+    page.write()
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from skimage.graph import MCP_Geometric
 
 from medrefine.benchmarks.grow import make_scene, times_ms
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.engine.distance import edge_cost
 from medrefine.kernels.geodesic import geodesic_distance
 
@@ -74,11 +75,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size3d", type=int, default=128, help="3D scene is size3d^3")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement")
     parser.add_argument("--seed", type=int, default=0, help="scene random seed")
+    add_page_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Time the 2D and 3D scenes and print a table."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="geodesic distance: medrefine kernel vs scikit-image MCP_Geometric")
@@ -99,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['mcp_p95']:.1f}",
                 f"{row['mcp_median'] / row['median']:.1f}x",
             )
-    Console().print(table)
+    page = Page.from_args(args, "geodesic")
+    page.table(table)
+    page.write()
     return 0
 
 

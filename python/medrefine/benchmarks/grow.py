@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.kernels.grow import Criterion, region_grow
 
 CLASS_LEVELS = (20.0, 100.0, 180.0, 260.0)  # background, then the structures
@@ -152,11 +153,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size3d", type=int, default=256, help="3D scene is size3d^3")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement")
     parser.add_argument("--seed", type=int, default=0, help="scene random seed")
+    add_page_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the 2D and 3D scenes, time them and print a table."""
-    from rich.console import Console
     from rich.table import Table
 
     rng = np.random.default_rng(args.seed)
@@ -188,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['flood_median']:.1f}",
                 f"{row['flood_median'] / row['median']:.1f}x",
             )
-    Console().print(table)
+    page = Page.from_args(args, "grow")
+    page.table(table)
+    page.write()
     return 0
 
 

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 import medrefine as mr
 from medrefine.benchmarks.memory import MALLOC_ENV
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.stats import percentile
 from medrefine.engine.config import RefineConfig
 
@@ -219,9 +219,11 @@ def measure(
 
 
 def add_scene_options(p: argparse.ArgumentParser) -> None:
-    """``--threads`` and ``--dims``, shared by the benchmarks on these scenes (``set-image``)."""
+    """``--threads``, ``--dims`` and ``--page``, shared by the benchmarks on these scenes
+    (``set-image``)."""
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--dims", default="2,3", help="which of 2D 512^2 and 3D 128^3, e.g. 3")
+    add_page_option(p)
 
 
 def chosen_dims(text: str) -> list[int]:
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "medrefine.cli", "bench", "heads"]
         cmd += ["--refines", str(args.refines), "--full", str(args.full)]
         cmd += ["--threads", str(args.threads), "--dims", args.dims, "--config", args.config]
-        cmd += ["--malloc", args.malloc]
+        cmd += ["--malloc", args.malloc, "--page", args.page]
         return subprocess.run(cmd, check=False, env={**os.environ, **wanted}).returncode
     torch.set_num_threads(args.threads)
     config = RefineConfig().with_overrides(args.config)
@@ -292,5 +294,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{100 * f.agreement:.2f}%",
                 " / ".join(f"{v:.0f}" for _, v in f.rss) or "-",
             )
-    Console(width=160).print(table)
+    page = Page.from_args(args, "heads")
+    page.table(table)
+    page.write()
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medrefine.benchmarks.engine import EngineFigures, measure
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.data import open_dataset
 from medrefine.engine.config import RefineConfig
 from medrefine.eval.report import machine
@@ -78,9 +79,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the datasets")
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--interactions", type=int, default=5)
+    add_page_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(latency_markdown(args.data_root, args.cases, args.interactions))
+    page = Page.from_args(args, "latency")
+    page.text(latency_markdown(args.data_root, args.cases, args.interactions))
+    page.write()
     return 0

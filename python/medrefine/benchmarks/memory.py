@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from medrefine.benchmarks.page import Page, add_page_option
+
 SESSION_SHAPE = (128, 256, 256)
 SET_IMAGE_SHAPE = (256, 256, 128)
 _MIB = 1 << 20
@@ -341,20 +343,30 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default="mmap-1mib",
         help="glibc allocator setting of the child (see the module docstring)",
     )
+    add_page_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen scenarios and print each checkpoint (MiB)."""
+    """Run the chosen scenarios and print each checkpoint (MiB), kept for ``--page``."""
+    page = Page.from_args(args, "memory")
+    with page.tee(fence=True):
+        _print_scenarios(args)
+    page.write()
+    return 0
+
+
+def _print_scenarios(args: argparse.Namespace) -> None:
+    """Print the chosen scenarios' checkpoints."""
     if args.parity:
         print(f"parity on {SESSION_SHAPE} (z, y, x), {args.interactions} refines:")
         print("\n".join(parity(args.interactions, args.seed)))
-        return 0
+        return
     if args.scenario == "admission":
         chosen = [int(i) for i in args.cases.split(",") if i] or list(range(len(ADMISSION_CASES)))
         print("set_image measured (MiB over the resident set before it, s) and estimated:")
         for row in admission(chosen):
             print("  " + json.dumps(row))
-        return 0
+        return
     names = ("session", "set_image") if args.scenario == "both" else (args.scenario,)
     for name in names:
         shape = SESSION_SHAPE if name == "session" else SET_IMAGE_SHAPE
@@ -372,7 +384,6 @@ def run(args: argparse.Namespace) -> int:
                 f"  growth from refine 1 to {grew['refines']:.0f}: {grew['total_mib']:.1f} MiB "
                 f"in all, {grew['per_refine_mib']:.2f} MiB per refine (least-squares slope)"
             )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

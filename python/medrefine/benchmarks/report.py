@@ -1,8 +1,10 @@
 """``medrefine bench report``: every accuracy experiment, then ``results.md`` with tables and plots.
 
 Runs the experiments of :mod:`medrefine.eval.experiments` on the dataset folders under
-``--data-root`` and writes, under ``--out``, one folder per experiment (``results.json``,
-``summary.md``, ``dice.png``, overlays) and ``results.md`` assembling them.
+``--data-root`` and writes, under ``--out`` (``runs/report``, outside the repository's files),
+one folder per experiment (``results.json``, ``summary.md``, ``dice.png``, overlays) and
+``results.md`` assembling them. ``--page docs/accuracy.md`` also writes the summary page's
+generated section (:mod:`medrefine.benchmarks.accuracy_page`) and the few plots it shows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import time
 from pathlib import Path
 
 from medrefine.benchmarks import accuracy
+from medrefine.benchmarks.accuracy_page import measured, page_body
 from medrefine.benchmarks.latency import latency_markdown
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.eval.bench import Experiment
 from medrefine.eval.experiments import Spec, specs
 from medrefine.eval.report import machine
@@ -23,12 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     """Register ``medrefine bench report``."""
     p = sub.add_parser("report", help="all accuracy experiments -> results.md", description=__doc__)
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the datasets")
-    p.add_argument("--out", default=Path("docs/results"), type=Path)
+    p.add_argument("--out", default=Path("runs/report"), type=Path, help="the report's folder")
     p.add_argument("--only", default="", help="comma-separated experiment keys")
     p.add_argument("--quick", action="store_true", help="2 cases, 2 interactions each")
     p.add_argument(
         "--resume", action="store_true", help="keep experiments whose summary.md already exists"
     )
+    add_page_option(p)
     p.set_defaults(func=run)
 
 
@@ -94,4 +99,9 @@ def run(args: argparse.Namespace) -> int:
     goals = "" if args.quick else targets_markdown(out)
     (out / "results.md").write_text(header + goals + "\n".join(sections))
     print(f"wrote {out / 'results.md'} ({minutes:.1f} min)")
+    page = Page.from_args(args, "report")
+    if page.path is not None:
+        page.parts.append(page_body(out, chosen, page.path))
+        dates, machines, _ = measured(out, [s.key for s in chosen])
+        page.write(machine=machines, date=f"measured {dates}", load=False)
     return 0

@@ -30,6 +30,7 @@ import grpc
 import numpy as np
 
 import medrefine as mr
+from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.stats import percentile
 from medrefine.client import RemoteSession, stub
 from medrefine.errors import ResourceError
@@ -209,7 +210,8 @@ def _server(workers: int) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    say: Callable[[str], None] = print
+    page = Page.from_args(args, "serve")
+    say: Callable[[str], None] = page.text
     with _server(args.workers) as target:
         say(f"Machine: {machine()}; server workers {args.workers}.\n")
         rows = [
@@ -243,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
             )
         head = ["sessions at once (2D 512^2)", "refines", "round trip p50 ms", "p95 ms"]
         say(_table(head, conc))
+    page.write()
     return 0
 
 
@@ -259,4 +262,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=[1, 8, 32],
         help="concurrency levels, comma-separated",
     )
+    add_page_option(p)
     p.set_defaults(func=run)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
@@ -32,6 +31,7 @@ from medrefine.benchmarks.heads import (
     scene,
     split_net,
 )
+from medrefine.benchmarks.page import Page
 from medrefine.benchmarks.stats import percentile
 from medrefine.engine.head_verdict import VERDICTS
 
@@ -115,5 +115,7 @@ def run(args: argparse.Namespace) -> int:
             f"{percentile(f.checked_ms, 50) / percentile(f.kept_ms, 50):.1f}x",
             "yes" if f.same_masks else "NO",
         )
-    Console(width=160).print(table)
+    page = Page.from_args(args, "set-image")
+    page.table(table)
+    page.write()
     return 0

@@ -191,7 +191,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "site", help="learning across images (the site protocol)", description=__doc__
     )
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the datasets")
-    p.add_argument("--out", default=Path("docs/site"), type=Path)
+    p.add_argument("--out", default=Path("runs/site"), type=Path, help="the results' folder")
     p.add_argument("--only", default="", help="comma-separated set keys (default: every set)")
     p.add_argument("--methods", default="", help="comma-separated method names (default: all)")
     p.add_argument("--cap", type=int, default=10, help="interactions per image at most")

@@ -1,4 +1,4 @@
-"""The experiments behind ``docs/results.md``, run by ``medrefine bench report``.
+"""The experiments behind ``docs/accuracy.md``, run by ``medrefine bench report``.
 
 Each :class:`Spec` is one accuracy experiment on a dataset folder under ``--data-root``. Case
 counts are chosen so that the whole report runs in under an hour on 2 CPU cores; every figure
@@ -205,7 +205,7 @@ def specs(quick: bool = False) -> list[Spec]:
             groups=("256x256_gray_dark",),
         )
     )
-    # A person's first interaction: several strokes per class, then one refine (issue 14 #4).
+    # A person's first interaction: several strokes per class, then one refine (target 4).
     first = RobotConfig(first_rounds=FIRST_ROUNDS)
     one = f"one refine after {FIRST_ROUNDS} rounds of strokes; D1 is the figure"
     out += [
