@@ -27,6 +27,7 @@ class Served:
 def start(config: ServerConfig, port: int = 0) -> Served:
     server, port = create_server(f"127.0.0.1:{port}", config)
     server.start()
+    assert server.registry.wait_loaded(300), "the models did not load"
     return Served(server, f"127.0.0.1:{port}", config.journal_dir)
 
 

@@ -86,7 +86,11 @@ def onnx_graph(model: SplitModel) -> bytes:
         return _GRAPHS[key]
 
 
-def _explicit_onnxruntime(model: SplitModel, name: str) -> OnnxRuntimeBackend:
+def check_available(name: str) -> None:
+    """Raise ResourceError when the backend called ``name`` needs a package or provider this
+    machine lacks (checked without a model, e.g. before a server loads its models)."""
+    if name not in _PROVIDER:
+        return
     provider = _PROVIDER[name]
     if not _has_onnxruntime():
         raise ResourceError(f"backend {name!r} needs onnxruntime, which is not installed")
@@ -96,6 +100,11 @@ def _explicit_onnxruntime(model: SplitModel, name: str) -> OnnxRuntimeBackend:
             f"backend {name!r}: {package} with the {provider} is not installed "
             f"(this onnxruntime lists {', '.join(available_providers()) or 'no provider'})"
         )
+
+
+def _explicit_onnxruntime(model: SplitModel, name: str) -> OnnxRuntimeBackend:
+    provider = _PROVIDER[name]
+    check_available(name)
     backend = OnnxRuntimeBackend(onnx_graph(model), [provider])
     if backend.provider != provider:
         raise ResourceError(

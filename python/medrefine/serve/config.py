@@ -44,6 +44,8 @@ class ServerConfig:
             RESOURCE_EXHAUSTED (the handler threads are sized so that other calls always find
             one free).
         drain_s: seconds SIGTERM lets running calls finish before the process exits.
+        model_wait_s: models load in the background when the server starts; a call that needs
+            one still loading waits this long (seconds), then fails with UNAVAILABLE.
         site_dir: where each model's site lives, ``<model name>.site`` (None: no sites, and
             AcceptMask fails): :mod:`medrefine.serve.sites`.
         token: bearer token every call must carry (None: no token needed).
@@ -79,6 +81,7 @@ class ServerConfig:
     max_upload_bytes_total: int = 2 << 30
     max_uploads: int = 128
     drain_s: float = 10.0
+    model_wait_s: float = 60.0
     site_dir: Path | None = None
     token: str | None = None
     tls_cert: bytes | None = None
@@ -107,8 +110,8 @@ class ServerConfig:
             raise InputError(f"max_classes must be in 2..256, got {self.max_classes}")
         if self.idle_ttl_s < 0 or self.feature_cache_bytes < 0 or self.image_store_bytes < 0:
             raise InputError("idle_ttl_s and the cache budgets must be >= 0")
-        if not self.upload_idle_s > 0 or self.drain_s < 0:
-            raise InputError("upload_idle_s must be > 0 and drain_s >= 0")
+        if not self.upload_idle_s > 0 or self.drain_s < 0 or self.model_wait_s < 0:
+            raise InputError("upload_idle_s must be > 0, drain_s and model_wait_s >= 0")
         if self.journal_url is not None:
             if self.journal_dir is not None:
                 raise InputError("journal_dir and journal_url exclude each other: pick one")

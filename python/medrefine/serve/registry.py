@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 import medrefine as mr
+from medrefine.backends.base import FeatureExtractor
 from medrefine.backends.named import resolve_backend
 from medrefine.engine import admission
 from medrefine.errors import InputError, NotFoundError, ResourceError
@@ -27,7 +28,7 @@ from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
 from medrefine.serve.journal import ConflictError, EventKind, SessionJournal, SessionRecord
 from medrefine.serve.sites import PinnedSite, Sites, session_start
-from medrefine.serve.status import SessionClosedError, SessionNotLiveError
+from medrefine.serve.status import SessionClosedError, SessionNotLiveError, UnavailableError
 from medrefine.site import SiteStart, SiteVersion
 from medrefine.v1 import refine_pb2 as pb
 
@@ -167,13 +168,23 @@ def _memory_budget(config: ServerConfig) -> float | None:
 class Registry:
     """The server's sessions, models, feature cache, image store and journal."""
 
-    def __init__(self, config: ServerConfig, journal: SessionJournal | None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        journal: SessionJournal | None,
+        on_loaded: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        """Models load in a background thread, in order (a restarted server answers at once);
+        ``on_loaded(name, ok)`` is called as each is ready (or failed), from that thread."""
         self.config = config
         self.journal = journal
-        names = config.models or tuple(mr.list_models())
-        self.models = {name: mr.load_model(name) for name in names}
-        self.sites = Sites(config.site_dir, self.models)
-        self.backends = {n: resolve_backend(m, config.backend) for n, m in self.models.items()}
+        self.names: tuple[str, ...] = config.models or tuple(mr.list_models())
+        self.models: dict[str, mr.SplitModel] = {}
+        self.backends: dict[str, FeatureExtractor] = {}
+        self.sites = Sites(config.site_dir, {})
+        self._loaded = {name: threading.Event() for name in self.names}
+        self._all_loaded = threading.Event()
+        self._load_errors: dict[str, str] = {}
         self.cache = TrackingCache(config.feature_cache_bytes)
         self.images = ImageStore(config.image_store_bytes)
         self.compute = threading.BoundedSemaphore(config.workers)
@@ -183,11 +194,62 @@ class Registry:
         self._opening: set[str] = set()
         self._claims: dict[str, float] = {}  # set_image peaks in progress, by session id
         self._lock = threading.Lock()
+        loader = threading.Thread(
+            target=self._load, args=(on_loaded,), name="model-loader", daemon=True
+        )
+        loader.start()
+
+    def _load(self, on_loaded: Callable[[str, bool], None] | None) -> None:
+        """Load every model, resolve its backend and open its site, one after the other."""
+        for name in self.names:
+            start = time.perf_counter()
+            try:
+                model = mr.load_model(name)
+                self.backends[name] = resolve_backend(model, self.config.backend)
+                self.sites.add(name, model)
+                self.models[name] = model
+                log.info("model %s ready in %.1f s", name, time.perf_counter() - start)
+            except Exception as exc:  # the model's calls say why; the others are served
+                self._load_errors[name] = f"{type(exc).__name__}: {exc}"
+                log.error("model %s could not be loaded: %s", name, self._load_errors[name])
+            finally:
+                if on_loaded is not None:
+                    on_loaded(name, name in self.models)
+                self._loaded[name].set()
+        self._all_loaded.set()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Wait until every model has loaded (or failed); whether they all did in time."""
+        return self._all_loaded.wait(timeout)
+
+    def ready_models(self) -> list[tuple[str, mr.SplitModel]]:
+        """The served models in order, each waited for (at most ``model_wait_s``); those
+        still loading or failed are left out."""
+        out = []
+        for name in self.names:
+            try:
+                out.append((name, self.model(name)))
+            except (UnavailableError, InputError):
+                continue
+        return out
 
     # ------------------------------------------------------------------ lookup
     def model(self, name: str) -> mr.SplitModel:
-        if name not in self.models:
-            raise NotFoundError(f"model {name!r} is not served here; served: {sorted(self.models)}")
+        """Model ``name``, once loaded: a call during a restart waits for it, at most
+        ``model_wait_s`` (then UnavailableError, reason MODEL_LOADING).
+
+        Raises:
+            NotFoundError: not served here. InputError: it failed to load (the log says why).
+        """
+        if name not in self._loaded:
+            raise NotFoundError(f"model {name!r} is not served here; served: {sorted(self.names)}")
+        if not self._loaded[name].wait(self.config.model_wait_s):
+            raise UnavailableError(
+                f"model {name!r} is still loading (the server started moments ago): call again "
+                "shortly"
+            )
+        if name in self._load_errors:
+            raise InputError(f"model {name!r} failed to load here: {self._load_errors[name]}")
         return self.models[name]
 
     def get(self, session_id: str) -> Entry:

@@ -15,6 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+import medrefine as mr
+from medrefine.backends.named import check_available
 from medrefine.errors import InputError
 from medrefine.serve.auth import TokenAuth
 from medrefine.serve.config import ServerConfig
@@ -62,8 +64,25 @@ def create_server(address: str, config: ServerConfig | None = None) -> tuple[Ser
         The server and the port it is bound to.
     """
     config = config or ServerConfig()
+    check_available(config.backend)  # fails now, not in the background loading of the models
     journal = open_journal(config.journal)
-    registry = Registry(config, journal)
+    health_servicer = health.HealthServicer()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)  # the process answers
+    names = config.models or tuple(mr.list_models())
+    for name in (SERVICE, *(f"{SERVICE}/{n}" for n in names)):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    failed: list[str] = []
+
+    def loaded(name: str, ok: bool) -> None:
+        """A model is ready: its health service says so, and the Refiner's once all are."""
+        if ok:
+            health_servicer.set(f"{SERVICE}/{name}", health_pb2.HealthCheckResponse.SERVING)
+        else:
+            failed.append(name)
+        if name == names[-1] and not failed:
+            health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+
+    registry = Registry(config, journal, loaded)
     interceptors: list[grpc.ServerInterceptor] = [DecodeGuard()]
     if config.token is not None:
         interceptors.append(TokenAuth(config.token))
@@ -74,12 +93,9 @@ def create_server(address: str, config: ServerConfig | None = None) -> tuple[Ser
     add_servicer: Any = pb_grpc.add_RefinerServicer_to_server  # generated, untyped
     servicer = RefinerServicer(registry)
     add_servicer(servicer, grpc_server)
-    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    for name in ("", SERVICE):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
-    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), grpc_server)
+    services = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), grpc_server)
     if config.tls_cert is not None and config.tls_key is not None:
         creds = grpc.ssl_server_credentials(
             [(config.tls_key, config.tls_cert)],
@@ -141,7 +157,7 @@ def serve(
             _write_port(web_port_file, web.port)
     log.info(
         "medrefine serving %s on %s:%d (%s, token %s, journal %s, sites %s)",
-        ", ".join(server.registry.models),
+        ", ".join(server.registry.names),
         host,
         bound,
         "TLS" if config.tls_cert else "plaintext",

@@ -100,7 +100,7 @@ class RefinerServicer(SiteCalls, pb_grpc.RefinerServicer):
                 backend=self.reg.backends[name].name,
                 has_site=self.reg.sites.get(name) is not None,
             )
-            for name, m in self.reg.models.items()
+            for name, m in self.reg.ready_models()
         ]
         return pb.ListModelsResponse(models=models, limits=limits)
 

@@ -50,11 +50,17 @@ class Sites:
         except OSError as exc:
             raise InputError(f"cannot create the site directory {directory}: {exc}") from exc
         for name, model in models.items():
-            try:
-                self._sites[name] = mr.Site.open(directory / f"{name}{SUFFIX}", model)
-            except UnsupportedModelError as exc:
-                self._refused[name] = str(exc)
-                log.warning("model %s keeps no site: %s", name, exc)
+            self.add(name, model)
+
+    def add(self, name: str, model: mr.SplitModel) -> None:
+        """Open the site of model ``name`` (a server loading its models one by one)."""
+        if self.directory is None:
+            return
+        try:
+            self._sites[name] = mr.Site.open(self.directory / f"{name}{SUFFIX}", model)
+        except UnsupportedModelError as exc:
+            self._refused[name] = str(exc)
+            log.warning("model %s keeps no site: %s", name, exc)
 
     def get(self, name: str) -> mr.Site | None:
         """The site of model ``name``, or None."""
