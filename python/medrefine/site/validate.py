@@ -1,8 +1,11 @@
 """The check a site head must pass before a session starts from it.
 
-Every accepted image is held out once: the images are dealt into ``folds`` groups (one image a
-group while there are no more images than folds: leave-one-image-out), a head is fitted on the
-others, and both it and the network's own head predict the held-out image's kept rows. Dice on
+Each of the newest ``check_images`` accepted images is held out once: they are dealt into
+``folds`` groups (one image a group while there are no more images than folds:
+leave-one-image-out), a head is fitted on every other image of the version, and both it and the
+network's own head predict the held-out image's kept rows. Older images train every head but are
+no longer checked: a site follows its newest cases, and one mask accepted unfinished long ago
+(the network's own errors signed off) does not veto the site for good. Dice on
 those rows, each weighted by the pixels it stands for (:mod:`medrefine.site.samples`), estimates
 each head's Dice on the whole accepted mask. The site head is used only when
 
@@ -98,21 +101,26 @@ def validate(
         )
     network = with_classes(head, len(class_names))
     splits = samples[0].splits
-    folds = min(config.folds, n)
-    ours, theirs = [0.0] * n, [0.0] * n
+    checked = list(range(max(0, n - config.check_images), n))  # the newest images
+    folds = min(config.folds, len(checked))
+    ours, theirs = [0.0] * len(checked), [0.0] * len(checked)
     for fold in range(folds):
-        rest = [samples[i] for i in range(n) if i % folds != fold]
-        trained = fit_head(head, rest, class_names, config)
-        for i in range(fold, n, folds):
-            x, y, w = stacked([samples[i]], class_names)
+        held = set(checked[fold::folds])
+        trained = fit_head(head, [s for i, s in enumerate(samples) if i not in held],
+                           class_names, config)  # fmt: skip
+        for k in range(fold, len(checked), folds):
+            x, y, w = stacked([samples[checked[k]]], class_names)
             truth, weights = y.numpy(), w.numpy()
-            ours[i] = sample_dice(predict_rows(trained, x, splits).numpy(), truth, weights)
-            theirs[i] = sample_dice(predict_rows(network, x, splits).numpy(), truth, weights)
-    return decide(theirs, ours, config.tolerance)
+            ours[k] = sample_dice(predict_rows(trained, x, splits).numpy(), truth, weights)
+            theirs[k] = sample_dice(predict_rows(network, x, splits).numpy(), truth, weights)
+    return decide(theirs, ours, config.tolerance, offset=checked[0])
 
 
-def decide(network: Sequence[float], site: Sequence[float], tolerance: float) -> Validation:
-    """The rule of the module docstring on held-out estimated Dice per image."""
+def decide(
+    network: Sequence[float], site: Sequence[float], tolerance: float, offset: int = 0
+) -> Validation:
+    """The rule of the module docstring on held-out estimated Dice per image (the images
+    checked are the version's from number ``offset + 1`` on)."""
     n = len(site)
     worst = int(np.argmin(np.subtract(site, network)))
     loss = network[worst] - site[worst]
@@ -121,19 +129,19 @@ def decide(network: Sequence[float], site: Sequence[float], tolerance: float) ->
         passed = False
         reason = (
             f"held out, the site head's mean Dice {mean_site:.3f} is not above the network's "
-            f"{mean_network:.3f} over {n} images"
+            f"{mean_network:.3f} over the {n} newest images"
         )
     elif loss > tolerance:
         passed = False
         reason = (
-            f"held out, image {worst + 1} of {n} loses {loss:.3f} Dice with the site head "
+            f"held out, image {offset + worst + 1} loses {loss:.3f} Dice with the site head "
             f"({site[worst]:.3f} against the network's {network[worst]:.3f}; at most "
             f"{tolerance:g} allowed)"
         )
     else:
         passed = True
         reason = (
-            f"held out over {n} images, mean Dice {mean_site:.3f} against the network's "
+            f"held out over the {n} newest images, mean Dice {mean_site:.3f} against the network's "
             f"{mean_network:.3f}; no image loses more than {tolerance:g}"
         )
     return Validation(n, tuple(network), tuple(site), passed, reason)
