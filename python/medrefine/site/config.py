@@ -30,6 +30,7 @@ class SiteConfig:
             present class the same total weight.
         folds: image-grouped folds of the held-out check (leave-one-image-out while there are
             no more images than folds), 2..1000.
+        check_images: the newest accepted images the held-out check holds out, 2..1000.
         min_images: accepted images needed before a site head may be used, 2..1000.
         tolerance: the most estimated Dice any held-out image may lose against the network's
             head for the site head to be used, [0, 1].
@@ -53,6 +54,7 @@ class SiteConfig:
     l2: float = field(default=1e-2, metadata=_bound(0.0, 1e6))
     balance: float = field(default=0.5, metadata=_bound(0.0, 1.0))
     folds: int = field(default=4, metadata=_bound(2, 1000))
+    check_images: int = field(default=10, metadata=_bound(2, 1000))
     min_images: int = field(default=2, metadata=_bound(2, 1000))
     tolerance: float = field(default=0.02, metadata=_bound(0.0, 1.0))
     wide_below: float = field(default=0.5, metadata=_bound(0.0, 1.0))
