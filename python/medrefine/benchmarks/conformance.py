@@ -1,5 +1,5 @@
 """Benchmark ``medrefine bench conformance``: third-party networks split three ways, checked on
-real images, refined; the README's table of covered architectures.
+real images, refined; the table of covered architectures in docs/benchmarks.md.
 
 For each :data:`~medrefine.benchmarks.architectures.ARCHITECTURES` entry whose package is
 installed, the network (random weights, then :data:`FIT_STEPS` Adam steps on the image and its
@@ -525,7 +525,7 @@ def _measure_routes(
 
 
 def _summary_row(arch: Architecture, done: list[Figures]) -> str:
-    """One README row: every route that took the network; times of the first."""
+    """One summary row: every route that took the network; times of the first."""
     first = done[0]
     extend = "yes" if first.add_class == "extends" else "no (typed error)"
     return (
