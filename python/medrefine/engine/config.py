@@ -1,10 +1,11 @@
-"""Every setting of a refinement: :class:`RefineConfig`, four frozen, validated sections.
+"""Every setting of a refinement: :class:`RefineConfig`, five frozen, validated sections.
 
 - :class:`LoopConfig` (``loop``): the optimisation loop (optimizer, steps, which layers, seed).
 - :class:`ObjectiveConfig` (``objective``): the weights of the loss terms.
 - :class:`MarksConfig` (``marks``): how marks become constraints (what
   :func:`medrefine.engine.constraints.build` takes).
 - :class:`GateConfig` (``gate``): where the adapted head may overrule the network.
+- :class:`PropagateConfig` (``propagate``): the image-led propagation of marks of a new class.
 
 Every field is checked when a section is built: a fixed choice against its ``Literal``, a number
 against its type and range. A bad value raises :class:`~medrefine.errors.InputError` naming the
@@ -296,7 +297,7 @@ class RefineConfig:
     The defaults (Adam, no weight anchor, a prediction anchor on 4096 unmarked pixels, the
     adaptive gate with a 4-pixel floor that follows the image's edges and never opens wider
     than 24 pixels) were
-    chosen on the accuracy bench and checked on held-out cases (``docs/corrections.md``): in
+    chosen on the accuracy bench and checked on held-out cases (``docs/design/``): in
     distribution no interaction costs a case more than a few hundredths of Dice. For images far
     from the network's training data, :meth:`shifted` lets the gate widen to global.
 
@@ -309,6 +310,7 @@ class RefineConfig:
         objective: the loss terms' weights (:class:`ObjectiveConfig`).
         marks: how marks become constraints (:class:`MarksConfig`).
         gate: where the adapted head may overrule the network (:class:`GateConfig`).
+        propagate: the image-led propagation of the marks (:class:`PropagateConfig`).
     """
 
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -345,7 +347,7 @@ class RefineConfig:
         modality), where the network misses or invents whole structures: far readings widen the
         gate step by step (24, 48 px) and then make the correction global, without the anchor to
         the network's answer. On images the network knows, the same widening can turn a mostly
-        right mask over (``docs/corrections.md``), so it is not the default."""
+        right mask over (``docs/design/gate-width.md``), so it is not the default."""
         return cls(gate=GateConfig(widest=math.inf))
 
     @staticmethod
@@ -409,5 +411,6 @@ __all__ = [
     "LoopConfig",
     "MarksConfig",
     "ObjectiveConfig",
+    "PropagateConfig",
     "RefineConfig",
 ]

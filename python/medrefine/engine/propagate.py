@@ -29,7 +29,7 @@ no features of its own, by the user's own account, so a refine with marks of suc
 (``propagate.kind="new_classes"``, the default); ``"on"`` fuses every refine, ``"off"`` never.
 Where the network knows the structure the fusion is harmful: distances grow across every edge of a
 textured image (ultrasound speckle) to hundreds of pixels and overrule confident, right
-predictions (``docs/corrections.md``, round 5, with the held-out-marks rule that was measured and
+predictions (``docs/design/propagation.md``, with the held-out-marks rule that was measured and
 not kept). Settings are :class:`~medrefine.engine.config.PropagateConfig`.
 """
 

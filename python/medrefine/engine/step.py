@@ -189,7 +189,7 @@ def load_image(
     runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
     logits = runner.predict().cpu()
     # W0, detached: the alpha term ||W - W0|| pulls towards the pre-trained head (a clone
-    # still attached to the parameters passed it no gradient; docs/corrections.md, round 4).
+    # still attached to the parameters passed it no gradient; docs/design/no-weight-anchor.md).
     params0 = {k: v.detach().clone() for k, v in head.named_parameters()}
     mask, top_floor, _ = labels_and_top(logits)
     initial = SessionState(
