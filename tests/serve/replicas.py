@@ -9,16 +9,20 @@ the server has done its work, so its outcome is unknown to the client.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from medrefine.benchmarks.relay import Relay
+
+__all__ = ["PG_ENV", "SERVER_PATH_ENV", "Relay", "Replica", "replicas"]
 
 PG_ENV = "MEDREFINE_TEST_POSTGRES"  # a postgresql:// URL of a database the tests may use
 #: PYTHONPATH of the replica processes only, e.g. an older checkout's ``python`` folder: the
@@ -64,6 +68,20 @@ class Replica:
         self.target = f"127.0.0.1:{int(self.port_file.read_text())}"
         return self.target
 
+    def wait_serving(self, timeout: float = 300.0) -> None:
+        """Until its health service says every model is loaded."""
+        request = health_pb2.HealthCheckRequest(service="medrefine.v1.Refiner")
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while (
+                health.Check(request, timeout=30).status != health_pb2.HealthCheckResponse.SERVING
+            ):
+                assert time.monotonic() < deadline, (
+                    f"models not loaded in {timeout} s\n{self.log()}"
+                )
+                time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -93,83 +111,3 @@ def replicas(folder: Path, count: int, args: list[str]) -> Iterator[list[Replica
     finally:
         for r in started:
             r.kill()
-
-
-class Relay:
-    """A loopback TCP relay to one replica at a time (see the module docstring)."""
-
-    def __init__(self, target: str) -> None:
-        self.route(target)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.target = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._hold = threading.Event()
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def route(self, target: str) -> None:
-        """Send new connections to ``target``."""
-        host, port = target.rsplit(":", 1)
-        self._to = (host, int(port))
-
-    def hold_replies(self) -> None:
-        """Stop passing the server's bytes to the client (they wait in the socket)."""
-        self._hold.set()
-
-    def cut(self) -> None:
-        """Close every connection now; new ones pass replies again."""
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for a, b in pairs:
-            for s in (a, b):
-                with suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-        self._hold.clear()
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        self.cut()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self._to, timeout=5)
-            except OSError:
-                client.close()  # the replica is down: the client sees UNAVAILABLE
-                continue
-            server.settimeout(None)
-            with self._lock:
-                self._pairs.append((client, server))
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, reply: bool) -> None:
-        sel = selectors.DefaultSelector()
-        try:
-            sel.register(src, selectors.EVENT_READ)
-            while True:
-                if reply and self._hold.is_set():
-                    time.sleep(0.01)
-                    if src.fileno() < 0:
-                        return
-                    continue
-                if not sel.select(timeout=0.1):
-                    continue
-                data = src.recv(1 << 16)
-                if not data:
-                    break
-                dst.sendall(data)
-        except (OSError, ValueError):
-            pass
-        finally:
-            sel.close()
-            for s in (src, dst):
-                with suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)

@@ -5,6 +5,7 @@ ends the process within its drain timeout."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -129,6 +130,32 @@ def test_undecodable_bodies_then_fuzz_then_sigterm(server: Replica) -> None:
     log = server.log()
     assert "Traceback" not in log, log[-3000:]
     assert "Exception deserializing" not in log
-    t = time.monotonic()
-    assert server.terminate(timeout=DRAIN_S + 30) == 0
-    assert time.monotonic() - t < DRAIN_S + 5, "SIGTERM took longer than the drain timeout"
+    # streams left open when SIGTERM comes: stalled uploads, a reflection stream never closed
+    release = threading.Event()
+    with grpc.insecure_channel(server.target) as channel:
+        calls = [
+            channel.stream_unary("/medrefine.v1.Refiner/OpenSession").future(
+                _held(samples["OpenSession"], release), timeout=120
+            )
+            for _ in range(5)
+        ]
+        path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        open_stream = channel.stream_stream(path)(
+            _held(samples["ServerReflectionInfo"], release), timeout=120
+        )
+        time.sleep(1.0)
+        try:
+            t = time.monotonic()
+            assert server.terminate(timeout=DRAIN_S + 30) == 0
+            assert time.monotonic() - t < DRAIN_S + 5, "SIGTERM took longer than the drain timeout"
+        finally:
+            release.set()
+            open_stream.cancel()
+            for call in calls:
+                call.cancel()
+
+
+def _held(first: bytes, release: threading.Event) -> Iterator[bytes]:
+    """One message, then a stream that stays open until ``release``."""
+    yield first
+    release.wait()

@@ -33,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     args = ["--models", "nuclei-unet2d", "--log-level", "WARNING"]
     args += ["--upload-idle-s", str(IDLE_S), "--max-upload-mb-total", str(BUDGET_MIB)]
     replica = Replica(folder, "server", args)
+    replica.wait_serving()
     yield replica
     replica.kill()
 

@@ -9,7 +9,10 @@ on the same cores):
   compressed, and raw;
 - upload of a 3D 256x256x128 float32 volume (32 MiB) in 1 MiB chunks, hashed and checked by the
   server (the backbone pass is not included);
-- refine round trip p50/p95 with 1, 8 and 32 sessions refining at once (2D 512^2).
+- refine round trip p50/p95 with 1, 8 and 32 sessions refining at once (2D 512^2);
+- failover: SIGKILL of the replica serving a session to the first answered call on another
+  replica sharing the journal, and Health/ListModels round trips under 100 stalled and 8 large
+  uploads (:mod:`medrefine.benchmarks.failover`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import grpc
 import numpy as np
 
 import medrefine as mr
+from medrefine.benchmarks.failover import failover, health_under_stalls
 from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.stats import percentile
 from medrefine.client import RemoteSession, stub
@@ -245,6 +249,22 @@ def run(args: argparse.Namespace) -> int:
             )
         head = ["sessions at once (2D 512^2)", "refines", "round trip p50 ms", "p95 ms"]
         say(_table(head, conc))
+    if args.failovers:
+        times = failover(_scene_2d(), args.failovers)
+        say(
+            f"\nFailover (2D 512^2, two replicas sharing a journal behind a relay; SIGKILL to the "
+            f"first answered call on the other replica, which reopens the session: upload, "
+            f"backbone, replay): p50 {percentile(times, 50):.2f} s, p95 "
+            f"{percentile(times, 95):.2f} s over {len(times)} failovers.\n"
+        )
+    probes = health_under_stalls()
+    cases = (("nothing else", probes["idle"]), ("100 stalled + 8 x 32 MiB", probes["loaded"]))
+    rows = [
+        [what, str(len(t)), f"{percentile(t, 50):.1f}", f"{percentile(t, 95):.1f}", f"{max(t):.1f}"]
+        for what, t in cases
+    ]
+    head = ["Health.Check + ListModels while uploads run", "calls", "p50 ms", "p95 ms", "max ms"]
+    say(_table(head, rows))
     page.write()
     return 0
 
@@ -256,6 +276,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--refines", type=int, default=12, help="refines per session")
     p.add_argument("--uploads", type=int, default=5, help="timed uploads")
     p.add_argument("--workers", type=int, default=2, help="server's refine workers")
+    p.add_argument("--failovers", type=int, default=10, help="timed failovers (0: none)")
     p.add_argument(
         "--sessions",
         type=lambda s: [int(v) for v in s.split(",")],

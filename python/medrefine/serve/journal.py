@@ -7,6 +7,12 @@ interactions in order: ``add`` (a serialised ``medrefine.v1.Mark``), ``refine``,
 model, from the same site head, gives the same mask, since refinement is deterministic. WAL mode:
 a committed event survives the process being killed; several processes may open the same file
 (SQLite locks it), which is how a session moves to another replica. No pixel data is stored.
+
+Each event has a sequence number per session (1, 2, ...). A server's copy of a session knows the
+number it reflects: every call compares it with :meth:`Journal.head`, and every append expects it
+(:meth:`Journal.append` with ``expect``), so a copy another process has moved on is noticed and
+never written from (:class:`ConflictError`). :class:`SessionJournal` is what a server needs of a
+journal; :mod:`medrefine.serve.pg_journal` keeps the same in PostgreSQL.
 """
 
 from __future__ import annotations
