@@ -1,10 +1,11 @@
 """The site head: the network's head fine-tuned on the rows of every accepted image.
 
 The objective is the cross-entropy of the kept rows, each row weighted by the image pixels it
-stands for and every class's rows together weighing the same (a small structure is not drowned
-by the background), plus ``l2 * ||W - W0||^2`` toward the network's own head. Full-batch Adam
-over at most ``fit_rows`` rows (an even, seeded subsample of the kept ones): the rows of 50
-images are a few megabytes, and a fit takes a fraction of a second on two cores.
+stands for divided by its class's total to the power ``balance`` (1: every class weighs the
+same, 0: as the images hold them; half-way keeps a small structure from being drowned by the
+background without fattening it), plus ``l2 * ||W - W0||^2`` toward the network's own head.
+Full-batch Adam over at most ``fit_rows`` rows (an equal, seeded share of each image's), on one
+thread: a fit takes a few tenths of a second on the 2-core development machine.
 """
 
 from __future__ import annotations
