@@ -60,7 +60,7 @@ def _benchmarks() -> list[Any]:
     import importlib
 
     names = ["grow", "geodesic", "engine", "latency", "accuracy", "report", "serve", "memory"]
-    names += ["backends", "heads", "set_image", "conformance", "gpu_check", "site"]
+    names += ["backends", "heads", "set_image", "conformance", "gpu_check", "site", "site_speed"]
     return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
 
 

@@ -1,0 +1,18 @@
+"""``medrefine bench site-speed`` runs on the shipped series and prints both figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from medrefine.cli import main
+
+
+def test_site_speed_prints_accept_and_open_costs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps to the terminal width
+    assert main(["bench", "site-speed", "--images", "3", "--repeats", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "accept: sample, refit, check" in text and "last 3 of 3 accepts" in text
+    assert "open from the site head (site v3)" in text  # three true masks: the head is in use
+    assert "open from the network (baseline)" in text
