@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from medrefine.engine.refine import RefineConfig
+from medrefine.engine.config import RefineConfig
 from medrefine.eval.harness import simulate
 from medrefine.eval.methods import MedrefineMethod
 from medrefine.eval.robot.types import RobotConfig, paint

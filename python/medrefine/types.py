@@ -7,7 +7,8 @@ one the network never predicts in this image.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -171,12 +172,37 @@ class Volume:
     dicom_headers: tuple[object, ...] = field(default=(), compare=False, repr=False)
 
 
+#: Voxel size per spatial axis in units of the finest axis's (:func:`relative_spacing`).
+Spacing = tuple[float, ...]
+
+
+def relative_spacing(spacing: Sequence[float] | None, ndim: int) -> Spacing | None:
+    """``spacing`` (voxel size per spatial axis, array order, any unit) divided by its smallest
+    entry, or None when it is None or isotropic (every pixel distance then reads the same).
+
+    >>> relative_spacing((3.0, 1.5, 1.5), 3)
+    (2.0, 1.0, 1.0)
+    """
+    if spacing is None:
+        return None
+    values = tuple(float(v) for v in spacing)
+    if len(values) != ndim or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InputError(
+            f"spacing must hold {ndim} positive finite voxel sizes (one per spatial axis), "
+            f"got {tuple(spacing)}"
+        )
+    low = min(values)
+    if all(v == low for v in values):
+        return None
+    return tuple(v / low for v in values)
+
+
 @dataclass(frozen=True)
 class ClassChange:
     """How one refine changed one class's pixels, against the mask before it.
 
     *Inside* is the marks' reach (where the gate let the adapted head act, the marked, enclosed
-    and grown pixels, and what a box took from its class: :mod:`medrefine.engine.reach`);
+    and grown pixels, and what a box took from its class: :mod:`medrefine.engine.gate.reach`);
     *outside* is the rest of the image. A class no mark of the session names never gains a
     pixel outside.
 
@@ -216,7 +242,7 @@ class RefineResult:
             in).
         propagation: the length scale (pixels of geodesic distance per nat) at which the
             marks' image-led propagation was fused into the mask, or None when the network's
-            prediction stands (:mod:`medrefine.engine.propagate`).
+            prediction stands (:mod:`medrefine.engine.gate.propagate`).
         changes: per class (index = label), the pixels this refine gained and lost inside and
             outside the marks' reach, against the mask before it (:class:`ClassChange`).
         unmarked: the classes no mark of the session names (kept from gaining pixels outside
@@ -241,7 +267,7 @@ class RefineResult:
     @property
     def outside_gain_unmarked(self) -> int:
         """Pixels that classes nobody marked gained outside the marks' reach: 0 by the rule of
-        :mod:`medrefine.engine.reach`."""
+        :mod:`medrefine.engine.gate.reach`."""
         return sum(c.gained_outside for c in self.changes if c.label in self.unmarked)
 
     @property

@@ -10,7 +10,8 @@ import torch
 
 import medrefine as mr
 from medrefine.backends import TorchBackend
-from medrefine.engine.features import backbone, resolve_device
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.budget.features import backbone, resolve_device
 from medrefine.errors import InputError, ResourceError
 from medrefine.models.split import SplitModel
 
@@ -19,7 +20,7 @@ def test_an_explicit_cpu_device_gives_the_default_masks(model2d: SplitModel) -> 
     image = np.random.default_rng(0).normal(size=(40, 36)).astype(np.float32)
     masks = []
     for device in (None, "cpu"):
-        session = mr.Session(model2d, cache=mr.FeatureCache(max_bytes=0), device=device)
+        session = mr.Session(model2d, cache=FeatureCache(max_bytes=0), device=device)
         assert session.device == torch.device("cpu")
         first = session.set_image(image)
         session.add(mr.Click(label=1, point=(20, 18), radius=2))

@@ -12,6 +12,7 @@ import torch
 
 import medrefine as mr
 from medrefine.backends import OnnxBackbone, OnnxRuntimeBackend, TorchBackend, select_backend
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.errors import InputError
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import load_network
@@ -100,5 +101,5 @@ def test_onnx_backbone_gives_the_torch_model_the_same_mask(
         TorchBackend(model.backbone),
         select_backend(model, None, exported["backbone"].path),
     ):
-        masks.append(mr.Session(model, cache=mr.FeatureCache(), backend=backend).set_image(image))
+        masks.append(mr.Session(model, cache=FeatureCache(), backend=backend).set_image(image))
     assert (masks[0] != masks[1]).mean() < 1e-3

@@ -15,7 +15,7 @@ from medrefine import SessionLimits
 from medrefine.backends import TorchBackend, slab_ops
 from medrefine.backends.slab_ops import Slabs, UnsupportedError
 from medrefine.backends.slabs import slab_plan
-from medrefine.engine.features import compute_features
+from medrefine.engine.budget.features import compute_features
 
 _SLAB_BYTES = 4 * 3 * 10  # float32 bytes of three channels of one 2D row of 10 pixels
 

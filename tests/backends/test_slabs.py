@@ -11,7 +11,8 @@ import medrefine as mr
 from conftest import split
 from medrefine.backends import TorchBackend
 from medrefine.backends.slabs import run_slabs, slab_plan, write
-from medrefine.engine.features import compute_features, storage_dtype
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.budget.features import compute_features, storage_dtype
 from medrefine.errors import InputError
 from medrefine.models.preprocess import Preprocessing
 from medrefine.models.split import SplitModel
@@ -125,7 +126,7 @@ def test_session_masks_with_slabs_and_float16_features(
         mr.SessionLimits(slab_voxels=None, float16_feature_bytes=None),
         mr.SessionLimits(slab_voxels=1, float16_feature_bytes=1),
     ):
-        session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0), limits=limits)
+        session = mr.Session(model, cache=FeatureCache(max_bytes=0), limits=limits)
         out = [session.set_image(image)]
         session.add(mr.Click(label=1, point=tuple(s // 3 for s in shape), radius=2))
         out.append(session.refine().mask)
@@ -145,7 +146,7 @@ def test_a_multichannel_probe_uses_the_preprocessing_channels() -> None:
 
 def test_only_float32_features_change_dtype() -> None:
     """Integer or float64 features (indices, sizes a head reads) keep their dtype and values."""
-    from medrefine.engine.features import stored
+    from medrefine.engine.budget.features import stored
 
     index = torch.arange(2 * 3 * 4).reshape(1, 2, 3, 4)
     wide = index.double() / 7

@@ -7,7 +7,7 @@ import torch
 
 from medrefine.benchmarks import set_image
 from medrefine.cli import build_parser
-from medrefine.engine import head_checks
+from medrefine.engine.head import checks as head_checks
 
 
 def test_measure_times_the_checked_and_the_kept_path(monkeypatch: pytest.MonkeyPatch) -> None:

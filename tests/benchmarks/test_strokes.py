@@ -7,7 +7,7 @@ import pytest
 
 import medrefine as mr
 from medrefine.benchmarks.strokes import error_strokes, measure_strokes, stained_512
-from medrefine.engine import constraints
+from medrefine.engine.refine import constraints
 
 
 def _drawn(stroke: mr.Scribble, shape: tuple[int, int]) -> np.ndarray:

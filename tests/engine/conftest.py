@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from medrefine.engine.head_verdict import VERDICTS
+from medrefine.engine.head.verdict import VERDICTS
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medrefine.engine.head import channels_last
+from medrefine.engine.head.runner import channels_last
 
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 UP = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 import medrefine as mr
-from medrefine.backends.named import resolve_backend
-from medrefine.engine import admission
+from medrefine.engine.budget import admission
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.session.backend import resolve_backend
 from medrefine.errors import InputError, ResourceError
 
 MIB = 1 << 20
@@ -41,7 +42,7 @@ def _plain() -> mr.SplitModel:
 
 def test_the_default_refuses_512_cubed_on_the_3d_model_before_computing() -> None:
     # It was admitted (exactly max_voxels) and ran for over 600 s, holding 11.7 GB.
-    session = mr.Session(mr.load_model("hippocampus-unet3d"), cache=mr.FeatureCache(0))
+    session = mr.Session(mr.load_model("hippocampus-unet3d"), cache=FeatureCache(0))
     volume = np.zeros((512, 512, 512), np.uint8)
     start = time.perf_counter()
     with pytest.raises(ResourceError) as info:
@@ -68,7 +69,7 @@ def test_the_default_admits_the_memory_benchmarks_session() -> None:
 
 def test_a_memory_budget_refuses_by_name_and_the_session_stays_usable() -> None:
     limits = mr.SessionLimits(max_set_image_bytes=100 * MIB)
-    session = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache(0), limits=limits)
+    session = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache(0), limits=limits)
     image = np.zeros((3, 512, 512), np.uint8)
     with pytest.raises(ResourceError, match=r"max_set_image_bytes\) of 100 MiB") as info:
         session.set_image(image)
@@ -79,7 +80,7 @@ def test_a_memory_budget_refuses_by_name_and_the_session_stays_usable() -> None:
 def test_over_the_memory_budget_a_tileable_network_runs_in_tiles() -> None:
     model = _plain()
     image = np.random.default_rng(0).random((512, 512)).astype(np.float32)
-    whole = mr.Session(model, cache=mr.FeatureCache(0), limits=mr.SessionLimits())
+    whole = mr.Session(model, cache=FeatureCache(0), limits=mr.SessionLimits())
     want = whole.set_image(image)
     backend = resolve_backend(model, None)
     found = admission.estimate(model, backend, (512, 512), mr.SessionLimits())
@@ -92,18 +93,18 @@ def test_over_the_memory_budget_a_tileable_network_runs_in_tiles() -> None:
     assert tiled.max_tile_voxels is not None and tiled.max_tile_voxels < 512 * 512
     estimate = admission.estimate(model, backend, (512, 512), tiled)
     assert estimate is not None and estimate.path == "tiles" and estimate.peak_bytes <= budget
-    session = mr.Session(model, cache=mr.FeatureCache(0), limits=limits)
+    session = mr.Session(model, cache=FeatureCache(0), limits=limits)
     np.testing.assert_array_equal(session.set_image(image), want)
 
 
 def test_features_in_the_cache_cost_no_backbone_time() -> None:
     model = mr.load_model("nuclei-unet2d")
-    cache = mr.FeatureCache()
+    cache = FeatureCache()
     image = mr.load_sample("nuclei-stained").image
     want = mr.Session(model, cache=cache).set_image(image)
     hurried = mr.SessionLimits(max_set_image_seconds=1e-6)
     with pytest.raises(ResourceError, match="max_set_image_seconds"):
-        mr.Session(model, cache=mr.FeatureCache(0), limits=hurried).set_image(image)
+        mr.Session(model, cache=FeatureCache(0), limits=hurried).set_image(image)
     np.testing.assert_array_equal(
         mr.Session(model, cache=cache, limits=hurried).set_image(image), want
     )
@@ -121,7 +122,7 @@ def test_more_than_the_machine_has_is_refused_whatever_the_limits() -> None:
     limits = mr.SessionLimits(
         max_voxels=side * side, max_set_image_bytes=None, max_set_image_seconds=None
     )
-    session = mr.Session(model, cache=mr.FeatureCache(0), limits=limits)
+    session = mr.Session(model, cache=FeatureCache(0), limits=limits)
     with pytest.raises(ResourceError, match=r"this machine has available \(MemAvailable\)"):
         session.set_image(np.zeros((side, side), np.uint8))
 

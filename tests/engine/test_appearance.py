@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.engine.appearance import bin_index, class_log_likelihoods
-from medrefine.engine.propagate import fuse
+from medrefine.engine.gate.appearance import bin_index, class_log_likelihoods
+from medrefine.engine.gate.propagate import fuse
 
 
 def _two_colours(ndim: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.engine.cache import FeatureCache, image_digest
+from medrefine.engine.budget.cache import FeatureCache, image_digest
 from medrefine.errors import InputError
 
 

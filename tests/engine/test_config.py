@@ -202,9 +202,9 @@ def test_report_ablations_change_only_the_named_setting() -> None:
     "module",
     [
         "medrefine.engine.config",
-        "medrefine.engine.constraints",
-        "medrefine.engine.distance",
-        "medrefine.engine.threads",
+        "medrefine.engine.refine.constraints",
+        "medrefine.types",
+        "medrefine.engine.head.threads",
         "medrefine.eval.methods",
     ],
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medrefine.engine.config import MarksConfig
-from medrefine.engine.constraints import build, enclosed, rasterize
+from medrefine.engine.refine.constraints import build, enclosed, rasterize
 from medrefine.errors import InputError
 from medrefine.types import Box, Click, Paint, Scribble
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid
-from medrefine.engine.crop_eval import BatchedCrops, Clusters, batch_agrees
-from medrefine.engine.head import HeadRunner
+from medrefine.engine.head.crop import FeatureGrid
+from medrefine.engine.head.crop_eval import BatchedCrops, Clusters, batch_agrees
+from medrefine.engine.head.runner import HeadRunner
 
 from .crop_heads import Decoder, make_features
 

@@ -13,11 +13,11 @@ import torch
 from torch import fx, nn
 from torch.utils.hooks import RemovableHandle
 
-from medrefine.engine import crop_stages
-from medrefine.engine.crop_eval import BatchedCrops
-from medrefine.engine.crop_stages import Stages
-from medrefine.engine.head import HeadRunner, channels_last
-from medrefine.engine.head_verdict import VERDICTS
+from medrefine.engine.head import crop_stages
+from medrefine.engine.head.crop_eval import BatchedCrops
+from medrefine.engine.head.crop_stages import Stages
+from medrefine.engine.head.runner import HeadRunner, channels_last
+from medrefine.engine.head.verdict import VERDICTS
 
 from .crop_heads import Decoder, make_features
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.engine.head import rows
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.head.runner import rows
 
 from .virtual_device import HOST, SESSION, VirtualDevice, refine_under_mode, report
 
@@ -37,7 +38,7 @@ def test_the_mode_sees_a_host_tensor_meeting_a_session_tensor() -> None:
 
 
 def test_a_medrefine_factory_without_a_device_is_flagged() -> None:
-    from medrefine.engine.objective import LossInputs, prediction_anchor
+    from medrefine.engine.refine.objective import LossInputs, prediction_anchor
 
     mode = VirtualDevice()
     logits = torch.randn(5, 3)
@@ -76,7 +77,7 @@ def _marks_2d() -> list[list[mr.Mark]]:
 def test_refines_on_the_2d_zoo_model_keep_to_the_session_device(settings: str) -> None:
     model = mr.load_model("nuclei-unet2d")
     config = mr.RefineConfig().with_overrides(f"{settings},loop.max_iterations=3")
-    session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")
+    session = mr.Session(model, config, cache=FeatureCache(max_bytes=0), device="cpu")
     session.set_image(mr.load_sample("nuclei-stained").image)
     violations = refine_under_mode(session, _marks_2d())
     assert not violations, report(violations)
@@ -85,7 +86,7 @@ def test_refines_on_the_2d_zoo_model_keep_to_the_session_device(settings: str) -
 def test_refines_on_a_3d_zoo_model_keep_to_the_session_device() -> None:
     model = mr.load_model("hippocampus-unet3d")
     config = mr.RefineConfig().with_overrides("loop.max_iterations=3")
-    session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")
+    session = mr.Session(model, config, cache=FeatureCache(max_bytes=0), device="cpu")
     image = mr.load_sample("hippocampus-007").image
     session.set_image(image)
     shape = session.image_shape
@@ -102,7 +103,7 @@ def test_the_whole_refine_path_keeps_to_the_session_device() -> None:
     """The zoo's 2D model through the default refine path, marks of two classes."""
     model = mr.load_model("nuclei-unet2d")
     config = mr.RefineConfig().with_overrides("loop.max_iterations=3")
-    session = mr.Session(model, config, cache=mr.FeatureCache(max_bytes=0), device="cpu")
+    session = mr.Session(model, config, cache=FeatureCache(max_bytes=0), device="cpu")
     session.set_image(mr.load_sample("nuclei-stained").image)
     violations = refine_under_mode(session, _marks_2d())
     assert not violations, report(violations)
@@ -111,9 +112,9 @@ def test_the_whole_refine_path_keeps_to_the_session_device() -> None:
 def test_the_refine_loop_on_a_cropped_head_keeps_to_the_session_device() -> None:
     """The ``crop`` evaluation mode (no zoo model uses it): a 3x3-convolution head over
     features at half the image's resolution, refined directly by the loop."""
-    from medrefine.engine import constraints
-    from medrefine.engine.head import HeadRunner
-    from medrefine.engine.refine import Refiner
+    from medrefine.engine.head.runner import HeadRunner
+    from medrefine.engine.refine import constraints
+    from medrefine.engine.refine.loop import Refiner
 
     torch.manual_seed(0)
     head = torch.nn.Sequential(

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medrefine.engine.distance import (
+from medrefine.engine.gate.distance import (
     edge_cost,
     euclidean_map,
     euclidean_to,
     geodesic_map,
     geodesic_to,
-    relative_spacing,
 )
 from medrefine.errors import InputError
+from medrefine.types import relative_spacing
 
 
 def test_euclidean_is_exact_below_the_stride_threshold_and_close_above() -> None:

@@ -10,8 +10,7 @@ import torch
 
 import medrefine as mr
 from medrefine.engine.config import GateConfig, LoopConfig, MarksConfig, RefineConfig
-from medrefine.engine.constraints import build
-from medrefine.engine.gate import (
+from medrefine.engine.gate.plan import (
     FeatureGate,
     adaptive_sigma,
     enough_evidence,
@@ -19,6 +18,7 @@ from medrefine.engine.gate import (
     plan_gate,
     spatial_gate,
 )
+from medrefine.engine.refine.constraints import build
 from medrefine.types import Click, Scribble
 
 
@@ -260,9 +260,9 @@ def test_a_session_keeps_the_volumes_spacing_for_its_gate(model3d, case3d) -> No
 
 @pytest.mark.parametrize("rows", [1 << 16, 7])  # one call for the box, or many small chunks
 def test_a_pointwise_head_is_evaluated_on_the_gate_s_box_only(rows: int, monkeypatch) -> None:
-    from medrefine.engine import head as head_module
-    from medrefine.engine.gate import GatePlan
-    from medrefine.engine.head import HeadRunner, channels_last
+    from medrefine.engine.gate.plan import GatePlan
+    from medrefine.engine.head import runner as head_module
+    from medrefine.engine.head.runner import HeadRunner, channels_last
 
     monkeypatch.setattr(head_module, "_ROWS_PER_CHUNK", rows)
     torch.manual_seed(0)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import medrefine as mr
-from medrefine.engine.gate import FeatureGate, GatePlan, spatial_gate
-from medrefine.engine.head import HeadRunner, channels_last, rows
+from medrefine.engine.gate.plan import FeatureGate, GatePlan, spatial_gate
+from medrefine.engine.head.runner import HeadRunner, channels_last, rows
 
 
 class CoarseNet(nn.Module):

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from medrefine.engine.crop import measure_margins
-from medrefine.engine.head import (
+from medrefine.engine.head.crop import measure_margins
+from medrefine.engine.head.pointwise import as_row_head
+from medrefine.engine.head.runner import (
     HeadRunner,
     channels_last,
     last_layer,
     resize_outputs,
 )
-from medrefine.engine.pointwise import as_row_head
 
 
 class TwoInputHead(nn.Module):

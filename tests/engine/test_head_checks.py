@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid
-from medrefine.engine.head_checks import HeadChecks, covers, probe_boxes, probe_window
-from medrefine.engine.head_verdict import Verdict
+from medrefine.engine.head.checks import HeadChecks, covers, probe_boxes, probe_window
+from medrefine.engine.head.crop import FeatureGrid
+from medrefine.engine.head.verdict import Verdict
 
 from .crop_heads import Decoder, make_features
 

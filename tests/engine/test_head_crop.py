@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid, grid_scales
-from medrefine.engine.head import HeadRunner
+from medrefine.engine.head.crop import FeatureGrid, grid_scales
+from medrefine.engine.head.runner import HeadRunner
 
 from .crop_heads import CONV, UP, Decoder, make_features
 

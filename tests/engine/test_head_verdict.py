@@ -14,9 +14,10 @@ from torch import fx, nn
 
 import medrefine as mr
 from medrefine.benchmarks.heads import deeplab_net
-from medrefine.engine import crop_stages, head_checks
-from medrefine.engine.head import HeadRunner, channels_last, last_layer, resize_outputs
-from medrefine.engine.head_verdict import VERDICTS, structure, verdict_key
+from medrefine.engine.head import checks as head_checks
+from medrefine.engine.head import crop_stages
+from medrefine.engine.head.runner import HeadRunner, channels_last, last_layer, resize_outputs
+from medrefine.engine.head.verdict import VERDICTS, structure, verdict_key
 
 from .crop_heads import Decoder
 

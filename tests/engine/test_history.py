@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrefine.engine.history import History, Interaction, PackedMask, SessionState
+from medrefine.engine.session.history import History, SessionState
 from medrefine.errors import StateError
+from medrefine.packed import PackedMask
+from medrefine.records import Interaction
 
 
 def _state(tag: int) -> SessionState:

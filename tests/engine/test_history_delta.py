@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.engine.history import History, Interaction, PackedMask, SessionState
+from medrefine.engine.session.history import History, SessionState
+from medrefine.packed import PackedMask
+from medrefine.records import Interaction
 
 
 def _state(mask: np.ndarray, head: dict[str, torch.Tensor] | None = None) -> SessionState:

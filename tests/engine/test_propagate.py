@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medrefine.engine.config import PropagateConfig
-from medrefine.engine.propagate import class_distances, fuse, propagates
+from medrefine.engine.gate.propagate import class_distances, fuse, propagates
 from medrefine.errors import InputError
 
 
@@ -172,16 +172,16 @@ def test_a_new_class_reaches_an_unmarked_look_alike_by_its_colour(
 
 def test_an_image_s_colour_cells_are_binned_once(model2d, monkeypatch: pytest.MonkeyPatch) -> None:
     import medrefine as mr
-    from medrefine.engine import step
+    from medrefine.engine.session import image as image_state
 
     binned = []
-    original = step.bin_index
+    original = image_state.bin_index
 
     def counted(image: np.ndarray, bins: int) -> np.ndarray:
         binned.append(bins)
         return original(image, bins)
 
-    monkeypatch.setattr(step, "bin_index", counted)
+    monkeypatch.setattr(image_state, "bin_index", counted)
     image, first, _ = _two_plateaus()
     session = mr.Session(model2d)
     session.set_image(image)

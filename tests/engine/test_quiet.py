@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from medrefine.engine.quiet import quiet_stderr
+from medrefine.models.quiet import quiet_stderr
 
 
 def _interleave(enter: Callable[[], AbstractContextManager[object]]) -> None:

@@ -9,9 +9,8 @@ import torch
 from scipy import ndimage
 
 import medrefine as mr
-from medrefine.engine import constraints
 from medrefine.engine.config import GateConfig, MarksConfig
-from medrefine.engine.reach import (
+from medrefine.engine.gate.reach import (
     GLOBAL_WIDTHS,
     OPEN,
     class_changes,
@@ -19,6 +18,7 @@ from medrefine.engine.reach import (
     marked_classes,
     reach_map,
 )
+from medrefine.engine.refine import constraints
 
 #: Farther than this from every mark (pixels) is beyond any default gate: 3.03 times the widest
 #: default width (24 px) is 73 px.

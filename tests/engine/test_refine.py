@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medrefine.engine.objective import (
+from medrefine.engine.refine.loop import trainable_parameters
+from medrefine.engine.refine.objective import (
     LossInputs,
     build_objective,
     mark_loss,
     prediction_anchor,
     weight_anchor,
 )
-from medrefine.engine.refine import trainable_parameters
 
 
 def test_trainable_depth_selects_last_layers() -> None:

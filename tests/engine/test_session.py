@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.engine import constraints, step
-from medrefine.engine.gate import loop_settings
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.gate.plan import loop_settings
+from medrefine.engine.refine import constraints
+from medrefine.engine.session import refinement
 from medrefine.errors import InputError, StateError
 
 
@@ -157,7 +159,7 @@ def test_add_class_extends_head_and_undo_removes_it(model2d, case2d) -> None:
 
 def test_cache_serves_second_set_image(model2d, case2d) -> None:
     image, _ = case2d
-    cache = mr.FeatureCache()
+    cache = FeatureCache()
     session = mr.Session(model2d, cache=cache)
     calls = []
     original = session.backend.features
@@ -262,7 +264,7 @@ def test_wide_gate_drops_or_relaxes_the_anchor(model2d, case2d) -> None:
     img = s._img
     assert img is not None
     cons = constraints.build(s.pending, image.shape, s.config.marks, img.image)
-    plan = step.gate_plan(img, s.config, cons, s.num_classes)
+    plan = refinement.gate_plan(img, s.config, cons, s.num_classes)
     cfg, hold = loop_settings(s.config, plan, img.features_gate)
     assert hold is not None and cfg.objective.anchor_weight == 1.0
     assert cfg.loop.max_iterations == 50

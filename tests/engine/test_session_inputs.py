@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import medrefine as mr
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.errors import InputError
 
 ONE_STEP = "loop.max_iterations=1,loop.wide_iterations=1"
@@ -15,7 +16,7 @@ ONE_STEP = "loop.max_iterations=1,loop.wide_iterations=1"
 
 @pytest.fixture()
 def session(model2d: mr.SplitModel, case2d: tuple[np.ndarray, np.ndarray]) -> mr.Session:
-    s = mr.Session(model2d, cache=mr.FeatureCache(max_bytes=0))
+    s = mr.Session(model2d, cache=FeatureCache(max_bytes=0))
     s.set_image(case2d[0])
     return s
 
@@ -74,7 +75,7 @@ def test_the_image_edges_are_read_on_is_z_scored_whatever_its_scale(
 ) -> None:
     # A network fed the image as given (model2d) still has edges and region growing read a
     # z-scored copy; an absolute floor of 1e-6 on its std flattened an image scaled by 1e-8.
-    session = mr.Session(model2d, cache=mr.FeatureCache(max_bytes=0))
+    session = mr.Session(model2d, cache=FeatureCache(max_bytes=0))
     session.set_image(case2d[0])
     want = session._require_image().image
     session.set_image((case2d[0] * np.float32(1e-8)).astype(np.float32))
@@ -83,12 +84,12 @@ def test_the_image_edges_are_read_on_is_z_scored_whatever_its_scale(
 
 @pytest.fixture(scope="module")
 def rgb() -> mr.Session:
-    return mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache(max_bytes=0))
+    return mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache(max_bytes=0))
 
 
 @pytest.fixture(scope="module")
 def volume3d() -> mr.Session:
-    return mr.Session(mr.load_model("hippocampus-unet3d"), cache=mr.FeatureCache(max_bytes=0))
+    return mr.Session(mr.load_model("hippocampus-unet3d"), cache=FeatureCache(max_bytes=0))
 
 
 def _noise(shape: tuple[int, ...]) -> np.ndarray:

@@ -16,12 +16,14 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.engine import step
-from medrefine.engine.head import HeadRunner, label_argmax
-from medrefine.engine.history import Interaction, PackedMask
-from medrefine.engine.limits import SessionLimits
-from medrefine.engine.refine import Refiner
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.budget.limits import SessionLimits
+from medrefine.engine.head.runner import HeadRunner, label_argmax
+from medrefine.engine.refine.loop import Refiner
+from medrefine.engine.session.image import labels_and_top
 from medrefine.errors import InputError, MedrefineError, NumericalError, ResourceError, StateError
+from medrefine.packed import PackedMask
+from medrefine.records import Interaction
 
 
 def _head(session: mr.Session) -> dict[str, torch.Tensor]:
@@ -304,11 +306,11 @@ def test_packed_masks_round_trip_exactly() -> None:
 def test_labels_and_top_match_label_argmax() -> None:
     logits = torch.randn(4, 6, 7)
     logits[2, 0, :3] = logits[1, 0, :3]  # ties: the first maximum wins
-    labels, low, high = step.labels_and_top(logits)
+    labels, low, high = labels_and_top(logits)
     assert np.array_equal(labels, label_argmax(logits))
     assert low == float(logits.max(0).values.min()) and high == float(logits.max())
     logits[3, 2, 2] = float("nan")
-    assert math.isnan(step.labels_and_top(logits)[1])
+    assert math.isnan(labels_and_top(logits)[1])
 
 
 def test_history_keeps_no_logits_and_compressed_masks(model3d, case3d) -> None:
@@ -389,6 +391,6 @@ def test_memory_layout_does_not_change_the_mask() -> None:
     view = hwc.transpose(2, 0, 1)
     assert not view.flags.c_contiguous
     model = mr.load_model("nuclei-unet2d")
-    strided = mr.Session(model, cache=mr.FeatureCache(0)).set_image(view)
-    packed = mr.Session(model, cache=mr.FeatureCache(0)).set_image(np.ascontiguousarray(view))
+    strided = mr.Session(model, cache=FeatureCache(0)).set_image(view)
+    packed = mr.Session(model, cache=FeatureCache(0)).set_image(np.ascontiguousarray(view))
     np.testing.assert_array_equal(strided, packed)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.engine.threads import single_threaded
+from medrefine.engine.head.threads import single_threaded
 from medrefine.types import RefineProgress
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from medrefine.engine.pointwise import as_row_head
+from medrefine.engine.head.pointwise import as_row_head
 from medrefine.models.tracing import symbolic_trace
 
 

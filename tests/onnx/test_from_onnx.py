@@ -14,8 +14,8 @@ from scipy import ndimage
 from torch import fx, nn
 
 import medrefine as mr
-from medrefine.engine.cache import FeatureCache
-from medrefine.engine.pointwise import as_row_head
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.head.pointwise import as_row_head
 from medrefine.errors import NotFoundError, UnsupportedModelError
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import load_network

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import medrefine as mr
-from medrefine.engine.pointwise import as_row_head
+from medrefine.engine.head.pointwise import as_row_head
 from medrefine.errors import UnsupportedModelError
 from medrefine.onnx import scope_nodes
 from medrefine.onnx.export import export_module

@@ -9,9 +9,9 @@ import pytest
 
 import medrefine as mr
 from medrefine import errors
-from medrefine.backends.named import resolve_backend
 from medrefine.client import RemoteError, RemoteSession
-from medrefine.engine import admission
+from medrefine.engine.budget import admission
+from medrefine.engine.session.backend import resolve_backend
 from medrefine.serve import ServerConfig
 
 from .conftest import start

@@ -25,9 +25,9 @@ from rich.table import Table
 
 import medrefine as mr
 from medrefine.backends import FeatureExtractor, OnnxRuntimeBackend, TorchBackend
-from medrefine.backends.named import onnx_graph
 from medrefine.benchmarks.page import Page, add_page_option
-from medrefine.engine.cache import FeatureCache
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.session.backend import onnx_graph
 
 #: ONNX Runtime settings tried: (graph optimisation level, intra-op threads; 0 = its default).
 ORT_CONFIGS = (("all", 0), ("all", 2), ("extended", 2), ("basic", 2), ("all", 1))

@@ -1,7 +1,7 @@
 """Benchmark ``medrefine bench geodesic``: the geodesic distance kernel on edge-cost scenes.
 
 The scene is the region-growing benchmark's (smooth blobs on a drifting background, noise, a few
-strokes per class); the cost is the gate's (:func:`medrefine.engine.distance.edge_cost`,
+strokes per class); the cost is the gate's (:func:`medrefine.engine.gate.distance.edge_cost`,
 weight 1) and the sources are every stroke. The kernel runs with the search limit a gate of width
 sigma uses (4 sigma) and without one; the baseline is scikit-image's ``MCP_Geometric``
 (Dijkstra, the same path cost, no limit: its cost cap is deprecated). Everything runs on one
@@ -22,7 +22,7 @@ from skimage.graph import MCP_Geometric
 
 from medrefine.benchmarks.grow import make_scene, times_ms
 from medrefine.benchmarks.page import Page, add_page_option
-from medrefine.engine.distance import edge_cost
+from medrefine.engine.gate.distance import edge_cost
 from medrefine.kernels.geodesic import geodesic_distance
 
 SIGMAS = (4.0, 12.0)  # gate widths in pixels: a boundary correction, the fallback gate

@@ -100,6 +100,7 @@ def run_config(
     """Run one configuration; a failure is kept in ``Run.error`` with its traceback's tail."""
     import medrefine as mr
     from medrefine.backends import TorchBackend
+    from medrefine.engine.budget.cache import FeatureCache
 
     run = Run(config)
     try:
@@ -110,7 +111,7 @@ def run_config(
             backend = TorchBackend(copy.deepcopy(model.backbone), device)
             session_device = device if config == "cuda" else "cpu"
         for _ in range(repeats):
-            cache = mr.FeatureCache(max_bytes=0)
+            cache = FeatureCache(max_bytes=0)
             session = mr.Session(model, cache=cache, backend=backend, device=session_device)
             mask, ms = _timed(functools.partial(session.set_image, image))
             run.set_image_ms.append(ms)

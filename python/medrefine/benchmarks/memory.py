@@ -14,7 +14,7 @@ Scenarios (``hippocampus-unet3d``, a smooth synthetic volume, no feature cache):
 - ``set_image``: ``set_image`` alone on ``(256, 256, 128)``.
 - ``admission``: ``set_image`` of each of :data:`ADMISSION_CASES` (zoo and generic networks,
   whole, slab by slab, ONNX Runtime) in its own child, its peak and held resident memory and
-  its seconds next to the estimate of :mod:`medrefine.engine.admission`.
+  its seconds next to the estimate of :mod:`medrefine.engine.budget.admission`.
 
 Both run with the default :class:`~medrefine.SessionLimits`: a volume this large runs the
 backbone slab by slab (``slab_voxels``) and caches its features in float16
@@ -85,10 +85,11 @@ def _child(
     scenario: str, interactions: int, seed: int, shape: tuple[int, ...] | None = None
 ) -> None:
     import medrefine as mr
+    from medrefine.engine.budget.cache import FeatureCache
 
     _report("start")
     model = mr.load_model("hippocampus-unet3d")
-    session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0))
+    session = mr.Session(model, cache=FeatureCache(max_bytes=0))
     if shape is None:
         shape = SESSION_SHAPE if scenario == "session" else SET_IMAGE_SHAPE
     image = _volume(shape, seed)
@@ -139,6 +140,7 @@ def parity(interactions: int, seed: int) -> list[str]:
     import time
 
     import medrefine as mr
+    from medrefine.engine.budget.cache import FeatureCache
 
     model = mr.load_model("hippocampus-unet3d")
     image = _volume(SESSION_SHAPE, seed)
@@ -150,7 +152,7 @@ def parity(interactions: int, seed: int) -> list[str]:
     masks: dict[str, list[np.ndarray]] = {}
     lines = []
     for name, limits in configs.items():
-        session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0), limits=limits)
+        session = mr.Session(model, cache=FeatureCache(max_bytes=0), limits=limits)
         start = time.perf_counter()
         out = [session.set_image(image)]
         lines.append(f"  set_image {name}: {time.perf_counter() - start:.1f} s")
@@ -179,7 +181,7 @@ def parity(interactions: int, seed: int) -> list[str]:
 
 #: The cases ``--scenario admission`` measures: (network, spatial shape, backend, SessionLimits
 #: overrides). A network is a zoo name or a name of :mod:`medrefine.benchmarks.architectures`
-#: (generic networks). The constants of medrefine.engine.admission were chosen on all but the
+#: (generic networks). The constants of medrefine.engine.budget.admission were chosen on all but the
 #: last four, which check them.
 #: ``slab_voxels=1`` forces the slab path on a volume under the default slab threshold.
 ADMISSION_CASES: tuple[tuple[str, tuple[int, ...], str, dict[str, Any]], ...] = (
@@ -230,13 +232,14 @@ def _admission_child(index: int) -> None:
     import time
 
     import medrefine as mr
-    from medrefine.engine.admission import estimate
+    from medrefine.engine.budget.admission import estimate
+    from medrefine.engine.budget.cache import FeatureCache
 
     name, shape, backend, overrides = ADMISSION_CASES[index]
     model = _network(name)
     unbounded = {"max_set_image_bytes": None, "max_set_image_seconds": None}
     limits = mr.SessionLimits(**{**unbounded, **overrides})
-    session = mr.Session(model, cache=mr.FeatureCache(max_bytes=0), backend=backend, limits=limits)
+    session = mr.Session(model, cache=FeatureCache(max_bytes=0), backend=backend, limits=limits)
     image = _volume(shape, 0)
     if model.preprocessing.channels == 3:
         image = np.repeat(image[None], 3, axis=0)

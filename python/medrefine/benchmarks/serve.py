@@ -37,6 +37,7 @@ from medrefine.benchmarks.failover import failover, health_under_stalls
 from medrefine.benchmarks.page import Page, add_page_option
 from medrefine.benchmarks.stats import percentile
 from medrefine.client import RemoteSession, stub
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.errors import ResourceError
 from medrefine.eval.report import machine
 from medrefine.serve import convert
@@ -90,7 +91,7 @@ def _overhead(target: str, model: str, image: np.ndarray, refines: int) -> list[
     dims = mr.load_model(model).spatial_dims
     spatial = image.shape[-dims:]
     marks = _marks(spatial, 2, refines + 1)
-    local = mr.Session(mr.load_model(model), cache=mr.FeatureCache())
+    local = mr.Session(mr.load_model(model), cache=FeatureCache())
     local.set_image(image)
     near: list[tuple[float, float]] = []
     # in a worker thread, as the server runs its refines (on a loaded machine torch's thread

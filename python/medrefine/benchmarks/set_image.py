@@ -3,7 +3,7 @@
 The networks of ``medrefine bench heads`` (a transposed-convolution decoder at 1/4 and a
 deeplab-like head at 1/8, random seeded weights) in 2D 512x512 and 3D 128^3, on two scenes of
 one shape whose features are cached first, so that set_image is the head's part alone: the
-runner's checks (:mod:`medrefine.engine.head_verdict`) and the network's mask. Each run times
+runner's checks (:mod:`medrefine.engine.head.verdict`) and the network's mask. Each run times
 set_image twice, taking turns: *checked*, with the kept verdicts forgotten first (what every
 set_image paid before they were kept), and *kept*, a later image of the shape on the same
 network. The table gives p50/p95 of both, their ratio in the same run, and whether the masks are
@@ -33,7 +33,7 @@ from medrefine.benchmarks.heads import (
 )
 from medrefine.benchmarks.page import Page
 from medrefine.benchmarks.stats import percentile
-from medrefine.engine.head_verdict import VERDICTS
+from medrefine.engine.head.verdict import VERDICTS
 
 
 @dataclass(frozen=True)

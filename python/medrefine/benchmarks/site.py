@@ -19,10 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from medrefine.data import open_dataset
@@ -30,6 +26,7 @@ from medrefine.eval.methods import InteractiveMethod, MedrefineMethod, make_meth
 from medrefine.eval.report import machine
 from medrefine.eval.robot import RobotConfig
 from medrefine.eval.sequence import SequenceRecord, run_sequence
+from medrefine.extras import pyplot
 from medrefine.models.zoo import load_model
 from medrefine.site import Site, SiteConfig
 
@@ -172,6 +169,7 @@ def summary(s: SiteSet, records: Sequence[SequenceRecord], cap: int) -> str:
 
 def plot(s: SiteSet, records: Sequence[SequenceRecord], path: Path) -> None:
     """First-mask Dice and NoC@0.85 against the image's place in the sequence."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for m in dict.fromkeys(r.method for r in records):
         of = sorted((r for r in records if r.method == m), key=lambda r: r.index)

@@ -23,8 +23,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from medrefine.engine.cache import FeatureCache
-from medrefine.engine.session import Session
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.session.session import Session
 from medrefine.eval.report import machine
 from medrefine.models.zoo import load_model
 from medrefine.samples import SAMPLES, SERIES, load_sample

@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from medrefine.data import Case
 from medrefine.engine.config import RefineConfig
-from medrefine.engine.constraints import rasterize
-from medrefine.engine.session import Session
+from medrefine.engine.refine.constraints import rasterize
+from medrefine.engine.session.session import Session
 from medrefine.models.split import SplitModel
 from medrefine.samples import load_sample
 from medrefine.types import Scribble

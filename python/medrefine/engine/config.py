@@ -3,7 +3,7 @@
 - :class:`LoopConfig` (``loop``): the optimisation loop (optimizer, steps, which layers, seed).
 - :class:`ObjectiveConfig` (``objective``): the weights of the loss terms.
 - :class:`MarksConfig` (``marks``): how marks become constraints (what
-  :func:`medrefine.engine.constraints.build` takes).
+  :func:`medrefine.engine.refine.constraints.build` takes).
 - :class:`GateConfig` (``gate``): where the adapted head may overrule the network.
 - :class:`PropagateConfig` (``propagate``): the image-led propagation of marks of a new class.
 
@@ -171,7 +171,7 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class MarksConfig:
-    """How marks become constraints (:mod:`medrefine.engine.constraints`).
+    """How marks become constraints (:mod:`medrefine.engine.refine.constraints`).
 
     Attributes:
         write: write the drawn pixels into the returned mask.
@@ -201,7 +201,7 @@ class MarksConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Where the adapted head may overrule the network (:mod:`medrefine.engine.gate`).
+    """Where the adapted head may overrule the network (:mod:`medrefine.engine.gate.plan`).
 
     Attributes:
         kind: ``"adaptive"``, ``"spatial"``, ``"feature"`` or ``"none"`` (decides everywhere).
@@ -247,7 +247,7 @@ class GateConfig:
 @dataclass(frozen=True)
 class PropagateConfig:
     """Image-led propagation of the marks fused with the network's prediction
-    (:mod:`medrefine.engine.propagate`).
+    (:mod:`medrefine.engine.gate.propagate`).
 
     Attributes:
         kind: ``"new_classes"`` fuses on refines with marks of a class added by
@@ -259,7 +259,7 @@ class PropagateConfig:
         cap: the most nats of the network's evidence against a class, (0, 1000]: beyond
             ``cap * scale`` pixels nearer to a class's marks than to any other's, a pixel takes
             that class whatever the network says.
-        appearance: weight of each class's colour model (:mod:`medrefine.engine.appearance`),
+        appearance: weight of each class's colour model (:mod:`medrefine.engine.gate.appearance`),
             [0, 100]: nats of fused score per nat of log-likelihood; 0 leaves it out.
         bins: histogram bins per image channel of the colour models, [2, 256].
         lone_margin: while only one class has drawn pixels, the others take its geodesic

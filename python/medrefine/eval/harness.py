@@ -52,7 +52,7 @@ def _extra(result: RefineResult | None) -> dict[str, float]:
     """A refine's figures beyond Dice: the propagation's scale, and per session class the
     pixels gained and lost outside the marks' reach (``outside_gain_<c>``,
     ``outside_loss_<c>``), with the part gained by classes no mark named
-    (``unmarked_outside_gain``, held at 0 by :mod:`medrefine.engine.reach`)."""
+    (``unmarked_outside_gain``, held at 0 by :mod:`medrefine.engine.gate.reach`)."""
     if result is None:
         return {}
     out: dict[str, float] = {}

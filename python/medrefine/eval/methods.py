@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from medrefine.engine.config import RefineConfig
-from medrefine.engine.session import Session
+from medrefine.engine.session.session import Session
 from medrefine.errors import InputError
 from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
 from medrefine.eval.robot.types import Stroke

@@ -8,15 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from medrefine.eval.harness import Record
 from medrefine.eval.metrics import dice_auc, noc
+from medrefine.extras import pyplot
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ class MethodSummary:
         worst_mean_step: the most negative change of the mean Dice between consecutive k.
         honoured: mean share of marked pixels the network itself predicts (medrefine only).
         outside: per session class, the mean pixels a refine gained and lost outside the marks'
-            reach, ``(class, gained, lost)`` (medrefine only; :mod:`medrefine.engine.reach`).
+            reach, ``(class, gained, lost)`` (medrefine only; :mod:`medrefine.engine.gate.reach`).
         unmarked_outside_gain: pixels classes no mark named gained outside the reach, summed
             over every refine (medrefine only; 0 by the engine's rule).
     """
@@ -211,7 +208,8 @@ def _reach_table(summaries: Sequence[MethodSummary]) -> list[str]:
 
 
 def plot_curves(summaries: Sequence[MethodSummary], path: Path, title: str) -> Path:
-    """Mean Dice against interactions, one line per method."""
+    """Mean Dice against interactions, one line per method (matplotlib: the ``viz`` extra)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in summaries:
         ax.plot(range(len(s.dice)), s.dice, marker="o", ms=3, label=s.method)

@@ -30,8 +30,8 @@ def geodesic_distance(
     Args:
         cost: float32 or float64, finite and >= 0, the spatial shape.
         seeds: bool (or any integer/bool array, non-zero = seed) of the same shape: where
-            paths start (the engine's *targets*; :mod:`medrefine.engine.constraints` lists the
-            encodings of marked pixels, one name each).
+            paths start (the engine's *targets*; :mod:`medrefine.engine.refine.constraints` lists
+            the encodings of marked pixels, one name each).
         limit: the search stops at this path cost (>= 0); pixels beyond it get ``inf``. Only
             the pixels within ``limit`` of the seeds enter the search (P log P for P of them),
             but checking ``cost``, finding the seeds and writing the result each sweep the

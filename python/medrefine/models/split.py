@@ -21,12 +21,12 @@ import torch
 from torch import fx, nn
 
 from medrefine.backends.base import FeatureExtractor
-from medrefine.engine.quiet import quiet_stderr
 from medrefine.errors import UnsupportedModelError
 from medrefine.models.activation import LogProbabilities, looks_like_probabilities, strip_activation
 from medrefine.models.checks import agree, check_classes, probe, reference
 from medrefine.models.modes import owned_copy, per_image_norms
 from medrefine.models.preprocess import Preprocessing
+from medrefine.models.quiet import quiet_stderr
 from medrefine.models.tracing import symbolic_trace
 
 _log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ on the class itself, for every thread: a network another thread runs meanwhile (
 session's refine on the gRPC server's thread pool) has its submodule calls routed to the tracer,
 which fails them with ``NameError: module is not installed as a submodule``. The tracer here
 answers a call or attribute read from any thread but its own as ``torch`` would without a trace,
-so a session may trace a head (:mod:`medrefine.engine.pointwise`, :class:`SplitModel`) while
+so a session may trace a head (:mod:`medrefine.engine.head.pointwise`, :class:`SplitModel`) while
 others compute.
 """
 

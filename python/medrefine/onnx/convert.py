@@ -5,7 +5,7 @@ call (``operator.add``, ``torch.cat``, ``F.interpolate``) of a ``torch.fx.GraphM
 (Conv, ConvTranspose, BatchNormalization, InstanceNormalization, PRelu) become ``nn.Parameter``s
 and are trained by the session; batch-norm running statistics and other constant operands become
 buffers. A head of 1x1 convolutions and per-pixel operations therefore comes out in a form
-:func:`medrefine.engine.pointwise.as_row_head` accepts, the fast path of refinement.
+:func:`medrefine.engine.head.pointwise.as_row_head` accepts, the fast path of refinement.
 
 The module takes the cut's features positionally, each ``(1, C_i, *spatial_i)`` float32
 (channel-first, spatial axes in array order), and returns the logits ``(1, K, *spatial)``. It is

@@ -13,7 +13,7 @@ float32 tensor ``(N, 0, *spatial)`` of ``x``'s spatial size that costs no memory
 cached, cropped and padded like every other feature (as :func:`medrefine.models.split.size_carrier`
 does for a ``torch.fx`` split). The converted head reads the size off it at run time, so a head
 run on another image, or on a crop of the features, computes the sizes that input implies;
-:class:`medrefine.engine.head.HeadRunner` compares crops with the whole image once per image
+:class:`medrefine.engine.head.runner.HeadRunner` compares crops with the whole image once per image
 and evaluates the whole image where they differ.
 
 Only pure shape arithmetic moves: every node of the computation is one of :data:`SHAPE_OPS`

@@ -16,9 +16,9 @@ import torch
 from torch import fx
 
 from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend, model_bytes
-from medrefine.engine.quiet import quiet_stderr
 from medrefine.errors import InputError, UnsupportedModelError
 from medrefine.models.checks import check_output_shape
+from medrefine.models.quiet import quiet_stderr
 from medrefine.onnx.convert import convert_head
 from medrefine.onnx.cut import cut_graph, load
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from medrefine.engine.admission import size
+from medrefine.engine.budget.admission import size
 from medrefine.errors import ResourceError
 from medrefine.serve.status import UploadBudgetError, UploadIdleError
 

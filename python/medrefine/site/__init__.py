@@ -9,9 +9,10 @@ start from that head only where an image-held-out check says it beats the networ
 ``validate`` the held-out check; ``store`` memory and SQLite storage; ``site`` the facade.
 """
 
+from medrefine.engine.session.sites import SiteHead, SiteStart
+from medrefine.records import SiteReport, SiteVersion, Validation
 from medrefine.site.config import SiteConfig
-from medrefine.site.site import Site, SiteHead, SiteReport, SiteStart, SiteVersion
-from medrefine.site.validate import Validation
+from medrefine.site.site import Site
 
 __all__ = [
     "Site",

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from medrefine.engine.classes import NEW_CLASS_MARGIN, output_rows
-from medrefine.engine.head import last_layer, resize_outputs
-from medrefine.engine.pointwise import RowHead, as_row_head
-from medrefine.engine.threads import single_threaded
+from medrefine.engine.head.pointwise import RowHead, as_row_head
+from medrefine.engine.head.runner import last_layer, resize_outputs
+from medrefine.engine.head.threads import single_threaded
+from medrefine.engine.session.classes import NEW_CLASS_MARGIN, output_rows
 from medrefine.errors import UnsupportedModelError
 from medrefine.site.config import SiteConfig
 from medrefine.site.samples import ImageSample

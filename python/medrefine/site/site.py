@@ -27,99 +27,21 @@ import io
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medrefine.engine.head_rows import rows as feature_rows
+from medrefine.engine.head.rows import rows as feature_rows
+from medrefine.engine.session.sites import SiteHead, SiteStart
 from medrefine.errors import InputError, StateError, UnsupportedModelError
 from medrefine.models.split import SplitModel
+from medrefine.records import SiteReport, SiteVersion, Validation
 from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, row_head
 from medrefine.site.samples import ImageSample, agreement, draw, image_sample, seed_of
 from medrefine.site.store import FORMAT, MemoryStore, SiteStore, SqliteStore, VersionRecord
-from medrefine.site.validate import Validation, torch_state, validate
-
-
-@dataclass(frozen=True)
-class SiteVersion:
-    """One version of a site, as :meth:`Site.report` lists it.
-
-    Attributes:
-        version: its number (newer is larger).
-        kind: ``"accept"``, ``"rollback"`` or ``"reset"``.
-        images: accepted images it holds.
-        class_names: the site's classes, by label.
-        created_at: seconds since the epoch.
-        validation: its held-out check (None while its head is being fitted).
-    """
-
-    version: int
-    kind: str
-    images: int
-    class_names: tuple[str, ...]
-    created_at: float
-    validation: Validation | None
-
-    @property
-    def in_use(self) -> bool:
-        """New sessions start from this version's head (its check passed)."""
-        return self.validation is not None and self.validation.passed
-
-
-@dataclass(frozen=True)
-class SiteHead:
-    """The head a session starts from: a version's fitted weights and its classes."""
-
-    version: int
-    class_names: tuple[str, ...]
-    state: dict[str, torch.Tensor]
-    validation: Validation
-
-
-@dataclass(frozen=True)
-class SiteStart:
-    """How a new session starts at this site (:meth:`Site.start`).
-
-    Attributes:
-        head: the site head to start from, or None for the network's own.
-        reason: why that head, in a sentence.
-        wide: the site's evidence lets refinement reach wide (the adaptive gate may widen to
-            global, as under :meth:`medrefine.RefineConfig.shifted`): its head passed its
-            check, or the network's own masks disagreed with the accepted ones.
-        wide_reason: why (or why not), in a sentence.
-        version: the site version this start was read from (0: none, e.g. no accepted image);
-            ``site.start(version)`` gives the same start again while that version is kept.
-    """
-
-    head: SiteHead | None
-    reason: str
-    wide: bool = False
-    wide_reason: str = ""
-    version: int = 0
-
-
-@dataclass(frozen=True)
-class SiteReport:
-    """A site's record: where it lives, its model, and every kept version (oldest first)."""
-
-    where: str
-    model: str
-    versions: tuple[SiteVersion, ...]
-
-    @property
-    def current(self) -> SiteVersion | None:
-        return self.versions[-1] if self.versions else None
-
-    def __str__(self) -> str:
-        lines = [f"site of {self.model} ({self.where})"]
-        for v in self.versions:
-            check = "fitting" if v.validation is None else v.validation.reason
-            use = "in use" if v.in_use else "not used"
-            lines.append(f"  v{v.version} {v.kind}: {v.images} images, {use}: {check}")
-        return "\n".join(lines)
+from medrefine.site.validate import torch_state, validate
 
 
 def model_key(model: SplitModel) -> str:

@@ -19,58 +19,15 @@ Otherwise the network's head stands, and :attr:`Validation.reason` says why.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from medrefine.records import Validation
 from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, predict_rows, stacked, with_classes
 from medrefine.site.samples import ImageSample
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The held-out check of one site version.
-
-    Attributes:
-        images: accepted images checked.
-        network: estimated Dice of the network's head on each held-out image, in order.
-        site: estimated Dice of the site head fitted without that image.
-        passed: the site head may be used.
-        reason: why it may or may not, in a sentence.
-    """
-
-    images: int
-    network: tuple[float, ...]
-    site: tuple[float, ...]
-    passed: bool
-    reason: str
-
-    @property
-    def gain(self) -> float:
-        """Mean estimated Dice of the site head minus the network's (0 with no image)."""
-        return float(np.mean(self.site) - np.mean(self.network)) if self.images else 0.0
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "images": self.images,
-            "network": list(self.network),
-            "site": list(self.site),
-            "passed": self.passed,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Validation:
-        return cls(
-            int(data["images"]),  # type: ignore[call-overload]
-            tuple(float(v) for v in data["network"]),  # type: ignore[attr-defined]
-            tuple(float(v) for v in data["site"]),  # type: ignore[attr-defined]
-            bool(data["passed"]),
-            str(data["reason"]),
-        )
 
 
 def sample_dice(predicted: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from medrefine.engine.appearance import log_density
+from medrefine.engine.gate.appearance import log_density
 from medrefine.eval.baselines.base import FloatArray, SeedBaseline, SeedProblem, seed_mask
 from medrefine.kernels.potts import alpha_expansion, contrast_edges
 
@@ -79,5 +79,6 @@ def histogram_nll(
     bin_index: NDArray[np.intp], sample: NDArray[np.bool_], bins: int, channels: int
 ) -> FloatArray:
     """``-log p(bin)`` for every pixel; ``p`` is the histogram of ``sample``'s bins
-    (:func:`medrefine.engine.appearance.log_density`, the model the engine's colour term uses)."""
+    (:func:`medrefine.engine.gate.appearance.log_density`, the model the engine's colour term
+    uses)."""
     return -log_density(bin_index[sample], bins, channels)[bin_index]

@@ -13,10 +13,10 @@ Device: the features are kept where the session's head runs (``Session(device=..
 CPU by default); a PyTorch backbone on that device hands them over without a host round trip.
 
 Storage: every feature is cropped to the image and kept channels-last
-(:func:`~medrefine.engine.head.rows` views a pixel's feature vector as one row). Features that
-would take more than ``SessionLimits.float16_feature_bytes`` in float32 are kept in float16,
-half the memory; the head upcasts the rows it reads. Each feature is converted on its own and
-its source freed before the next, so two copies of all features never coexist.
+(:func:`~medrefine.engine.head.runner.rows` views a pixel's feature vector as one row).
+Features that would take more than ``SessionLimits.float16_feature_bytes`` in float32 are kept
+in float16, half the memory; the head upcasts the rows it reads. Each feature is converted on its
+own and its source freed before the next, so two copies of all features never coexist.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from medrefine.backends import FeatureExtractor, TorchBackend
 from medrefine.backends.slabs import run_slabs, slab_plan, write
 from medrefine.backends.tiling import tiled_features
-from medrefine.engine.limits import SessionLimits
+from medrefine.engine.budget.limits import SessionLimits
 from medrefine.errors import InputError, ResourceError
 
 Features = tuple[torch.Tensor, ...]

@@ -6,8 +6,9 @@ in pixels, float64. Large windows are computed on a grid coarsened by an integer
 (max-pooled targets, mean-pooled image) and upsampled by nearest neighbour: the error is below
 the stride, and a gate wide enough to need such a window does not need single-pixel detail.
 
-Anisotropic images: given ``spacing`` (voxel size per axis, from :func:`relative_spacing`, in
-units of the finest axis's voxel size), a step along a coarse axis is as long as the spacing says.
+Anisotropic images: given ``spacing`` (voxel size per axis, from
+:func:`medrefine.types.relative_spacing`, in units of the finest axis's voxel size), a step
+along a coarse axis is as long as the spacing says.
 The Euclidean map is exact; the geodesic one repeats every voxel of a coarse axis
 ``round(spacing)`` times (an isotropic grid, exact for integer ratios), computes there and reads
 each voxel's centre back. Without a spacing (or with an isotropic one) nothing changes.
@@ -15,8 +16,7 @@ each voxel's centre back. Without a spacing (or with an isotropic one) nothing c
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,37 +25,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from scipy import ndimage
 
-from medrefine.errors import InputError
 from medrefine.kernels.geodesic import geodesic_distance
+from medrefine.types import Spacing
 
 #: Pixels above which a distance map is computed on a coarser grid (Euclidean, geodesic).
 EDT_PIXELS = 1 << 18
 GEODESIC_PIXELS = 1 << 16
 
 EDGE_SMOOTHING = 1.0  # (coarse) pixels, Gaussian sigma before the gradient
-
-Spacing = tuple[float, ...]
-
-
-def relative_spacing(spacing: Sequence[float] | None, ndim: int) -> Spacing | None:
-    """``spacing`` (voxel size per spatial axis, array order, any unit) divided by its smallest
-    entry, or None when it is None or isotropic (every pixel distance then reads the same).
-
-    >>> relative_spacing((3.0, 1.5, 1.5), 3)
-    (2.0, 1.0, 1.0)
-    """
-    if spacing is None:
-        return None
-    values = tuple(float(v) for v in spacing)
-    if len(values) != ndim or not all(math.isfinite(v) and v > 0 for v in values):
-        raise InputError(
-            f"spacing must hold {ndim} positive finite voxel sizes (one per spatial axis), "
-            f"got {tuple(spacing)}"
-        )
-    low = min(values)
-    if all(v == low for v in values):
-        return None
-    return tuple(v / low for v in values)
 
 
 def _stride(shape: tuple[int, ...], budget: int) -> int:

@@ -5,12 +5,12 @@ needs 12 output voxels along that axis from the decoder head of ``medrefine benc
 the 3x3x3 convolution inside computes all of them. :class:`Stages` finds the *cuts* of a
 ``torch.fx`` head: nodes every later node depends on through them alone (each layer of a
 chain). For each, the rest of the head is itself a head over that one tensor, whose grid
-(:class:`~medrefine.engine.crop.FeatureGrid`, margins measured as for the features) says which
+(:class:`~medrefine.engine.head.crop.FeatureGrid`, margins measured as for the features) says which
 of the tensor's pixels the needed output box ``[lo, hi)`` reads. :meth:`Stages.run` runs the
 head on a crop and cuts each cut's tensor down to that window before the next layers see it, so
 each layer computes only what the box needs. The output then starts at the last cut's window
-(:meth:`Stages.trims` returns where). :class:`medrefine.engine.head.HeadRunner` checks the trimmed
-path against the whole-image output once per image, as it checks the crops.
+(:meth:`Stages.trims` returns where). :class:`medrefine.engine.head.runner.HeadRunner` checks
+the trimmed path against the whole-image output once per image, as it checks the crops.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from medrefine.engine.crop import FeatureGrid, measure_margins
+from medrefine.engine.head.crop import FeatureGrid, measure_margins
 
 Features = tuple[torch.Tensor, ...]
 Trims = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # node, [start, stop) per axis

@@ -3,8 +3,8 @@
 Where the network's features know nothing of a structure (a class it never learned, an image far
 from its training data) the adapted head cannot carry a correction beyond the marks; the image
 can. For each class ``c`` with drawn pixels, ``D_c`` is the geodesic distance (pixels; the path
-cost rises across the image's edges, :func:`medrefine.engine.distance.edge_cost`) to its nearest
-drawn pixel. While only one class has drawn pixels, every other class stands ``lone_margin``
+cost rises across the image's edges, :func:`medrefine.engine.gate.distance.edge_cost`) to its
+nearest drawn pixel. While only one class has drawn pixels, every other class stands ``lone_margin``
 pixels behind it (its distance plus that margin): the distances then cancel, and beyond the
 marks the network's evidence and the colour models decide, with ``lone_margin / scale`` nats in
 the marked class's favour. So one stroke of a new structure takes that structure and its
@@ -17,7 +17,7 @@ with ``P`` the refined prediction's softmax, its evidence against a class capped
 nats (an added class starts about 10^4 logits below the others wherever the head has not been
 adapted, which no distance could outweigh): a long ``scale`` leaves the network in charge
 except close to the marks, a short one gives the nearest-mark geodesic segmentation. ``q_c`` is
-the class's colour model from its marks (:mod:`medrefine.engine.appearance`), weighted ``w``
+the class's colour model from its marks (:mod:`medrefine.engine.gate.appearance`), weighted ``w``
 (``PropagateConfig.appearance``): the distances reach only what the marks touch, the colour
 model carries a class to unmarked look-alikes (the next nucleus) that are as far from its marks
 as the background is. A class with no drawn pixel takes, at each pixel, the farthest marked
@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from medrefine.engine.config import PropagateConfig
-from medrefine.engine.distance import Spacing, geodesic_to
+from medrefine.engine.gate.distance import geodesic_to
+from medrefine.types import Spacing
 
 __all__ = ["class_distances", "fuse", "propagates"]
 
@@ -92,7 +93,7 @@ def fuse(
     ``logits`` ``(K, ...)`` float32 and ``distances`` of the same shape (pixels; inf where
     unreachable: that class loses there unless every class is unreachable, when the network's
     own prediction stands); ``likelihoods`` (same shape, nats; None: left out) each class's
-    colour-model log-likelihood (:func:`medrefine.engine.appearance.class_log_likelihoods`).
+    colour-model log-likelihood (:func:`medrefine.engine.gate.appearance.class_log_likelihoods`).
     """
     finite = torch.isfinite(distances)
     unreachable = torch.where(finite.any(0, keepdim=True), 1e9, 0.0)  # (1, ...): per pixel

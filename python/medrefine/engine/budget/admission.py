@@ -3,13 +3,13 @@ over a budget.
 
 :func:`estimate` predicts the peak resident memory and the time of ``set_image`` on an image of
 a given spatial shape, for a model and backend, from the backbone's per-voxel
-:class:`~medrefine.engine.cost.Profile` and constants measured on the reference machine (a
+:class:`~medrefine.engine.budget.cost.Profile` and constants measured on the reference machine (a
 2-core Intel Xeon, 24 GiB, torch 2.13 on the CPU; figures and how they were measured in
 docs/session-safety.md):
 
 - peak memory: the larger of the backbone's phase (its live tensors times a measured overhead
   for allocator and convolution workspaces, on the path ``set_image`` takes: whole, slab by
-  slab, or in tiles, as :func:`medrefine.engine.features.compute_features` chooses) and the
+  slab, or in tiles, as :func:`medrefine.engine.budget.features.compute_features` chooses) and the
   phase after it (stored features, the z-scored image, the network's logits and mask, and the
   head's temporaries);
 - held memory: what the session keeps once ``set_image`` returns;
@@ -39,9 +39,9 @@ from torch import nn
 
 from medrefine.backends import FeatureExtractor
 from medrefine.backends.tiling import backbone_radius, plan_tiles
-from medrefine.engine.cost import Profile, profile
-from medrefine.engine.limits import SessionLimits
-from medrefine.engine.pointwise import as_row_head
+from medrefine.engine.budget.cost import Profile, profile
+from medrefine.engine.budget.limits import SessionLimits
+from medrefine.engine.head.pointwise import as_row_head
 from medrefine.errors import MedrefineError, ResourceError
 from medrefine.models.split import SplitModel
 
@@ -103,7 +103,7 @@ class Estimate:
         shape: the image's spatial shape (array order).
         padded: voxels of the padded network input.
         path: ``"whole"``, ``"slabs"`` or ``"tiles"`` (see
-            :func:`medrefine.engine.features.compute_features`), or ``"cached"`` (features
+            :func:`medrefine.engine.budget.features.compute_features`), or ``"cached"`` (features
             from the cache: no backbone pass).
         tile_voxels: the tile size, voxels, on the ``"tiles"`` path; else None.
         peak_bytes: resident memory ``set_image`` adds at its peak, bytes.

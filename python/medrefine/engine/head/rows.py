@@ -1,5 +1,5 @@
 """Cached features as rows: a pixel's feature vector is one contiguous row of a channels-last
-tensor, which is how the ``pointwise`` mode of :class:`~medrefine.engine.head.HeadRunner`
+tensor, which is how the ``pointwise`` mode of :class:`~medrefine.engine.head.runner.HeadRunner`
 reads them."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""A session's classes: how many the head predicts, and a new one for a structure the network
-never learned (:meth:`medrefine.Session.add_class`).
+"""A session's classes and its head's weights: how many classes the head predicts, a new one for
+a structure the network never learned (:meth:`medrefine.Session.add_class`), and loading a
+state's head (:func:`load_head`, :func:`go` for undo, redo and reset).
 
 Only the head's last weighted layer is extended, by one output row: that needs a head ending in a
 convolution or linear layer with one output per class; anything else is refused with
@@ -8,25 +9,20 @@ convolution or linear layer with one output per class; anything else is refused 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from medrefine.engine.head import last_layer, resize_outputs
-from medrefine.engine.history import Interaction, SessionState
-from medrefine.engine.quiet import quiet_stderr
+from medrefine.engine.head.runner import last_layer, resize_outputs
+from medrefine.engine.session.history import SessionState, snapshot
+from medrefine.engine.session.image import ImageState
 from medrefine.errors import InputError, UnsupportedModelError
-
-if TYPE_CHECKING:
-    from medrefine.engine.step import ImageState
+from medrefine.models.quiet import quiet_stderr
+from medrefine.records import Interaction
 
 NEW_CLASS_MARGIN = 4.0  # logits a new class starts below every other class, everywhere
-
-
-def snapshot(head: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of ``head``'s state (weights and buffers)."""
-    return {k: v.detach().clone() for k, v in head.state_dict().items()}
 
 
 def load_head(img: ImageState, state: SessionState) -> None:
@@ -36,6 +32,20 @@ def load_head(img: ImageState, state: SessionState) -> None:
     if now != len(state.class_names):
         resize_outputs(last_layer(head, now), len(state.class_names))
     head.load_state_dict(state.head)
+
+
+def go(img: ImageState, target: SessionState, move: Callable[[], object]) -> np.ndarray:
+    """Load ``target``'s head, then ``move`` the history to it; returns ``target``'s mask (a
+    new array). On failure the head is put back and the history is not moved."""
+    previous = img.history.current
+    try:
+        load_head(img, target)
+        mask = target.mask.unpack()
+        move()
+    except BaseException:
+        load_head(img, previous)
+        raise
+    return mask
 
 
 def output_rows(head: torch.nn.Module) -> int:

@@ -1,10 +1,10 @@
-"""What :class:`~medrefine.engine.head.HeadRunner`'s numerical checks decided, kept per head.
+"""What :class:`~medrefine.engine.head.runner.HeadRunner`'s numerical checks decided, kept per head.
 
 ``set_image`` builds a runner over a fresh copy of the model's head, and the runner checks
-numerically which evaluation mode that head allows (:mod:`medrefine.engine.head_checks`): a
+numerically which evaluation mode that head allows (:mod:`medrefine.engine.head.checks`): a
 pointwise rewrite against the head on a probe window; for the crop mode, measured margins
-(:func:`~medrefine.engine.crop.measure_margins`), crops against the whole-image output,
-batched crops, and trimmed intermediate tensors (:mod:`medrefine.engine.crop_stages`). At
+(:func:`~medrefine.engine.head.crop.measure_margins`), crops against the whole-image output,
+batched crops, and trimmed intermediate tensors (:mod:`medrefine.engine.head.crop_stages`). At
 128^3 those checks cost about a second, and for a second image of the same shape on the same
 network they decide the same: a :class:`Verdict` is cached under :func:`verdict_key` in
 :data:`VERDICTS` and the next runner takes it instead of checking again.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from medrefine.engine.crop import FeatureGrid
+from medrefine.engine.head.crop import FeatureGrid
 
 Features = tuple[torch.Tensor, ...]
 Cuts = tuple[tuple[str, FeatureGrid], ...]
@@ -34,12 +34,12 @@ class Verdict:
     """The checks' outcome for one head over features of one shape.
 
     Attributes:
-        pointwise: the head's row rewrite (:func:`~medrefine.engine.pointwise.as_row_head`)
+        pointwise: the head's row rewrite (:func:`~medrefine.engine.head.pointwise.as_row_head`)
             gave the head's output on the probe window (the ``pointwise`` mode).
         grid: the crop mode's measured grid, None when the crop path did not agree (or was not
             tried: ``pointwise``, or an output smaller than the image).
         batch: crops of one shape may share a head call (crop mode).
-        cuts: the verified :class:`~medrefine.engine.crop_stages.Stages`' cuts (fx node names
+        cuts: the verified :class:`~medrefine.engine.head.crop_stages.Stages`' cuts (fx node names
             and their grids), None when intermediate tensors are not trimmed.
     """
 
@@ -131,7 +131,7 @@ def verdict_key(head: nn.Module, features: Features, shape: tuple[int, ...]) -> 
 
     The features' values are not in it: the checks run on one image's features, but the
     margins are the union of what those and seeded random features of the same shape reach
-    (:func:`~medrefine.engine.crop.measure_margins`), so a second image of the shape gets the
+    (:func:`~medrefine.engine.head.crop.measure_margins`), so a second image of the shape gets the
     margins the structure gives, as the first did.
     """
     feats = tuple((tuple(f.shape), f.dtype, str(f.device)) for f in features)

@@ -3,7 +3,7 @@
 Every bound raises :class:`~medrefine.errors.ResourceError` (gRPC ``RESOURCE_EXHAUSTED``) with
 the figure asked for and the limit, before any large allocation. Sizes are bounded twice: by
 count (``max_voxels``, 512^3, refuses a 20000 x 20000 image at once) and by cost
-(:mod:`medrefine.engine.admission`: ``set_image``'s estimated peak memory and time against
+(:mod:`medrefine.engine.budget.admission`: ``set_image``'s estimated peak memory and time against
 ``max_set_image_bytes`` and ``max_set_image_seconds``, 8 GiB and 60 s by default, and against
 the memory the machine has available). On the 2-core reference machine the defaults admit a
 128x256x256 volume on ``hippocampus-unet3d`` (estimated 35 s, 1.2 GiB; the largest cube is
@@ -52,7 +52,7 @@ class SessionLimits:
             always float32. The default keeps every image up to 2^24 voxels of 64 channels
             in float32.
         max_set_image_bytes: the most resident memory ``set_image`` may add at its peak,
-            bytes, as :mod:`medrefine.engine.admission` estimates it before computing
+            bytes, as :mod:`medrefine.engine.budget.admission` estimates it before computing
             anything; over it the backbone runs in tiles when it can be tiled exactly, else
             ``set_image`` is refused. None: only the machine's available memory bounds it.
         max_set_image_seconds: the most wall time ``set_image`` may take on the reference

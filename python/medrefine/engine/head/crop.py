@@ -16,7 +16,7 @@ A feature crop starting at feature pixel ``a`` yields an output crop starting at
 ``scale * a`` (convolutions, transposed convolutions and ``scale_factor`` interpolation with
 ``align_corners=False`` all commute with that shift); :meth:`FeatureGrid.window` starts every
 crop at one output pixel that is a multiple of every scale, so all features agree. Nothing here
-is trusted blindly: :class:`medrefine.engine.head.HeadRunner` compares crops with the
+is trusted blindly: :class:`medrefine.engine.head.runner.HeadRunner` compares crops with the
 whole-image output once per image and uses the whole image when they differ.
 """
 

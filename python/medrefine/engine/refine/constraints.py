@@ -18,7 +18,7 @@ Rules (coordinates in array order, 2D ``(y, x)``, 3D ``(z, y, x)``):
   mask enforces "not c" everywhere outside.
 - Later marks win where marks of different classes overlap.
 - Region growing (optional, ``grow``) grows scribbles, clicks and paint through
-  :func:`medrefine.region_grow` on the normalised image; grown pixels are hints: they carry
+  :func:`medrefine.kernels.region_grow` on the normalised image; grown pixels are hints: they carry
   ``grown_weight`` in the loss and never count for the stop rule, ``satisfied`` or the written mask.
   On an image with a spacing, ``grow_max_distance`` is measured along the growth path in units of
   the finest axis's voxel size.
@@ -30,11 +30,13 @@ Encodings of marked pixels, one name each:
 
 - *constraints*: flat C-order pixel indices with a class per entry (:class:`Constraints`).
 - *mark labels*: an int32 array of the spatial shape, ``-1`` = unmarked, ``k >= 0`` = class ``k``
-  (what :func:`medrefine.region_grow` takes as its ``seeds``; built here from the drawn marks).
+  (what :func:`medrefine.kernels.region_grow` takes as its ``seeds``; built here from the drawn
+  marks).
 - *seeds*: the simulated-user protocol's int array, ``0`` = none, ``c + 1`` = class ``c``
   (:mod:`medrefine.eval`: the robot user and the seed baselines); the engine never sees it.
 - *targets*: a bool array, True where a distance is measured from
-  (:mod:`medrefine.engine.distance`, and :func:`medrefine.geodesic_distance`'s ``seeds``).
+  (:mod:`medrefine.engine.gate.distance`, and :func:`medrefine.kernels.geodesic_distance`'s
+  ``seeds``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,8 @@ import numpy as np
 from scipy import ndimage
 
 from medrefine.engine.config import MarksConfig
-from medrefine.engine.distance import relative_spacing
 from medrefine.errors import InputError
-from medrefine.types import Box, Click, Mark, Paint, Scribble
+from medrefine.types import Box, Click, Mark, Paint, Scribble, relative_spacing
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Constraints:
             what a closed stroke encloses, which are written into the returned mask.
         drawn: bool per positive entry; True for the pixels a stroke, click or paint covers
             (written, and not only enclosed by a closed stroke): what the colour models of
-            :mod:`medrefine.engine.appearance` learn from.
+            :mod:`medrefine.engine.gate.appearance` learn from.
         neg_index, neg_label: "pixel is not class ``neg_label``" entries the loss sees.
         box_classes, box_regions: per boxed class, a bool mask of the union of its boxes (the
             returned mask never shows that class outside it).

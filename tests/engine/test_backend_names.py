@@ -10,9 +10,9 @@ import torch
 
 import medrefine as mr
 from medrefine.backends import TorchBackend
-from medrefine.backends.named import named_backend
 from medrefine.backends.onnxruntime_backend import available_providers
-from medrefine.engine.cache import FeatureCache
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.session.backend import named_backend
 from medrefine.errors import InputError, ResourceError
 
 CPU = "onnxruntime-CPUExecutionProvider"
@@ -57,7 +57,7 @@ def test_gpu_names_without_gpu_provider_raise_resource_error(name: str) -> None:
 
 
 def test_auto_reports_its_choice(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="medrefine.backends.named"):
+    with caplog.at_level(logging.INFO, logger="medrefine.engine.session.backend"):
         session = mr.Session(mr.load_model("nuclei-unet2d"), backend="auto")
     # Without onnxruntime-gpu: PyTorch on a GPU if there is one, else ONNX Runtime on the CPU
     # (2-2.7x faster than torch-cpu, README's Speed section).

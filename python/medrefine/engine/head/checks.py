@@ -1,19 +1,19 @@
-"""The numerical checks that choose how :class:`~medrefine.engine.head.HeadRunner` evaluates a
-head over one image's features, and the verdicts they leave.
+"""The numerical checks that choose how :class:`~medrefine.engine.head.runner.HeadRunner`
+evaluates a head over one image's features, and the verdicts they leave.
 
 Nothing about a head is assumed; each mode is tried against the head itself:
 
 - ``pointwise`` (every feature has the image's shape): the head's row rewrite
-  (:func:`~medrefine.engine.pointwise.as_row_head`) gives the head's output on a small central
+  (:func:`~medrefine.engine.head.pointwise.as_row_head`) gives the head's output on a small central
   window (:func:`verified_row_head`);
 - ``crop`` (the head's output covers the image): margins measured
-  (:func:`~medrefine.engine.crop.measure_margins`), then the crops on three probe boxes
+  (:func:`~medrefine.engine.head.crop.measure_margins`), then the crops on three probe boxes
   (:func:`probe_boxes`) against the whole-image output; crops of one shape sharing a head call
-  (:func:`~medrefine.engine.crop_eval.batch_agrees`) and intermediate tensors trimmed to the
-  box (:class:`~medrefine.engine.crop_stages.Stages`) are each compared the same way.
+  (:func:`~medrefine.engine.head.crop_eval.batch_agrees`) and intermediate tensors trimmed to the
+  box (:class:`~medrefine.engine.head.crop_stages.Stages`) are each compared the same way.
 
 :class:`HeadChecks` looks the head and shapes up in
-:data:`~medrefine.engine.head_verdict.VERDICTS` first and runs the checks only where no verdict
+:data:`~medrefine.engine.head.verdict.VERDICTS` first and runs the checks only where no verdict
 is kept; what they decide is kept for the next image of that shape on the same network.
 """
 
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from medrefine.engine.crop import FeatureGrid, measure_margins
-from medrefine.engine.crop_eval import BatchedCrops, batch_agrees, box_agrees, box_pixels
-from medrefine.engine.crop_stages import Stages
-from medrefine.engine.head_rows import channels_last, rows
-from medrefine.engine.head_verdict import VERDICTS, Verdict, verdict_key
-from medrefine.engine.pointwise import RowHead, as_row_head
+from medrefine.engine.head.crop import FeatureGrid, measure_margins
+from medrefine.engine.head.crop_eval import BatchedCrops, batch_agrees, box_agrees, box_pixels
+from medrefine.engine.head.crop_stages import Stages
+from medrefine.engine.head.pointwise import RowHead, as_row_head
+from medrefine.engine.head.rows import channels_last, rows
+from medrefine.engine.head.verdict import VERDICTS, Verdict, verdict_key
 
 Features = tuple[torch.Tensor, ...]
 #: How margins are measured: ``(head, features, out_shape)`` to a grid, or None.

@@ -1,6 +1,6 @@
 """Appearance models of the marked classes: what each class looks like in this image.
 
-The geodesic distances of :mod:`medrefine.engine.propagate` reach only what the marks touch; an
+The geodesic distances of :mod:`medrefine.engine.gate.propagate` reach only what the marks touch; an
 unmarked structure that looks like a marked one (the next nucleus) is as far from the marks as
 the background is. Each marked class ``c`` therefore also gets a histogram ``q_c`` of the image's
 values at its drawn pixels, and every pixel its log-likelihood ``log q_c(I_p)``: the same colour

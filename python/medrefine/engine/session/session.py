@@ -6,7 +6,10 @@ undone and redone exactly (mask, marks, head weights). Thread-safe: every public
 property takes the session's re-entrant lock (``threading.RLock``), so calls on one session run
 one at a time; separate sessions run in parallel. Atomic: a call that raises (bad input, a
 cancel, ``MemoryError``) leaves the session exactly as it was. Arrays returned are new copies or
-read-only. The work is in :mod:`medrefine.engine.step`; this class holds state and lock.
+read-only. This class holds state and lock; the work is in the modules beside it: the image
+(:mod:`~medrefine.engine.session.image`), one refine as prepare, fit and finish
+(:mod:`~medrefine.engine.session.refinement`), classes and undo
+(:mod:`~medrefine.engine.session.classes`, :mod:`~medrefine.engine.session.history`).
 """
 
 from __future__ import annotations
@@ -16,27 +19,31 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from medrefine.backends import FeatureExtractor
-from medrefine.backends.named import resolve_backend
-from medrefine.engine import classes, sites, step
-from medrefine.engine.cache import FeatureCache
-from medrefine.engine.features import resolve_device
-from medrefine.engine.history import Interaction, SessionState
-from medrefine.engine.limits import SessionLimits
-from medrefine.engine.locking import locked
-from medrefine.engine.refine import RefineConfig
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.budget.features import resolve_device
+from medrefine.engine.budget.limits import SessionLimits
+from medrefine.engine.config import RefineConfig
+from medrefine.engine.session import classes, refinement, sites
+from medrefine.engine.session.backend import resolve_backend
+from medrefine.engine.session.history import SessionState, reset_target
+from medrefine.engine.session.image import (
+    ImageState,
+    accept_mask,
+    check_mark,
+    load_image,
+    warm_up,
+)
+from medrefine.engine.session.locking import locked
+from medrefine.engine.session.sites import SiteLike
 from medrefine.errors import InputError, StateError
 from medrefine.models.split import SplitModel
+from medrefine.records import Interaction, SiteVersion
 from medrefine.types import Mark, RefineProgress, RefineResult, Volume
-
-if TYPE_CHECKING:
-    from medrefine.engine.sites import SiteLike
-    from medrefine.site import SiteVersion
 
 
 def _visible(name: str) -> bool:
@@ -62,11 +69,11 @@ class Session:
         config: refinement settings (a frozen :class:`RefineConfig`).
         cache: feature cache (the process-wide :meth:`FeatureCache.shared` one if None).
         backend: runs the backbone: a FeatureExtractor, a name (``"auto"``, ``"torch"``,
-            ``"onnxruntime"``, ``"cuda"``, ``"tensorrt"``: :mod:`medrefine.backends.named`; an
-            unavailable one raises ResourceError naming what is missing), or None (the model's
+            ``"onnxruntime"``, ``"cuda"``, ``"tensorrt"``: :mod:`~medrefine.engine.session.backend`;
+            an unavailable one raises ResourceError naming what is missing), or None (the model's
             own extractor, else PyTorch on the CPU). ``session.backend.name`` says what runs.
         limits: bounds on image size, marks, classes and undo depth
-            (:class:`~medrefine.engine.limits.SessionLimits`; its defaults if None).
+            (:class:`~medrefine.engine.budget.limits.SessionLimits`; its defaults if None).
         device: where the cached features and the adapted head live (``"cpu"``, the default,
             or ``"cuda"``/``"cuda:N"``); a device PyTorch cannot use raises ResourceError
             naming why. The CUDA path has not run on a GPU yet (docs/deploy.md).
@@ -107,11 +114,11 @@ class Session:
         self.limits = limits or SessionLimits()
         self.limits.check_classes(model.num_classes)
         self.cache = cache if cache is not None else FeatureCache.shared()
-        step.warm_up()
+        warm_up()
         self.device = resolve_device(device)
         self.backend = resolve_backend(model, backend)
         self._lock = threading.RLock()
-        self._img: step.ImageState | None = None
+        self._img: ImageState | None = None
         self._pending: tuple[Mark, ...] = ()
         self.site = sites.check_site(site, model)
         self._source = ("network", "no image yet")
@@ -166,7 +173,7 @@ class Session:
         spacing = image.spacing if isinstance(image, Volume) else None
         start = None if self.site is None else self.site.start()
         head = None if start is None else start.head
-        img, mask = step.load_image(
+        img, mask = load_image(
             array,
             self.model,
             self.backend,
@@ -204,9 +211,9 @@ class Session:
             StateError: no image, no site, or marks added since the last refine.
             UnsupportedModelError: a head whose features are not at the image's resolution.
         """
-        return sites.accept_step(self._require_image(), self._pending, self.site)
+        return accept_mask(self._require_image(), self._pending, self.site)
 
-    def _require_image(self) -> step.ImageState:
+    def _require_image(self) -> ImageState:
         if self._img is None:
             raise StateError("no image: call set_image() first")
         return self._img
@@ -240,7 +247,7 @@ class Session:
             ResourceError: a radius, point count or mark count over ``limits``.
         """
         img = self._require_image()
-        step.check_mark(img, mark, len(self._pending), self.config, self.limits)
+        check_mark(img, mark, len(self._pending), self.config, self.limits)
         self._pending = self._pending + (mark,)
 
     @property
@@ -288,12 +295,16 @@ class Session:
         if not self._pending and img.history.current.marks:
             return _unchanged(img.history.current)
         config = sites.widened(self.config) if self._wide else self.config
-        result, new = step.refine_step(img, img.history.current, self._pending, config, progress)
+        state = img.history.current
+        prepared = refinement.prepare(img, state, self._pending, config)
+        with refinement.restoring(img, state):
+            outcome = refinement.fit(img, state, prepared, progress)  # the gradient steps
+            result, new = refinement.finish(img, state, prepared, outcome)
         if before_commit is not None:
             try:
                 before_commit()
             except BaseException:
-                classes.load_head(img, img.history.current)  # the head refine_step trained
+                classes.load_head(img, state)  # the head fit() trained
                 raise
         self._commit(img, new)
         return result
@@ -321,14 +332,12 @@ class Session:
         return len(state.class_names)
 
     # --------------------------------------------------------------- history
-    def _commit(self, img: step.ImageState, new: SessionState) -> None:
+    def _commit(self, img: ImageState, new: SessionState) -> None:
         img.history.commit(new)
         self._pending = ()
 
-    def _go(
-        self, img: step.ImageState, target: SessionState, move: Callable[[], object]
-    ) -> np.ndarray:
-        mask = step.go(img, target, move)
+    def _go(self, img: ImageState, target: SessionState, move: Callable[[], object]) -> np.ndarray:
+        mask = classes.go(img, target, move)
         self._pending = ()
         return mask
 
@@ -350,7 +359,7 @@ class Session:
         """Back to the network's own mask, no marks, pre-trained head (undoable); returns the
         mask (a new array)."""
         img = self._require_image()
-        target = step.reset_target(img.history)
+        target = reset_target(img.history)
         return self._go(img, target, lambda: img.history.commit(target))
 
     @property

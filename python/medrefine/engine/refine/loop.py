@@ -5,7 +5,7 @@ constraint (the clinician's pixels, box centres, box exclusions) or ``loop.max_i
 steps have been taken (:class:`~medrefine.engine.config.RefineConfig` holds every setting). The
 stop rule is checked before each step on the logits the step would use, so no extra head
 evaluation is spent on it. The head is evaluated only where the loss needs it (see
-:mod:`medrefine.engine.head`).
+:mod:`medrefine.engine.head.runner`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from medrefine.engine.config import RefineConfig
-from medrefine.engine.constraints import Constraints
-from medrefine.engine.head import HeadRunner
-from medrefine.engine.objective import LossInputs, build_objective
-from medrefine.engine.threads import single_threaded
+from medrefine.engine.head.runner import HeadRunner
+from medrefine.engine.head.threads import single_threaded
+from medrefine.engine.refine.constraints import Constraints
+from medrefine.engine.refine.objective import LossInputs, build_objective
 from medrefine.types import RefineProgress
 
-__all__ = ["LoopOutcome", "RefineConfig", "Refiner", "trainable_parameters"]
+__all__ = ["LoopOutcome", "Refiner", "trainable_parameters"]
 
 
 def trainable_parameters(head: nn.Module, last_k: int | None) -> list[nn.Parameter]:

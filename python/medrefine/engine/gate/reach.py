@@ -1,8 +1,8 @@
 """What one refine may change: the marks' reach, and classes nobody marked kept in their lane.
 
 A refine changes the mask in three ways: the adapted head overrules the network where the gate
-is open (:mod:`medrefine.engine.gate`), the image-led propagation spreads marked classes
-(:mod:`medrefine.engine.propagate`), and the marks are written in. The first and the last act
+is open (:mod:`medrefine.engine.gate.plan`), the image-led propagation spreads marked classes
+(:mod:`medrefine.engine.gate.propagate`), and the marks are written in. The first and the last act
 near the marks; the propagation, on purpose, carries a marked class to look-alikes anywhere.
 
 *The marks' reach* of a refine is the set of pixels
@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from medrefine.engine.config import GateConfig
-from medrefine.engine.constraints import Constraints
-from medrefine.engine.distance import Spacing, euclidean_map
-from medrefine.types import ClassChange, Mark
+from medrefine.engine.gate.distance import euclidean_map
+from medrefine.engine.refine.constraints import Constraints
+from medrefine.types import ClassChange, Mark, Spacing
 
 __all__ = ["OPEN", "class_changes", "hold_unmarked", "marked_classes", "reach_map"]
 
@@ -70,14 +70,14 @@ def reach_map(
 
     Args:
         weights: the refine's gate ``(1, *shape)`` in [0, 1]
-            (:attr:`medrefine.engine.gate.GatePlan.weights`), or None when it has none.
+            (:attr:`medrefine.engine.gate.plan.GatePlan.weights`), or None when it has none.
         wrong_index: flat indices of the contradicted marks (the gate's
-            :attr:`~medrefine.engine.gate.GatePlan.wrong_index`), int64.
+            :attr:`~medrefine.engine.gate.plan.GatePlan.wrong_index`), int64.
         cons: the refine's constraints (every mark of the session).
         before: the label mask before this refine, ``shape`` int.
         gate: the gate settings (the width used when there is no gate).
         spacing: relative voxel size per axis
-            (:func:`~medrefine.engine.distance.relative_spacing`); distances are then physical.
+            (:func:`~medrefine.types.relative_spacing`); distances are then physical.
     """
     shape = cons.shape
     if weights is not None:

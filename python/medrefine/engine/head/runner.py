@@ -4,25 +4,25 @@ Features are cached channels-last, so the feature vector of one pixel is a conti
 Three modes, chosen per image from what the head computes (checked numerically, not assumed):
 
 - ``pointwise``: the head is a chain of 1x1 convolutions and per-pixel operations
-  (:mod:`medrefine.engine.pointwise` rewrites it to act on ``(N, C)`` rows) and every feature
+  (:mod:`medrefine.engine.head.pointwise` rewrites it to act on ``(N, C)`` rows) and every feature
   has the image's spatial size. The loop evaluates it on the marked pixels' rows alone; the
   whole-image prediction runs it over all rows in chunks.
 - ``crop``: the head has a bounded receptive field, whatever each feature's resolution
   (convolutions, transposed convolutions, channel-wise norms, ``scale_factor`` upsampling; see
-  :mod:`medrefine.engine.crop`). The loop runs it on the crop of every feature that covers the
+  :mod:`medrefine.engine.head.crop`). The loop runs it on the crop of every feature that covers the
   bounding box of the needed pixels plus that feature's measured margin; once per image the
   crops are compared with the whole-image output (three probe boxes: inside, and at both ends of
   every axis) and any difference, or a failure of the head on a crop, means ``full``. Within
   it, the marks' clusters give the crops and their anchors join them, crops of one shape share
-  a head call (:mod:`medrefine.engine.crop_eval`), and a ``torch.fx`` head's intermediate
-  tensors are trimmed to what the needed box reads (:mod:`medrefine.engine.crop_stages`);
+  a head call (:mod:`medrefine.engine.head.crop_eval`), and a ``torch.fx`` head's intermediate
+  tensors are trimmed to what the needed box reads (:mod:`medrefine.engine.head.crop_stages`);
   both are checked against the whole-image output once per image as well, and left out where
   they differ.
 - ``full``: anything else (global normalisation, ``align_corners=True`` interpolation or an
   interpolation to a fixed size, features that are not a whole fraction of the output).
 
-The checks (:mod:`medrefine.engine.head_checks`) run once per head and shape, not per image:
-what they decide is kept (:mod:`medrefine.engine.head_verdict`, keyed by the head's structure
+The checks (:mod:`medrefine.engine.head.checks`) run once per head and shape, not per image:
+what they decide is kept (:mod:`medrefine.engine.head.verdict`, keyed by the head's structure
 and values and the features' shapes, dtypes and device), and a later image of that shape on the
 same network takes it without checking again.
 
@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid
-from medrefine.engine.crop_eval import BatchedCrops, Clusters
-from medrefine.engine.crop_stages import Stages
-from medrefine.engine.head_checks import HeadChecks, covers, crop_output
-from medrefine.engine.head_rows import channels_last as channels_last
-from medrefine.engine.head_rows import rows as rows
-from medrefine.engine.pointwise import RowHead
-from medrefine.engine.threads import single_threaded
+from medrefine.engine.head.checks import HeadChecks, covers, crop_output
+from medrefine.engine.head.crop import FeatureGrid
+from medrefine.engine.head.crop_eval import BatchedCrops, Clusters
+from medrefine.engine.head.crop_stages import Stages
+from medrefine.engine.head.pointwise import RowHead
+from medrefine.engine.head.rows import channels_last as channels_last
+from medrefine.engine.head.rows import rows as rows
+from medrefine.engine.head.threads import single_threaded
 
 Features = tuple[torch.Tensor, ...]
 #: Pixels per call of a pointwise head over many pixels: on a quiet 2-core machine (128^3,
@@ -107,7 +107,7 @@ class HeadRunner:
         self._batch = False  # crops of one shape may share a head call (crop mode)
         self._stages: Stages | None = None  # intermediate tensors trimmed (crop mode)
         # the mode's checks, or the verdict an earlier image's runner kept for this head and
-        # these shapes (medrefine.engine.head_checks)
+        # these shapes (medrefine.engine.head.checks)
         checks = None if naive else HeadChecks(head, features, shape)
         if checks is not None:
             self._rows = checks.row_head()

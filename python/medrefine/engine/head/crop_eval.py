@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrefine.engine.crop import FeatureGrid, Window
-from medrefine.engine.crop_stages import Stages, Trims
+from medrefine.engine.head.crop import FeatureGrid, Window
+from medrefine.engine.head.crop_stages import Stages, Trims
 
 Features = tuple[torch.Tensor, ...]
 

@@ -6,7 +6,7 @@
   ``onnxruntime-gpu`` and a GPU).
 - ``"auto"``: the fastest that works here: ONNX Runtime on TensorRT, on CUDA, PyTorch on a GPU,
   ONNX Runtime on the CPU, PyTorch on the CPU; the
-  choice is logged (logger ``medrefine.backends.named``, INFO) and is the returned backend's
+  choice is logged (logger ``medrefine.engine.session.backend``, INFO) and is the returned backend's
   ``name``.
 
 A PyTorch model without an ONNX graph of its backbone gets one exported on first use

@@ -11,13 +11,13 @@ marks, the required pixels whose class the pre-trained network gets wrong:
   marks (k-means centres, per class), so a correction spreads to look-alikes anywhere in the
   image and nowhere else. Features coarser than the image (a head that upsamples) are read at
   each image pixel from the feature pixel nearest to it on that feature's own grid
-  (:class:`FeatureGate`, :class:`medrefine.engine.head.PixelMap`), several resolutions
+  (:class:`FeatureGate`, :class:`medrefine.engine.head.runner.PixelMap`), several resolutions
   included: the gate keeps the features' resolution and costs no upsampled copy of them.
 - ``"adaptive"``: the spatial gate with a width set by how far the network mask is from the
   contradicted marks (:func:`adaptive_sigma`): narrow for boundary errors, global (no gate)
   when the network misses whole structures. While it is narrower than ``gate.local_width`` the
   distance is geodesic, its path cost raised by the image's gradient
-  (:func:`medrefine.engine.distance.edge_cost`), so a boundary correction fills the marked
+  (:func:`medrefine.engine.gate.distance.edge_cost`), so a boundary correction fills the marked
   structure up to its edge and does not spill past it.
   Three guards: the width passes ``gate.anchor_reach`` only on enough contradicted pixels of two
   classes (:func:`enough_evidence`; with fewer, e.g. a click, it is ``gate.fallback``); a
@@ -33,7 +33,7 @@ Words: a *reach* is always a distance in pixels (the adaptive width, ``GatePlan.
 ``gate.anchor_reach``); ``gate.factor`` is the dimensionless multiplier of the median distance;
 the *network mask* is the pre-trained network's label mask of the image; *global* means no gate
 (the adapted head decides everywhere). On an image with a spacing every distance is in units of
-the finest axis's voxel size (:func:`medrefine.engine.distance.relative_spacing`).
+the finest axis's voxel size (:func:`medrefine.types.relative_spacing`).
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ import numpy as np
 import torch
 
 from medrefine.engine.config import RefineConfig
-from medrefine.engine.constraints import Constraints
-from medrefine.engine.distance import Spacing, euclidean_map, geodesic_map
-from medrefine.engine.head import HeadRunner, PixelMap
+from medrefine.engine.gate.distance import euclidean_map, geodesic_map
+from medrefine.engine.head.runner import HeadRunner, PixelMap
+from medrefine.engine.refine.constraints import Constraints
+from medrefine.types import Spacing
 
 Rows = tuple[torch.Tensor, ...]
 
@@ -126,8 +127,8 @@ def plan_gate(
     label mask ``network_mask`` (``shape``).
 
     ``image`` is the normalised image ``(C, *shape)`` float32: with it, a local adaptive gate
-    follows its edges (:mod:`medrefine.engine.distance`); without it, the gate is Euclidean.
-    ``spacing`` (from :func:`medrefine.engine.distance.relative_spacing`, None = isotropic)
+    follows its edges (:mod:`medrefine.engine.gate.distance`); without it, the gate is Euclidean.
+    ``spacing`` (from :func:`medrefine.types.relative_spacing`, None = isotropic)
     makes every distance physical, in units of the finest axis's voxel size.
 
     ``min_reach`` is the widest adaptive reach of the session so far (pixels): the reach never
@@ -232,7 +233,7 @@ def spatial_gate(
     """``exp(-d^2 / 2 sigma^2)`` over ``shape`` as ``(P,)`` float32; ``d`` is the distance
     (pixels; physical with ``spacing``) to the nearest of the flat ``index`` pixels: Euclidean,
     or, given the normalised ``image`` ``(C, *shape)`` and ``edges`` > 0, geodesic over its edges
-    (:func:`medrefine.engine.distance.edge_cost`), so the gate stops where the image
+    (:func:`medrefine.engine.gate.distance.edge_cost`), so the gate stops where the image
     changes. Computed in a window of 4 sigma around them (the gate is below 4e-4 beyond)."""
     limit = 4 * sigma
     window, local = _window(shape, index, float(np.ceil(limit)), spacing)

@@ -1,0 +1,92 @@
+"""What a session needs of a site (:class:`medrefine.Site`): a head to start from
+(:class:`SiteStart`, :class:`SiteHead`), and where an accepted mask goes. The engine knows the
+site only through :class:`SiteLike`, so the core does not depend on how a site samples, fits or
+stores; :mod:`medrefine.site` builds on these types."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from medrefine.engine.config import RefineConfig
+from medrefine.errors import InputError
+from medrefine.models.split import SplitModel
+from medrefine.records import SiteVersion, Validation
+
+
+@dataclass(frozen=True)
+class SiteHead:
+    """The head a session starts from: a version's fitted weights and its classes."""
+
+    version: int
+    class_names: tuple[str, ...]
+    state: dict[str, torch.Tensor]
+    validation: Validation
+
+
+@dataclass(frozen=True)
+class SiteStart:
+    """How a new session starts at this site (:meth:`Site.start`).
+
+    Attributes:
+        head: the site head to start from, or None for the network's own.
+        reason: why that head, in a sentence.
+        wide: the site's evidence lets refinement reach wide (the adaptive gate may widen to
+            global, as under :meth:`medrefine.RefineConfig.shifted`): its head passed its
+            check, or the network's own masks disagreed with the accepted ones.
+        wide_reason: why (or why not), in a sentence.
+        version: the site version this start was read from (0: none, e.g. no accepted image);
+            ``site.start(version)`` gives the same start again while that version is kept.
+    """
+
+    head: SiteHead | None
+    reason: str
+    wide: bool = False
+    wide_reason: str = ""
+    version: int = 0
+
+
+@runtime_checkable
+class SiteLike(Protocol):
+    """A site as a session uses it (:class:`medrefine.Site` is one)."""
+
+    model: SplitModel
+
+    def start(self) -> SiteStart: ...
+
+    def accept(
+        self,
+        features: Sequence[torch.Tensor],
+        accepted: np.ndarray,
+        started: np.ndarray,
+        class_names: Sequence[str],
+        digest: str,
+    ) -> SiteVersion: ...
+
+
+def check_site(site: Any, model: SplitModel) -> SiteLike | None:
+    """``site`` if it can serve a session of ``model`` (None passes through).
+
+    Raises:
+        InputError: not a site, or a site of another model.
+    """
+    if site is None:
+        return None
+    if not isinstance(site, SiteLike):
+        raise InputError(f"site must be a medrefine.Site, got {type(site).__name__}")
+    if site.model is not model and site.model.digest() != model.digest():
+        raise InputError(
+            f"the site belongs to model {site.model.name!r}, the session's is {model.name!r}"
+        )
+    return site
+
+
+def widened(config: RefineConfig) -> RefineConfig:
+    """``config`` with its adaptive gate allowed to widen to global (the reach of
+    :meth:`~medrefine.engine.config.RefineConfig.shifted`), what a site's evidence permits."""
+    return replace(config, gate=replace(config.gate, widest=math.inf))
