@@ -10,6 +10,10 @@ the same SHA-256 skips the upload (and the backbone, if it has the features). Ma
 the changed box against the version this client holds. Errors are raised as the same
 ``medrefine.errors`` types as in process, each also a :class:`RemoteError` carrying the gRPC
 status code.
+
+Torch-free: this module and what it imports need numpy, grpcio and protobuf only (the ``serve``
+extra), so a viewer can depend on medrefine without PyTorch (``tests/test_client_torch_free.py``).
+What it shares with :class:`medrefine.Session` is :class:`medrefine.SessionLike`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,15 +29,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 import numpy as np
 
-import medrefine as mr
 from medrefine import errors
-from medrefine.serve import convert, sites
-from medrefine.types import Mark, RefineProgress
+from medrefine.records import Interaction, SiteVersion
+from medrefine.serve import convert
+from medrefine.types import Mark, RefineProgress, RefineResult, Volume
 from medrefine.v1 import refine_pb2 as pb
 from medrefine.v1 import refine_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from medrefine.site import SiteVersion
+    from medrefine.models.split import SplitModel
 
 PRESETS = {
     "default": pb.PRESET_DEFAULT,
@@ -203,7 +207,7 @@ class RemoteSession:
     def __init__(
         self,
         target: str,
-        model: str | mr.SplitModel,
+        model: str | SplitModel,
         preset: str = "default",
         *,
         token: str | None = None,
@@ -235,6 +239,9 @@ class RemoteSession:
         self._shape: tuple[int, ...] = ()
         self._status = pb.SessionStatus()
         self._pending: list[Mark] = []
+        # (mask version, the marks that mask was refined on): known from this client's own
+        # calls, else read from the server's history once per version (see ``marks``)
+        self._refined: tuple[int, tuple[Mark, ...]] | None = None
         self.resumed = False  # whether set_image found the session already on the server
         self.last_mask_bytes = 0  # encoded size of the last mask update received
         #: the last call whose outcome was unknown, once a later call found it (else None)
@@ -322,7 +329,7 @@ class RemoteSession:
 
     # ----------------------------------------------------------------- image
     def set_image(
-        self, image: np.ndarray | mr.Volume, *, channels_last: bool | None = None
+        self, image: np.ndarray | Volume, *, channels_last: bool | None = None
     ) -> np.ndarray:
         """Upload the image (unless the server holds it) and return the network's mask.
 
@@ -336,7 +343,7 @@ class RemoteSession:
         Returns:
             Label mask of the image's spatial shape, uint8.
         """
-        volume = image if isinstance(image, mr.Volume) else mr.Volume(np.asarray(image))
+        volume = image if isinstance(image, Volume) else Volume(np.asarray(image))
         array = volume.array
         if not isinstance(array, np.ndarray) or array.size == 0:
             raise errors.InputError("image must be a non-empty numpy array")
@@ -376,7 +383,10 @@ class RemoteSession:
         self.site_version = int(response.site_version)
         if not response.status.pending_marks:
             self._pending = []
-        return self._apply(response.mask)
+        mask = self._apply(response.mask)
+        # a new session was refined on nothing; one found on the server is read when asked
+        self._refined = None if response.resumed else (self._version, ())
+        return mask
 
     def _upload(
         self, header: pb.OpenSessionHeader, data: np.ndarray
@@ -450,7 +460,20 @@ class RemoteSession:
         """Marks added since the last refine."""
         return tuple(self._pending)
 
-    def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> mr.RefineResult:
+    @property
+    def marks(self) -> tuple[Mark, ...]:
+        """Every mark the current mask was refined on, then the pending ones, as
+        :attr:`medrefine.Session.marks`. The refined ones are known from this client's own
+        calls (set_image, refine, reset); after an undo, a redo or a reopened session they are
+        read from the server's history (one GetHistory per mask version)."""
+        if self._unsure is not None:
+            self.sync()
+        self._id()
+        if self._refined is None or self._refined[0] != self._version:
+            self._refined = (self._version, refined_marks(self._history()))
+        return self._refined[1] + tuple(self._pending)
+
+    def refine(self, progress: Callable[[RefineProgress], None] | None = None) -> RefineResult:
         """Fine-tune the head on every mark so far, as :meth:`medrefine.Session.refine`.
 
         Args:
@@ -461,7 +484,9 @@ class RemoteSession:
         with self._outcome("refine"):
             return self._refine(hook)
 
-    def _refine(self, hook: Callable[[RefineProgress], None] | None) -> mr.RefineResult:
+    def _refine(self, hook: Callable[[RefineProgress], None] | None) -> RefineResult:
+        known, version, sent = self._refined, self._version, tuple(self._pending)
+        mirrored = self._status.pending_marks == len(sent)  # the server queued what we sent
         request = pb.RefineRequest(
             session_id=self._id(),
             options=pb.RefineOptions(progress=hook is not None),
@@ -477,6 +502,8 @@ class RemoteSession:
         mask = self._apply(result.mask)
         self._status = result.status
         self._pending = []
+        if known is not None and known[0] == version and self._refined is known and mirrored:
+            self._refined = (self._version, known[1] + sent)
         return convert.summary_from_proto(result.summary, mask, len(self._shape))
 
     def _refine_stream(
@@ -535,7 +562,7 @@ class RemoteSession:
             request.mask_version = self._version
             response = self._invoke("AcceptMask", request)
         self._status = response.status
-        return sites.version_from_proto(response.version)
+        return convert.version_from_proto(response.version)
 
     # --------------------------------------------------------------- history
     def _step(self, method: str) -> np.ndarray:
@@ -545,7 +572,10 @@ class RemoteSession:
             response = self._call(method, request)
         self._status = response.status
         self._pending = []
-        return self._apply(response.mask)
+        mask = self._apply(response.mask)
+        if method == "Reset":  # back to the network's own mask: refined on nothing
+            self._refined = (self._version, ())
+        return mask
 
     def undo(self) -> np.ndarray:
         """Go back one interaction (pending marks are dropped); returns the restored mask."""
@@ -568,11 +598,14 @@ class RemoteSession:
         return int(response.label)
 
     @property
-    def history(self) -> tuple[mr.Interaction, ...]:
+    def history(self) -> tuple[Interaction, ...]:
         """Every interaction that led to the current mask, oldest first. A refine's
         ``result.mask`` is empty (shape ``(0,)``): the server sends only the current mask."""
         if self._unsure is not None:
             self.sync()
+        return self._history()
+
+    def _history(self) -> tuple[Interaction, ...]:
         response = self._call("GetHistory", pb.SessionRequest(session_id=self._id()))
         ndim = len(self._shape)
         kinds = {v: k for k, v in convert.KINDS.items()}
@@ -584,7 +617,7 @@ class RemoteSession:
                 empty = np.zeros((0,), np.uint8)
                 result = convert.summary_from_proto(e.summary, empty, ndim)
             kind: Any = kinds[e.kind]
-            out.append(mr.Interaction(kind, marks, result, e.class_name))
+            out.append(Interaction(kind, marks, result, e.class_name))
         return tuple(out)
 
     # ------------------------------------------------------------- properties
@@ -641,6 +674,18 @@ class RemoteSession:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def refined_marks(history: Sequence[Interaction]) -> tuple[Mark, ...]:
+    """The marks the mask at the end of ``history`` was refined on: those of its refines since
+    its last reset, oldest first (a reset goes back to the network's mask, refined on none)."""
+    marks: tuple[Mark, ...] = ()
+    for entry in history:
+        if entry.kind == "reset":
+            marks = ()
+        elif entry.kind == "refine":
+            marks += entry.marks
+    return marks
 
 
 def list_models(

@@ -17,8 +17,8 @@ import grpc
 
 from medrefine.client import ClientTls, _raise, connect, stub
 from medrefine.errors import InputError
-from medrefine.serve.sites import version_from_proto
-from medrefine.site import SiteReport, SiteVersion
+from medrefine.records import SiteReport, SiteVersion
+from medrefine.serve.convert import version_from_proto
 from medrefine.v1 import refine_pb2 as pb
 
 

@@ -1,4 +1,5 @@
-"""medrefine.geodesic_distance: the kernel against scikit-image's Dijkstra, limits, errors."""
+"""medrefine.kernels.geodesic_distance: the kernel against scikit-image's Dijkstra, limits,
+errors."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_limit_cuts_the_search_without_changing_what_is_within() -> None:
     np.testing.assert_array_equal(cut[inside], full[inside])
     assert np.isinf(cut[~inside]).all() and inside.sum() > 100
     assert np.isinf(geodesic_distance(cost, np.zeros((50, 50), bool))).all()
-    assert medrefine.geodesic_distance is geodesic_distance
+    assert medrefine.kernels.geodesic_distance is geodesic_distance
 
 
 @pytest.mark.parametrize(

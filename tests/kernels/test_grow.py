@@ -1,4 +1,5 @@
-"""medrefine.region_grow: the kernel against a slow reference, properties, errors, edge cases."""
+"""medrefine.kernels.region_grow: the kernel against a slow reference, properties, errors,
+edge cases."""
 
 from __future__ import annotations
 
@@ -524,9 +525,10 @@ def test_kernel_releases_the_gil() -> None:
 # Package surface and benchmark.
 
 
-def test_exported_from_the_package() -> None:
-    assert medrefine.region_grow is region_grow
-    assert "region_grow" in medrefine.__all__
+def test_exported_from_the_kernels_package_not_the_top_level() -> None:
+    assert medrefine.kernels.region_grow is region_grow
+    assert "region_grow" in medrefine.kernels.__all__
+    assert "region_grow" not in medrefine.__all__
 
 
 def test_benchmark_runs_on_small_cases(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import medrefine as mr
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.errors import InputError
 from medrefine.models.preprocess import zscore
 from medrefine.models.unet import UNet, UNetConfig
@@ -86,7 +87,7 @@ def test_the_mask_does_not_depend_on_the_images_scale(name: str, sample: str, sc
     # An absolute floor of 1e-6 on the std changed the mask of a float32 image scaled by 1e-8
     # (the fluorescence sample's std is then about 1e-7).
     image = np.asarray(load_sample(sample).image, dtype=np.float32)
-    session = mr.Session(load_model(name), cache=mr.FeatureCache(max_bytes=0))
+    session = mr.Session(load_model(name), cache=FeatureCache(max_bytes=0))
     want = session.set_image(image)
     scaled = (image * np.float32(scale)).astype(np.float32)
     np.testing.assert_array_equal(session.set_image(scaled), want)
@@ -94,7 +95,7 @@ def test_the_mask_does_not_depend_on_the_images_scale(name: str, sample: str, sc
 
 def test_a_float64_image_below_float32s_range_is_normalised_like_its_own_scale() -> None:
     image = load_sample("nuclei-fluorescence").image.astype(np.float64)
-    session = mr.Session(load_model("nuclei-unet2d"), cache=mr.FeatureCache(max_bytes=0))
+    session = mr.Session(load_model("nuclei-unet2d"), cache=FeatureCache(max_bytes=0))
     want = session.set_image(image)
     np.testing.assert_array_equal(session.set_image(image * 1e-300), want)
 

@@ -7,6 +7,7 @@ import pytest
 
 import medrefine as mr
 from medrefine.client import RemoteSession, list_models
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.errors import InputError, ResourceError
 from medrefine.serve import ServerConfig, create_server
 
@@ -18,7 +19,7 @@ def test_onnxruntime_backend_serves_the_torch_masks(nuclei: np.ndarray) -> None:
     try:
         (info,) = list_models(served.target).models
         assert info.backend == "onnxruntime-CPUExecutionProvider"
-        local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache(0))
+        local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache(0))
         with RemoteSession(served.target, model="nuclei-unet2d") as remote:
             np.testing.assert_array_equal(remote.set_image(nuclei), local.set_image(nuclei))
             for mark in marks_2d():

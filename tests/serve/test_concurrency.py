@@ -8,6 +8,7 @@ import numpy as np
 
 import medrefine as mr
 from medrefine.client import RemoteSession
+from medrefine.engine.budget.cache import FeatureCache
 
 from .conftest import Served
 
@@ -27,7 +28,7 @@ def test_sixteen_concurrent_clients(served: Served, nuclei: np.ndarray) -> None:
     model = mr.load_model("nuclei-unet2d")
 
     def in_process(i: int) -> tuple[np.ndarray, np.ndarray]:
-        local = mr.Session(model, cache=mr.FeatureCache())
+        local = mr.Session(model, cache=FeatureCache())
         local.set_image(_crop(nuclei, i))
         for mark in _marks(i):
             local.add(mark)

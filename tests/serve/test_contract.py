@@ -17,6 +17,7 @@ from medrefine.client import (
     RemoteUnavailableError,
     stub,
 )
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.serve import ServerConfig
 from medrefine.v1 import refine_pb2 as pb
 
@@ -86,7 +87,7 @@ def test_the_bearer_scheme_is_case_insensitive_and_errors_are_typed(nuclei: np.n
 
 def test_channels_last_travels_in_the_upload_header(served: Served, nuclei: np.ndarray) -> None:
     picture = np.ascontiguousarray(np.moveaxis(nuclei[:, :40, :48], 0, -1))  # (40, 48, 3)
-    local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+    local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
     expected = local.set_image(picture, channels_last=True)
     with RemoteSession(served.target, "nuclei-unet2d") as remote:
         np.testing.assert_array_equal(remote.set_image(picture, channels_last=True), expected)

@@ -16,6 +16,7 @@ import pytest
 import medrefine as mr
 from medrefine import errors
 from medrefine.client import RemoteSession
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.serve import ServerConfig
 from medrefine.serve.journal import Journal
 
@@ -53,7 +54,7 @@ def test_second_server_on_the_same_journal_replays(tmp_path: Path, nuclei: np.nd
             assert again.resumed and again.uploaded  # a fresh process holds no image
             assert [i.kind for i in again.history] == history
             assert again.class_names == ("background", "nucleus", "lesion")
-            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
             local.set_image(nuclei)
             _interact(local)
             np.testing.assert_array_equal(again.refine().mask, local.refine().mask)
@@ -118,7 +119,7 @@ def test_sigkill_and_restart_replays_to_the_same_mask(tmp_path: Path, nuclei: np
             np.testing.assert_array_equal(again.set_image(nuclei), mask)
             assert again.resumed
             assert [i.kind for i in again.history] == ["refine", "add_class", "refine"]
-            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
             local.set_image(nuclei)
             _interact(local)  # the queued mark survived the kill: the next refine uses it
             np.testing.assert_array_equal(again.refine().mask, local.refine().mask)
@@ -146,7 +147,7 @@ def test_a_client_carries_on_across_a_server_restart(tmp_path: Path, nuclei: np.
         remote.add(marks_2d()[1])
         assert remote.resumed and remote.uploaded
         refined = remote.refine().mask
-        local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+        local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
         local.set_image(nuclei)
         local.add(marks_2d()[0])
         local.refine()

@@ -7,6 +7,7 @@ import pytest
 
 import medrefine as mr
 from medrefine.client import RemoteSession
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.types import RefineProgress
 
 from .conftest import Served, marks_2d, marks_3d
@@ -29,7 +30,7 @@ def _same_result(a: mr.RefineResult, b: mr.RefineResult) -> None:
 
 
 def test_2d_session_matches_in_process(served: Served, nuclei: np.ndarray) -> None:
-    local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+    local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
     events: list[RefineProgress] = []
     with RemoteSession(served.target, model="nuclei-unet2d", progress=events.append) as remote:
         np.testing.assert_array_equal(remote.set_image(nuclei), local.set_image(nuclei))
@@ -62,7 +63,7 @@ def test_2d_session_matches_in_process(served: Served, nuclei: np.ndarray) -> No
 
 def test_3d_chunked_upload_matches_in_process(served: Served, hippo: np.ndarray) -> None:
     volume = mr.Volume(hippo, spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
-    local = mr.Session(mr.load_model("hippocampus-unet3d"), cache=mr.FeatureCache())
+    local = mr.Session(mr.load_model("hippocampus-unet3d"), cache=FeatureCache())
     # 64 KiB pieces: the 255 KiB volume arrives in four chunks the server must reassemble
     with RemoteSession(served.target, "hippocampus-unet3d", chunk_bytes=1 << 16) as remote:
         np.testing.assert_array_equal(remote.set_image(volume), local.set_image(volume))

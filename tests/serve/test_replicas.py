@@ -12,6 +12,7 @@ import pytest
 
 import medrefine as mr
 from medrefine.client import RemoteSession, RemoteUnavailableError
+from medrefine.engine.budget.cache import FeatureCache
 
 from .conftest import marks_2d
 from .replicas import Relay, replicas
@@ -36,7 +37,7 @@ def _args(journal: str) -> list[str]:
 
 
 def _local(image: np.ndarray) -> mr.Session:
-    session = mr.Session(mr.load_model(MODEL), cache=mr.FeatureCache())
+    session = mr.Session(mr.load_model(MODEL), cache=FeatureCache())
     session.set_image(image)
     return session
 

@@ -19,6 +19,7 @@ import pytest
 import medrefine as mr
 from medrefine import errors
 from medrefine.client import RemoteSession, RemoteStateError, stub
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.remote_site import RemoteSite
 from medrefine.serve import ServerConfig
 from medrefine.serve.journal import Journal
@@ -74,7 +75,7 @@ def test_accept_over_grpc_gives_the_in_process_versions_and_heads(
     try:
         for image, label in zip(images[:3], labels[:3], strict=True):
             remote = RemoteSession(served.target, MODEL)
-            local = mr.Session(model, site=site, cache=mr.FeatureCache())
+            local = mr.Session(model, site=site, cache=FeatureCache())
             np.testing.assert_array_equal(remote.set_image(image), local.set_image(image))
             assert remote.head_source == local.head_source
             _correct(remote, label)
@@ -92,7 +93,7 @@ def test_accept_over_grpc_gives_the_in_process_versions_and_heads(
         assert [_summary(v) for v in report.versions] == [
             _summary(v) for v in site.report().versions
         ]
-        fresh = mr.Session(model, site=site, cache=mr.FeatureCache())
+        fresh = mr.Session(model, site=site, cache=FeatureCache())
         fresh.set_image(images[3])  # what a session opened now says, in process
         assert remote_site.head_source() == fresh.head_source
         assert fresh.head_source[0] == "site v3"

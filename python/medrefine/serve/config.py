@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medrefine.backends.named import NAMES
-from medrefine.engine.limits import SessionLimits
+from medrefine.engine.budget.limits import SessionLimits
+from medrefine.engine.session.backend import NAMES
 from medrefine.errors import InputError
 
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -58,9 +58,10 @@ class ServerConfig:
             (:class:`~medrefine.SessionLimits` fields of those names: an image whose estimated
             set_image is over either is refused before it is uploaded).
         memory_budget_bytes: the most memory all live sessions together may hold, bytes, as
-            :mod:`medrefine.engine.admission` estimates them (what each keeps after set_image,
-            plus the peak of each set_image in progress); an image that would go over it is
-            refused with RESOURCE_EXHAUSTED. None: three quarters of this machine's memory.
+            :mod:`medrefine.engine.budget.admission` estimates them (what each keeps after
+            set_image, plus the peak of each set_image in progress); an image that would go
+            over it is refused with RESOURCE_EXHAUSTED. None: three quarters of this machine's
+            memory.
     """
 
     models: tuple[str, ...] = ()

@@ -1,4 +1,5 @@
-"""Between proto messages (``medrefine.v1``) and medrefine's types: marks, masks, results.
+"""Between proto messages (``medrefine.v1``) and medrefine's types: marks, masks, results,
+site versions. numpy and protobuf only: :mod:`medrefine.client` uses it without the engine.
 
 Masks travel packed and zlib-compressed (see ``MaskDelta`` in ``proto/medrefine/v1/refine.proto``):
 the labels of a box in C order, ``bits`` bits each, least significant bits first. Coordinates are
@@ -13,9 +14,9 @@ from typing import cast
 
 import numpy as np
 
-import medrefine as mr
 from medrefine.errors import InputError, ResourceError
-from medrefine.types import Mark
+from medrefine.records import Interaction, SiteVersion, Validation
+from medrefine.types import Box, ClassChange, Click, Mark, Paint, RefineResult, Scribble
 from medrefine.v1 import refine_pb2 as pb
 
 ZLIB_LEVEL = 1  # label masks compress well even at the fastest level
@@ -178,14 +179,14 @@ def apply_delta(held: np.ndarray | None, delta: pb.MaskDelta, shape: Sequence[in
 
 def mark_to_proto(mark: Mark) -> pb.Mark:
     """A medrefine mark as a proto ``Mark`` (coordinates flattened)."""
-    if isinstance(mark, mr.Scribble):
+    if isinstance(mark, Scribble):
         flat = [c for p in mark.points for c in p]
         return pb.Mark(scribble=pb.Scribble(label=mark.label, points=flat, radius=mark.radius))
-    if isinstance(mark, mr.Click):
+    if isinstance(mark, Click):
         return pb.Mark(click=pb.Click(label=mark.label, point=mark.point, radius=mark.radius))
-    if isinstance(mark, mr.Box):
+    if isinstance(mark, Box):
         return pb.Mark(box=pb.Box(label=mark.label, start=mark.start, stop=mark.stop))
-    if isinstance(mark, mr.Paint):
+    if isinstance(mark, Paint):
         return pb.Mark(paint=pb.Paint(label=mark.label, pixels=mark.pixels.reshape(-1).tolist()))
     raise InputError(f"not a mark: {type(mark).__name__}")
 
@@ -211,24 +212,24 @@ def mark_from_proto(msg: pb.Mark, ndim: int, max_points: int) -> Mark:
     if kind == "scribble":
         s = msg.scribble
         pts = _points(s.points, ndim, "scribble points", max_points)
-        return mr.Scribble(s.label, tuple(tuple(p) for p in pts.tolist()), s.radius)
+        return Scribble(s.label, tuple(tuple(p) for p in pts.tolist()), s.radius)
     if kind == "click":
         c = msg.click
-        return mr.Click(c.label, tuple(_points(c.point, ndim, "click point", 1)[0]), c.radius)
+        return Click(c.label, tuple(_points(c.point, ndim, "click point", 1)[0]), c.radius)
     if kind == "box":
         b = msg.box
         start = tuple(_points(b.start, ndim, "box start", 1)[0])
-        return mr.Box(b.label, start, tuple(_points(b.stop, ndim, "box stop", 1)[0]))
+        return Box(b.label, start, tuple(_points(b.stop, ndim, "box stop", 1)[0]))
     if kind == "paint":
         pixels = _points(msg.paint.pixels, ndim, "paint pixels", max_points)
-        return mr.Paint(msg.paint.label, pixels)
+        return Paint(msg.paint.label, pixels)
     raise InputError("mark has no kind (scribble, click, box or paint)")
 
 
 # ------------------------------------------------------------------------------------ results
 
 
-def summary_to_proto(result: mr.RefineResult) -> pb.RefineSummary:
+def summary_to_proto(result: RefineResult) -> pb.RefineSummary:
     """The scalar part of a ``RefineResult`` (the mask travels separately)."""
     where = result.wrong_where[:MAX_WRONG_WHERE]
     return pb.RefineSummary(
@@ -257,10 +258,10 @@ def summary_to_proto(result: mr.RefineResult) -> pb.RefineSummary:
     )
 
 
-def summary_from_proto(msg: pb.RefineSummary, mask: np.ndarray, ndim: int) -> mr.RefineResult:
+def summary_from_proto(msg: pb.RefineSummary, mask: np.ndarray, ndim: int) -> RefineResult:
     """A ``RefineResult`` from its proto summary and the mask it produced."""
     where = np.asarray(msg.wrong_where, np.int64).reshape(-1, ndim)
-    return mr.RefineResult(
+    return RefineResult(
         mask=mask,
         iterations=msg.iterations,
         satisfied=msg.satisfied,
@@ -273,9 +274,7 @@ def summary_from_proto(msg: pb.RefineSummary, mask: np.ndarray, ndim: int) -> mr
         honoured_before=msg.honoured_before,
         note=msg.note,
         changes=tuple(
-            mr.ClassChange(
-                c.label, c.gained_inside, c.gained_outside, c.lost_inside, c.lost_outside
-            )
+            ClassChange(c.label, c.gained_inside, c.gained_outside, c.lost_inside, c.lost_outside)
             for c in msg.changes
         ),
         unmarked=tuple(msg.unmarked),
@@ -289,7 +288,7 @@ KINDS: dict[str, pb.InteractionKind] = {
 }
 
 
-def history_to_proto(entry: mr.Interaction) -> pb.HistoryEntry:
+def history_to_proto(entry: Interaction) -> pb.HistoryEntry:
     """One history entry (a refine's mask is not sent; GetMask serves the current one)."""
     msg = pb.HistoryEntry(
         kind=KINDS[entry.kind],
@@ -299,3 +298,42 @@ def history_to_proto(entry: mr.Interaction) -> pb.HistoryEntry:
     if entry.result is not None:
         msg.summary.CopyFrom(summary_to_proto(entry.result))
     return msg
+
+
+# ------------------------------------------------------------------------------- site versions
+
+
+def version_to_proto(version: SiteVersion) -> pb.SiteVersion:
+    """The proto of a site version (every figure of its check)."""
+    check = version.validation
+    msg = pb.SiteVersion(
+        version=version.version,
+        kind=version.kind,
+        images=version.images,
+        class_names=version.class_names,
+        created_at=version.created_at,
+        checked=check is not None,
+        in_use=version.in_use,
+    )
+    if check is not None:
+        msg.reason = check.reason
+        msg.checked_images = check.images
+        msg.network_dice.extend(check.network)
+        msg.site_dice.extend(check.site)
+    return msg
+
+
+def version_from_proto(msg: pb.SiteVersion) -> SiteVersion:
+    """The :class:`medrefine.records.SiteVersion` a proto describes (inverse of the above)."""
+    check = None
+    if msg.checked:
+        check = Validation(
+            msg.checked_images,
+            tuple(msg.network_dice),
+            tuple(msg.site_dice),
+            msg.in_use,
+            msg.reason,
+        )
+    return SiteVersion(
+        int(msg.version), msg.kind, msg.images, tuple(msg.class_names), msg.created_at, check
+    )

@@ -21,8 +21,9 @@ import numpy as np
 
 import medrefine as mr
 from medrefine.backends.base import FeatureExtractor
-from medrefine.backends.named import resolve_backend
-from medrefine.engine import admission
+from medrefine.engine.budget import admission
+from medrefine.engine.budget.cache import FeatureCache
+from medrefine.engine.session.backend import resolve_backend
 from medrefine.errors import InputError, NotFoundError, ResourceError
 from medrefine.serve import convert
 from medrefine.serve.config import ServerConfig
@@ -41,7 +42,7 @@ PRESETS: dict[int, Callable[[], mr.RefineConfig]] = {
 }
 
 
-class TrackingCache(mr.FeatureCache):
+class TrackingCache(FeatureCache):
     """A feature cache that remembers, per thread, whether its last ``get`` was a hit."""
 
     def __init__(self, max_bytes: int) -> None:

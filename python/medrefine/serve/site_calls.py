@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 
 from medrefine.errors import InputError, NotFoundError, StateError
+from medrefine.serve.convert import version_to_proto
 from medrefine.serve.registry import Entry, Registry
-from medrefine.serve.sites import describe, version_to_proto
+from medrefine.serve.sites import describe
 from medrefine.serve.status import unary
 from medrefine.v1 import refine_pb2 as pb
 

@@ -18,8 +18,7 @@ import torch
 
 import medrefine as mr
 from medrefine.errors import InputError, NotFoundError, StateError, UnsupportedModelError
-from medrefine.site import SiteStart, SiteVersion, Validation
-from medrefine.v1 import refine_pb2 as pb
+from medrefine.site import SiteStart, SiteVersion
 
 log = logging.getLogger("medrefine.serve")
 
@@ -86,7 +85,7 @@ class Sites:
 
 class PinnedSite:
     """A site as one session sees it: its start fixed when the session opened, accepts going to
-    the site itself (a :class:`medrefine.engine.sites.SiteLike`).
+    the site itself (a :class:`medrefine.engine.session.sites.SiteLike`).
 
     ``site`` may be None when the journal says the session started from a site this server does
     not keep: it starts from the network's head, and an accept raises StateError.
@@ -160,39 +159,3 @@ def describe(start: SiteStart | None) -> tuple[str, str]:
     source = "network" if start.head is None else f"site v{start.head.version}"
     reach = "reaches wide" if start.wide else "stays local"
     return source, f"{start.reason}; refinement {reach}: {start.wide_reason}"
-
-
-def version_to_proto(version: SiteVersion) -> pb.SiteVersion:
-    """The proto of a site version (every figure of its check)."""
-    check = version.validation
-    msg = pb.SiteVersion(
-        version=version.version,
-        kind=version.kind,
-        images=version.images,
-        class_names=version.class_names,
-        created_at=version.created_at,
-        checked=check is not None,
-        in_use=version.in_use,
-    )
-    if check is not None:
-        msg.reason = check.reason
-        msg.checked_images = check.images
-        msg.network_dice.extend(check.network)
-        msg.site_dice.extend(check.site)
-    return msg
-
-
-def version_from_proto(msg: pb.SiteVersion) -> SiteVersion:
-    """The :class:`medrefine.site.SiteVersion` a proto describes (inverse of the above)."""
-    check = None
-    if msg.checked:
-        check = Validation(
-            msg.checked_images,
-            tuple(msg.network_dice),
-            tuple(msg.site_dice),
-            msg.in_use,
-            msg.reason,
-        )
-    return SiteVersion(
-        int(msg.version), msg.kind, msg.images, tuple(msg.class_names), msg.created_at, check
-    )
