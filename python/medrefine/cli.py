@@ -1,4 +1,9 @@
-"""Command line: ``medrefine demo | segment | train | models | serve | bench ...``."""
+"""Command line: ``medrefine demo | segment | train | models | serve | bench ...``.
+
+A subcommand that needs an extra which is not installed (``serve`` without ``medrefine[serve]``,
+``demo`` without ``medrefine[viz]``) ends with one line naming the extra to install, exit code 2
+(:mod:`medrefine.extras`).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from medrefine.errors import MedrefineError
+from medrefine.errors import MedrefineError, MissingExtraError
+from medrefine.extras import missing, require
 
 
 def _demo(args: argparse.Namespace) -> int:
+    require("matplotlib", "medrefine demo (its overlay PNGs)")  # before the work, not after
     from medrefine.demo import run_demo
-    from medrefine.engine.refine import RefineConfig
+    from medrefine.engine.config import RefineConfig
 
     run_demo(args.sample, args.interactions, args.out, RefineConfig().with_overrides(args.config))
     if args.site_out != "none":
@@ -55,13 +62,43 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``medrefine bench`` names that differ from their module's.
+_BENCH_NAMES = {"gpu_check": "gpu", "site_speed": "site-speed"}
+
+
+class _NeedsExtra:
+    """A benchmark whose module needs an extra that is not installed: ``medrefine bench NAME``
+    is still listed, and running it raises the :class:`MissingExtraError` naming the extra."""
+
+    def __init__(self, name: str, error: MissingExtraError) -> None:
+        self.name, self.error = name, error
+
+    def add_parser(self, sub: Any) -> None:
+        p = sub.add_parser(self.name, help=f"(needs medrefine[{self.error.extra}])")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=self.run)
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise self.error
+
+
 def _benchmarks() -> list[Any]:
     """Modules with ``add_parser(subparsers)``, one ``medrefine bench NAME`` each."""
     import importlib
 
     names = ["grow", "geodesic", "engine", "latency", "accuracy", "report", "serve", "memory"]
     names += ["backends", "heads", "set_image", "conformance", "gpu_check", "site", "site_speed"]
-    return [importlib.import_module(f"medrefine.benchmarks.{n}") for n in names]
+    found: list[Any] = []
+    for n in names:
+        try:
+            found.append(importlib.import_module(f"medrefine.benchmarks.{n}"))
+        except ModuleNotFoundError as exc:
+            bench = _BENCH_NAMES.get(n, n)
+            error = missing(exc, f"medrefine bench {bench}")
+            if error is None:
+                raise
+            found.append(_NeedsExtra(bench, error))
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for a page's "How measured" line
     try:
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        except ModuleNotFoundError as exc:  # an extra's package, imported by the subcommand
+            error = missing(exc, f"medrefine {args.command}")
+            if error is None:
+                raise
+            raise error from exc
     except MedrefineError as exc:
         print(f"medrefine: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@
 | UnsupportedModelError| a network cannot be split or converted          | INVALID_ARGUMENT     |
 | CancelledError       | the caller stopped a running call               | CANCELLED            |
 | NumericalError       | a refine diverged (non-finite head or logits)   | INVALID_ARGUMENT     |
+| MissingExtraError    | an optional extra (``medrefine[io]``) is absent | INVALID_ARGUMENT     |
 
 NumericalError is an InputError: a diverging refine comes from the settings the caller chose
 (a learning rate too large for the head, say), not from a fault of the server, so it maps to
@@ -53,3 +54,20 @@ class CancelledError(MedrefineError):
 class NumericalError(InputError):
     """A refine produced non-finite head weights or logits (e.g. ``RefineConfig(lr=1e30)``);
     the step was rolled back, so the session is exactly as before the call."""
+
+
+class MissingExtraError(InputError, ImportError):
+    """A call needs an optional part of medrefine that is not installed (DICOM needs the ``io``
+    extra, ``medrefine serve`` the ``serve`` extra, figures the ``viz`` extra); the message
+    names the extra and the ``pip install`` line. Also an :class:`ImportError`, so code that
+    falls back on a missing package keeps working.
+
+    Attributes:
+        extra: the extra that provides it (``"io"``, ``"serve"``, ``"viz"``, ...).
+        name: the top-level module that could not be imported (``"pydicom"``).
+    """
+
+    def __init__(self, message: str, extra: str, module: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.name = module

@@ -1,4 +1,8 @@
-"""Overlay figures: image, network mask, marks, refined mask (matplotlib, no screen needed)."""
+"""Overlay figures: image, network mask, marks, refined mask (matplotlib, no screen needed).
+
+matplotlib is the ``viz`` extra, imported when a figure is drawn
+(:func:`medrefine.extras.pyplot`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+
+from medrefine.extras import pyplot
 
 _COLOURS = (
     np.array(
@@ -84,6 +86,7 @@ def save_overlay(
     def sl(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else (a[index] if index is not None else a)
 
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
     _overlay(axes[0], base, None, "image" + (f" (slice {index})" if index is not None else ""))
     for ax, (title, mask) in zip(axes[1:], panels, strict=True):

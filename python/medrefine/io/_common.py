@@ -127,3 +127,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         write(tmp)
         tmp.replace(target)  # os.replace: atomic within one file system
     return target
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether ``path`` is a file with the DICOM preamble (``DICM`` at byte 128); needs no DICOM
+    library, so a file is recognised before the ``io`` extra is asked for."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False

@@ -1,4 +1,5 @@
-"""DICOM series (one folder of single-frame slices) through pydicom.
+"""DICOM series (one folder of single-frame slices) through pydicom (the ``io`` extra;
+:mod:`medrefine.io.dispatch` imports this module only to read DICOM).
 
 Slices are sorted by their position along the slice normal (``ImagePositionPatient`` projected on
 ``row x column`` of ``ImageOrientationPatient``); the array is ``(slice, row, column)`` float32
@@ -18,8 +19,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from medrefine.errors import InputError, NotFoundError
-from medrefine.io._common import check_declared, existing
+from medrefine.io._common import check_declared, existing, is_dicom
 from medrefine.types import Volume
+
+__all__ = ["LPS_TO_RAS", "is_dicom", "read_dicom_series"]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
@@ -33,16 +36,6 @@ def _header(path: Path) -> Any | None:
         return None
     except Exception as exc:  # pydicom raises several types on truncated or corrupt headers
         raise InputError(f"{path}: unreadable DICOM header ({exc})") from exc
-
-
-def is_dicom(path: Path) -> bool:
-    """Whether ``path`` is a file with the DICOM preamble (``DICM`` at byte 128)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _series(folder: Path) -> dict[str, list[tuple[Path, Any]]]:

@@ -1,7 +1,9 @@
-"""DICOM-SEG output through highdicom: one segment per class, referencing the source series."""
+"""DICOM-SEG output through highdicom (the ``io`` extra): one segment per class, referencing the
+source series."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -15,12 +17,16 @@ from medrefine.errors import InputError
 from medrefine.io._common import atomic_write, mask_dtype
 from medrefine.types import Volume
 
+#: medrefine's version, ``medrefine.__version__`` (python/medrefine/__init__.py, the one place it
+#: is written): read from the package, which Python loads before any module in it.
+_VERSION = str(sys.modules["medrefine"].__version__)
+
 # A generic coded property for every segment: the class *name* carries the meaning.
 _CATEGORY = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
 _TYPE = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
 _ALGORITHM = hd.AlgorithmIdentificationSequence(
     name="medrefine",
-    version="0.1.0",
+    version=_VERSION,
     family=hd.sr.CodedConcept("123109", "DCM", "Manual Processing"),
 )
 
@@ -86,7 +92,7 @@ def write_dicom_seg(
         instance_number=1,
         manufacturer="medrefine",
         manufacturer_model_name="medrefine",
-        software_versions="0.1.0",
+        software_versions=_VERSION,
         device_serial_number="0",
         series_description="medrefine mask",
         omit_empty_frames=False,

@@ -1,4 +1,9 @@
-"""One entry point per direction: :func:`read_volume` and :func:`write_mask`, by file name."""
+"""One entry point per direction: :func:`read_volume` and :func:`write_mask`, by file name.
+
+DICOM (:mod:`~medrefine.io.dicom`, :mod:`~medrefine.io.dicom_seg`) is imported when a DICOM file
+is read or written: pydicom and highdicom are the ``io`` extra, and without them that call
+raises :class:`~medrefine.errors.MissingExtraError` naming it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from medrefine.errors import InputError
-from medrefine.io._common import existing
-from medrefine.io.dicom import is_dicom, read_dicom_series
-from medrefine.io.dicom_seg import write_dicom_seg
+from medrefine.extras import require
+from medrefine.io._common import existing, is_dicom
 from medrefine.io.nifti import read_nifti_volume, write_nifti
 from medrefine.io.nrrd_io import read_nrrd, write_nrrd
 from medrefine.io.raster import (
@@ -61,11 +65,14 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     Raises:
         NotFoundError: no such path. InputError: an unknown format or a bad file (the message
         names the file and the problem). ResourceError: more voxels than ``MAX_VOXELS``.
+        MissingExtraError: a DICOM series without the ``io`` extra (pydicom).
     """
     p = existing(path)
     fmt = "dicom" if p.is_dir() else file_format(p) or ("dicom" if is_dicom(p) else "")
     if fmt == "dicom":
-        return read_dicom_series(p, series_uid)
+        dicom = require("medrefine.io.dicom", f"reading the DICOM {p}")
+        volume: Volume = dicom.read_dicom_series(p, series_uid)
+        return volume
     if fmt == "nifti":
         return read_nifti_volume(p)
     if fmt == "nrrd":
@@ -102,6 +109,7 @@ def write_mask(
     Raises:
         InputError: shape mismatch, non-integer labels, unknown or lossy format.
         NotFoundError: the folder does not exist.
+        MissingExtraError: ``.dcm`` without the ``io`` extra (highdicom, pydicom).
     """
     target = Path(path)
     labels = np.asarray(mask)
@@ -117,7 +125,9 @@ def write_mask(
     if fmt == "nrrd":
         return write_nrrd(labels, like, target)
     if fmt == "dicom":
-        return write_dicom_seg(labels, like, target, class_names)
+        seg = require("medrefine.io.dicom_seg", f"writing the DICOM-SEG {target}")
+        written: Path = seg.write_dicom_seg(labels, like, target, class_names)
+        return written
     if fmt in ("pillow", "tiff", "npy"):
         return write_raster(labels, like, target)
     raise InputError(

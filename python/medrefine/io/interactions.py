@@ -52,7 +52,8 @@ class RecordedInteraction:
 
 
 class _HistoryEntry(Protocol):
-    """What :func:`save_interactions` reads of an entry (``medrefine.Interaction`` has it)."""
+    """What :func:`save_interactions` reads of an entry (a :class:`medrefine.records.Interaction`
+    has it)."""
 
     @property
     def kind(self) -> str: ...
