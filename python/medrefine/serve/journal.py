@@ -105,22 +105,6 @@ class SessionJournal(Protocol):
     def close(self) -> None: ...
 
 
-def open_journal(where: str | Path | None) -> SessionJournal | None:
-    """The journal at ``where``: a ``postgresql://`` URL (:class:`PgJournal`), a directory
-    (SQLite, ``journal.sqlite3`` in it), or None (nothing journaled)."""
-    if where is None:
-        return None
-    if isinstance(where, str) and where.startswith(PG_SCHEMES):
-        from medrefine.serve.pg_journal import PgJournal
-
-        return PgJournal(where)
-    return Journal(Path(where))
-
-
-#: URL prefixes that name a PostgreSQL database.
-PG_SCHEMES = ("postgresql://", "postgres://")
-
-
 class Journal:
     """Thread-safe append-only log of sessions and their interactions (SQLite)."""
 

@@ -17,12 +17,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import medrefine as mr
-from medrefine.backends.named import check_available
+from medrefine.engine.session.backend import check_available
 from medrefine.errors import InputError
 from medrefine.serve.auth import TokenAuth
 from medrefine.serve.config import ServerConfig
 from medrefine.serve.guard import DecodeGuard
-from medrefine.serve.journal import open_journal
+from medrefine.serve.journals import open_journal
 from medrefine.serve.registry import Registry
 from medrefine.serve.servicer import RefinerServicer
 from medrefine.v1 import refine_pb2 as pb
