@@ -17,6 +17,7 @@ import pytest
 
 import medrefine as mr
 from medrefine.client import Reconciled, RemoteSession, RemoteUnavailableError, stub
+from medrefine.engine.budget.cache import FeatureCache
 from medrefine.serve import convert
 from medrefine.serve.journal import Journal
 from medrefine.v1 import refine_pb2 as pb
@@ -61,17 +62,20 @@ def test_a_refine_whose_deadline_passed_while_it_waited_does_not_commit(
     try:
         started = threading.Event()
         with RemoteSession(server.target, "hippocampus-unet3d", session_id="late-1") as remote:
-            remote.set_image(np.tile(hippo, (3, 2, 2)))  # (102, 94, 80): refines take seconds
+            remote.set_image(np.tile(hippo, (3, 2, 2)))  # (102, 94, 80): a refine takes 0.1-0.5 s
             for mark in marks_3d():
                 remote.add(mark)
             first = threading.Thread(target=remote.refine, args=(lambda p: started.set(),))
             first.start()
             assert started.wait(120)
             with grpc.insecure_channel(server.target) as channel:
+                grpc.channel_ready_future(channel).result(timeout=30)
                 click = pb.Mark(click=pb.Click(label=0, point=[0, 0, 0], radius=0))
                 late = pb.RefineRequest(session_id="late-1", marks=[click])
+                # The first refine has at least 19 of its 20 steps (4 ms or more each) to go and
+                # the late one waits for them: its 50 ms pass before it can commit.
                 with pytest.raises(grpc.RpcError) as exc:
-                    list(stub(channel).Refine(late, timeout=0.3))
+                    list(stub(channel).Refine(late, timeout=0.05))
                 assert exc.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             first.join()
             assert [i.kind for i in remote.history] == ["refine"]  # only the first one
@@ -126,7 +130,7 @@ def test_a_lost_answer_is_reconciled_by_the_next_call(
             assert remote.reconciled == Reconciled("refine", took_effect=True, version=2)
             server = b if loss == "server killed" else a
             np.testing.assert_array_equal(remote.mask, _server_mask(server.target, "lost-1"))
-            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=mr.FeatureCache())
+            local = mr.Session(mr.load_model("nuclei-unet2d"), cache=FeatureCache())
             local.set_image(nuclei)
             local.add(marks[0])
             np.testing.assert_array_equal(remote.mask, local.refine().mask)
