@@ -31,13 +31,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("medrefine", "session_like"),
     ("v1",),
     ("viz",),
-    ("eval",),
     ("viewer",),
     ("serve",),
     ("client",),
     ("remote_site",),
-    ("segment", "export_cli", "demo"),
-    ("benchmarks",),
+    ("segment", "export_cli"),
     ("cli",),
 ]
 
@@ -185,6 +183,26 @@ def test_module_imports_only_lower_layers(module: str) -> None:
     assert not bad, f"{module} imports a later engine subpackage (order {ENGINE}): {bad}"
 
 
+def _lab_imports(path: Path) -> list[str]:
+    """The imports of the lab (``medrefine_lab``, the checkout's ``lab/``) in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] == "medrefine_lab"]
+    return found
+
+
+def test_the_runtime_never_imports_the_lab() -> None:
+    """The lab measures the runtime; ``medrefine`` loads it only by name, for the commands that
+    need it (``cli``: ``demo``, ``bench``, ``models --evaluate``), through ``extras.require``."""
+    bad = {m: found for m, p in MODULES.items() if (found := _lab_imports(p))}
+    assert not bad, f"runtime modules that import the lab: {bad}"
+
+
 def test_no_import_cycle() -> None:
     cycles = _cycles(_graph())
     assert not cycles, f"modules that import each other: {cycles}"
@@ -197,13 +215,13 @@ def test_the_checks_see_what_they_forbid(tmp_path: Path) -> None:
         "if TYPE_CHECKING:\n"
         "    from medrefine.serve.server import create_server\n"
         "def f():\n"
-        "    from medrefine.eval.metrics import mean_dice\n"
+        "    from medrefine.serve.journal import Journal\n"
         "    import medrefine.engine.session.session\n"
     )
     deps = imports(probe)
-    assert deps == [(5, "medrefine.eval.metrics"), (6, "medrefine.engine.session.session")]
+    assert deps == [(5, "medrefine.serve.journal"), (6, "medrefine.engine.session.session")]
     assert _check_layers("medrefine.models.split", deps) == [
-        "line 5: medrefine.eval.metrics",
+        "line 5: medrefine.serve.journal",
         "line 6: medrefine.engine.session.session",
     ]
     assert _check_layers("medrefine.cli", deps) == []
@@ -211,4 +229,6 @@ def test_the_checks_see_what_they_forbid(tmp_path: Path) -> None:
         "line 6: medrefine.engine.session.session"
     ]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    probe.write_text("def g():\n    from medrefine_lab.eval import Robot\n")
+    assert _lab_imports(probe) == ["line 2: medrefine_lab.eval"]
     assert _cycles({"a": {"b"}, "b": set()}) == []

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import medrefine as mr
-from medrefine.demo import run_site_demo
 from medrefine.samples import SERIES
+from medrefine_lab.demo import run_site_demo
 
 
 def test_the_series_last_image_opens_from_the_site(tmp_path: Path) -> None:

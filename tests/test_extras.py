@@ -131,3 +131,37 @@ def test_require_imports_or_raises_the_typed_error() -> None:
     with pytest.raises(ModuleNotFoundError) as exc:  # not an extra's: a plain import error
         require("medrefine_no_such_module", "a test")
     assert not isinstance(exc.value, MissingExtraError)
+
+
+_WITHOUT_LAB = """
+import contextlib, io, json, sys
+
+import medrefine as mr
+from medrefine.cli import main
+
+out = {}
+session = mr.Session(mr.load_model("nuclei-unet2d"))
+out["mask"] = list(session.set_image(mr.load_sample("nuclei-stained").image).shape)
+for argv in (["demo"], ["bench", "engine"], ["models", "--evaluate", "somewhere"]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    out[" ".join(argv)] = [code, err.getvalue().strip()]
+try:
+    import medrefine_lab
+    out["lab"] = "imported"
+except ModuleNotFoundError as exc:
+    out["lab"] = exc.name
+print(json.dumps(out))
+"""
+
+
+def test_the_runtime_works_without_the_lab_and_its_commands_name_it() -> None:
+    found = run_blocked(("medrefine_lab",), _WITHOUT_LAB)
+    assert found["lab"] == "medrefine_lab", "the blocker did not hold"
+    assert found["mask"] == [256, 320]
+    for argv in ("demo", "bench engine", "models --evaluate somewhere"):
+        code, message = found[argv]
+        assert code == 2, (argv, message)
+        assert message.startswith("medrefine: error: ") and "\n" not in message
+        assert "needs medrefine's lab" in message and "pip install ./lab" in message

@@ -16,12 +16,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint_is_clean() -> None:
-    out = _run(sys.executable, "-m", "ruff", "check", "python", "tests", "export")
+    out = _run(sys.executable, "-m", "ruff", "check", "python", "lab", "tests", "export")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    out = _run(sys.executable, "-m", "ruff", "format", "--check", "python", "tests", "export")
+    out = _run(
+        sys.executable, "-m", "ruff", "format", "--check", "python", "lab", "tests", "export"
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -1,5 +1,6 @@
 """The version is written once, ``medrefine.__version__``: the wheel's metadata, the C++ client's
-CMake project and the DICOM-SEG writer read it; no other source file spells it out."""
+CMake project and the DICOM-SEG writer read it; no other source file spells it out. The lab, a
+distribution of its own, states the same version in ``lab/pyproject.toml`` (checked here)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def test_the_check_sees_a_spelled_out_version() -> None:
 
 def test_readers_agree() -> None:
     assert version("medrefine") == medrefine.__version__  # pyproject: regex on __init__.py
+    # The lab (lab/pyproject.toml) is released with medrefine, at its version.
+    assert version("medrefine-lab") == medrefine.__version__
     from medrefine.io import dicom_seg
 
     assert dicom_seg._ALGORITHM[0].AlgorithmVersion == medrefine.__version__

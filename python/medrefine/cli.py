@@ -1,8 +1,9 @@
 """Command line: ``medrefine demo | segment | train | models | serve | bench ...``.
 
 A subcommand that needs an extra which is not installed (``serve`` without ``medrefine[serve]``,
-``demo`` without ``medrefine[viz]``) ends with one line naming the extra to install, exit code 2
-(:mod:`medrefine.extras`).
+``demo`` without ``medrefine[viz]``) or the lab (``demo``, ``bench`` and ``models --evaluate``
+without ``medrefine-lab``, the checkout's ``lab/``) ends with one line naming what to install,
+exit code 2 (:mod:`medrefine.extras`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from medrefine.extras import missing, require
 
 def _demo(args: argparse.Namespace) -> int:
     require("matplotlib", "medrefine demo (its overlay PNGs)")  # before the work, not after
-    from medrefine.demo import run_demo
+    demo = require("medrefine_lab.demo", "medrefine demo (its simulated user)")
     from medrefine.engine.config import RefineConfig
 
-    run_demo(args.sample, args.interactions, args.out, RefineConfig().with_overrides(args.config))
+    config = RefineConfig().with_overrides(args.config)
+    demo.run_demo(args.sample, args.interactions, args.out, config)
     if args.site_out != "none":
-        from medrefine.demo import run_site_demo
-
-        run_site_demo(args.site_out)
+        demo.run_site_demo(args.site_out)
     return 0
 
 
@@ -42,8 +42,13 @@ def _models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from medrefine.eval.cards import evaluate_model
     from medrefine.models.zoo import ZOO, model_card
+
+    cards = (
+        require("medrefine_lab.eval.cards", "medrefine models --evaluate")
+        if args.evaluate
+        else None
+    )
 
     table = Table(title="medrefine model zoo")
     cols = ["name", "classes", "card: test Dice (network alone)", "description"]
@@ -55,7 +60,8 @@ def _models(args: argparse.Namespace) -> int:
         card = model_card(name)
         row = [name, ", ".join(entry.class_names), f"{card['test_dice_mean']:.4f}"]
         if args.evaluate:
-            score = evaluate_model(name, args.evaluate)
+            assert cards is not None
+            score = cards.evaluate_model(name, args.evaluate)
             row.append("n/a" if score != score else f"{score:.4f}")  # NaN: the data does not fit
         table.add_row(*row, entry.description)
     Console().print(table)
@@ -91,7 +97,7 @@ def _benchmarks() -> list[Any]:
     found: list[Any] = []
     for n in names:
         try:
-            found.append(importlib.import_module(f"medrefine.benchmarks.{n}"))
+            found.append(importlib.import_module(f"medrefine_lab.benchmarks.{n}"))
         except ModuleNotFoundError as exc:
             bench = _BENCH_NAMES.get(n, n)
             error = missing(exc, f"medrefine bench {bench}")

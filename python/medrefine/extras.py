@@ -10,10 +10,11 @@ naming the extra to install:
 | ``io``       | DICOM in, DICOM-SEG out (:mod:`medrefine.io`)      | pydicom, highdicom           |
 | ``viz``      | overlays and plots (``medrefine demo``, ``bench``) | matplotlib                   |
 | ``cpu``      | ONNX Runtime, CPU (``backend="onnxruntime"``)      | onnxruntime                  |
-| ``eval``     | the seed baselines of the accuracy bench           | opencv, SimpleITK            |
 | ``postgres`` | a PostgreSQL journal or site                       | psycopg                      |
 
-``all`` is serve, io, viz and cpu.
+``all`` is serve, io, viz and cpu. The lab (the simulated user, seed baselines, ``medrefine
+demo`` and ``medrefine bench``) is a distribution of its own, ``medrefine-lab`` in the checkout's
+``lab/`` folder; a command that needs it names it the same way.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ EXTRA_OF: dict[str, str] = {
     "highdicom": "io",
     "matplotlib": "viz",
     "onnxruntime": "cpu",
-    "cv2": "eval",
-    "SimpleITK": "eval",
+    "medrefine_lab": "lab",
+    "cv2": "lab",
+    "SimpleITK": "lab",
     "psycopg": "postgres",
 }
 
 
 def install_line(extra: str) -> str:
-    """The command that installs ``extra``: ``pip install "medrefine[extra]"``."""
+    """The command that installs ``extra``: ``pip install "medrefine[extra]"``, or for the lab
+    (a distribution of its own) ``pip install ./lab`` in a checkout."""
+    if extra == "lab":
+        return "pip install ./lab (in a checkout of medrefine)"
     return f'pip install "medrefine[{extra}]"'
 
 
@@ -58,9 +63,9 @@ def missing(exc: ModuleNotFoundError, purpose: str) -> MissingExtraError | None:
     extra = EXTRA_OF.get(module)
     if extra is None:
         return None
+    what = "medrefine's lab" if extra == "lab" else f"the {extra!r} extra"
     return MissingExtraError(
-        f"{purpose} needs the {extra!r} extra (module {exc.name!r} is not installed): "
-        f"{install_line(extra)}",
+        f"{purpose} needs {what} (module {exc.name!r} is not installed): {install_line(extra)}",
         extra,
         module,
     )

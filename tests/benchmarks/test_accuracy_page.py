@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medrefine.benchmarks.accuracy_page import headline_markdown, measured, page_body
-from medrefine.eval.experiments import Spec
-from medrefine.eval.harness import Record
+from medrefine_lab.benchmarks.accuracy_page import headline_markdown, measured, page_body
+from medrefine_lab.eval.experiments import Spec
+from medrefine_lab.eval.harness import Record
 
 
 def _experiment(out: Path, key: str, curves: dict[str, list[float]], date: str) -> None:

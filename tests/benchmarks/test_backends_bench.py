@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 import medrefine as mr
-from medrefine.benchmarks import backends
 from medrefine.cli import build_parser
+from medrefine_lab.benchmarks import backends
 
 
 def test_measure_times_each_config_and_onnxruntime_masks_agree() -> None:

@@ -12,10 +12,10 @@ import torch
 import torch.fx
 from torch import nn
 
-from medrefine.benchmarks import conformance
-from medrefine.benchmarks.architectures import by_name
 from medrefine.cli import build_parser
 from medrefine.samples import load_sample
+from medrefine_lab.benchmarks import conformance
+from medrefine_lab.benchmarks.architectures import by_name
 
 _MODULE_CALL = nn.Module.__call__  # as torch defines it, before any test traces
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.benchmarks import gpu_check
+from medrefine_lab.benchmarks import gpu_check
 
 
 def test_without_cuda_it_names_what_is_missing(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medrefine.benchmarks import heads
 from medrefine.cli import build_parser
 from medrefine.engine.config import RefineConfig
+from medrefine_lab.benchmarks import heads
 
 
 def test_scribbles_lie_in_wrongly_labelled_pixels_of_their_true_class() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from medrefine.benchmarks.engine import EngineFigures
-from medrefine.benchmarks.latency import _row
+from medrefine_lab.benchmarks.engine import EngineFigures
+from medrefine_lab.benchmarks.latency import _row
 
 
 def test_row_uses_only_the_refines_the_naive_loop_repeated() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medrefine.benchmarks.memory import admission, growth, measure
+from medrefine_lab.benchmarks.memory import admission, growth, measure
 
 
 def test_growth_is_the_slope_and_the_total_over_the_refines() -> None:

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from rich.table import Table
 
-from medrefine.benchmarks.page import (
+from medrefine.cli import main
+from medrefine.errors import InputError
+from medrefine_lab.benchmarks.page import (
     Page,
     begin_marker,
     end_marker,
     markdown_table,
     replace_section,
 )
-from medrefine.cli import main
-from medrefine.errors import InputError
 
 
 def _page(tmp_path: Path, *sections: str) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medrefine.benchmarks import set_image
 from medrefine.cli import build_parser
 from medrefine.engine.head import checks as head_checks
+from medrefine_lab.benchmarks import set_image
 
 
 def test_measure_times_the_checked_and_the_kept_path(monkeypatch: pytest.MonkeyPatch) -> None:

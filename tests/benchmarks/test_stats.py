@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from medrefine.benchmarks.stats import percentile
+from medrefine_lab.benchmarks.stats import percentile
 
 
 def test_percentile_of_timings_and_of_none() -> None:

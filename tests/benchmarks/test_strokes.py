@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import medrefine as mr
-from medrefine.benchmarks.strokes import error_strokes, measure_strokes, stained_512
 from medrefine.engine.refine import constraints
+from medrefine_lab.benchmarks.strokes import error_strokes, measure_strokes, stained_512
 
 
 def _drawn(stroke: mr.Scribble, shape: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Third-party networks: torchvision made importable beside a CPU-only PyTorch (see
-:mod:`medrefine.benchmarks.torchvision_ops`) before any test here imports it; each network built
+:mod:`medrefine_lab.benchmarks.torchvision_ops`) before any test here imports it; each network built
 and briefly fitted once per test run."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from medrefine.benchmarks.architectures import Architecture, missing
-from medrefine.benchmarks.conformance import fitted, scene
-from medrefine.benchmarks.torchvision_ops import ensure_importable
+from medrefine_lab.benchmarks.architectures import Architecture, missing
+from medrefine_lab.benchmarks.conformance import fitted, scene
+from medrefine_lab.benchmarks.torchvision_ops import ensure_importable
 
 ensure_importable()
 

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 import medrefine as mr
-from medrefine.benchmarks.architectures import ARCHITECTURES, Architecture
-from medrefine.benchmarks.conformance import network_mask, scene, split, wrong_marks
 from medrefine.errors import UnsupportedModelError
+from medrefine_lab.benchmarks.architectures import ARCHITECTURES, Architecture
+from medrefine_lab.benchmarks.conformance import network_mask, scene, split, wrong_marks
 
 pytestmark = [
     # third-party forward passes branch on sizes, which the tracer notes; every export is

@@ -14,9 +14,9 @@ from PIL import Image
 from medrefine.cli import main
 from medrefine.data import open_dataset
 from medrefine.errors import InputError
-from medrefine.eval.bench import Experiment, run_accuracy
-from medrefine.eval.cards import evaluate_model
 from medrefine.samples import DATA
+from medrefine_lab.eval.bench import Experiment, run_accuracy
+from medrefine_lab.eval.cards import evaluate_model
 
 HIPPO = ("hippocampus-007", "hippocampus-017")
 LABELS = {"background": 0, "anterior": 1, "posterior": 2}

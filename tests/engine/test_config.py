@@ -10,11 +10,11 @@ import math
 import pytest
 
 import medrefine as mr
-from medrefine.benchmarks.accuracy import parse_methods
 from medrefine.engine.config import GateConfig, LoopConfig, MarksConfig, ObjectiveConfig
 from medrefine.errors import InputError
-from medrefine.eval.experiments import specs
-from medrefine.eval.methods import method_config
+from medrefine_lab.benchmarks.accuracy import parse_methods
+from medrefine_lab.eval.experiments import specs
+from medrefine_lab.eval.methods import method_config
 
 RefineConfig = mr.RefineConfig
 
@@ -205,7 +205,7 @@ def test_report_ablations_change_only_the_named_setting() -> None:
         "medrefine.engine.refine.constraints",
         "medrefine.types",
         "medrefine.engine.head.threads",
-        "medrefine.eval.methods",
+        "medrefine_lab.eval.methods",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

@@ -13,11 +13,11 @@ import torch
 from torch import fx, nn
 
 import medrefine as mr
-from medrefine.benchmarks.heads import deeplab_net
 from medrefine.engine.head import checks as head_checks
 from medrefine.engine.head import crop_stages
 from medrefine.engine.head.runner import HeadRunner, channels_last, last_layer, resize_outputs
 from medrefine.engine.head.verdict import VERDICTS, structure, verdict_key
+from medrefine_lab.benchmarks.heads import deeplab_net
 
 from .crop_heads import Decoder
 

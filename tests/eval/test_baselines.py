@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrefine.eval.baselines import BASELINES, SeedMethod, get_baseline
+from medrefine_lab.eval.baselines import BASELINES, SeedMethod, get_baseline
 
 NAMES = sorted(BASELINES)
 NAMES_3D = [name for name in NAMES if 3 in BASELINES[name]().spatial_dims]

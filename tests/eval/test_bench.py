@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 import medrefine as mr
-from medrefine.benchmarks import report
 from medrefine.cli import main
 from medrefine.errors import InputError
-from medrefine.eval.bench import Experiment
-from medrefine.eval.experiments import specs
-from medrefine.eval.harness import simulate
-from medrefine.eval.methods import MarksOnly, MedrefineMethod, make_method
-from medrefine.eval.report import summarize
-from medrefine.eval.robot.types import RobotConfig
 from medrefine.samples import DATA
+from medrefine_lab.benchmarks import report
+from medrefine_lab.eval.bench import Experiment
+from medrefine_lab.eval.experiments import specs
+from medrefine_lab.eval.harness import simulate
+from medrefine_lab.eval.methods import MarksOnly, MedrefineMethod, make_method
+from medrefine_lab.eval.report import summarize
+from medrefine_lab.eval.robot.types import RobotConfig
 
 
 @pytest.fixture()
@@ -149,7 +149,7 @@ def test_new_class_method_maps_labels_both_ways() -> None:
 
 
 def test_summary_averages_outside_reach_changes_per_class() -> None:
-    from medrefine.eval.harness import Record
+    from medrefine_lab.eval.harness import Record
 
     def rec(k: int, gain0: float, loss1: float, unmarked: float) -> Record:
         extra = {"outside_gain_0": gain0, "outside_loss_0": 0.0}
@@ -163,7 +163,7 @@ def test_summary_averages_outside_reach_changes_per_class() -> None:
 
 
 def test_summary_reports_worst_step_including_the_first() -> None:
-    from medrefine.eval.harness import Record
+    from medrefine_lab.eval.harness import Record
 
     recs = [Record("m", "a", k, d, {1: d}, 1.0) for k, d in enumerate([0.8, 0.5, 0.9])]
     (s,) = summarize(recs)

@@ -29,7 +29,7 @@ def test_demo_runs_without_opencv_maxflow_simpleitk(tmp_path: Path) -> None:
 
 def test_a_baseline_imports_its_library_only_when_built(tmp_path: Path) -> None:
     done = _run(
-        "from medrefine.eval.baselines import BASELINES, get_baseline\n"
+        "from medrefine_lab.eval.baselines import BASELINES, get_baseline\n"
         "assert sorted(BASELINES) == "
         "['geodesic', 'grabcut', 'graphcut', 'random_walker', 'watershed']\n"
         "print(get_baseline('geodesic').name)\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medrefine.errors import InputError
-from medrefine.eval import (
+from medrefine_lab.eval import (
     NoC,
     dice_auc,
     dice_per_class,

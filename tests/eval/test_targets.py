@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medrefine.eval.harness import Record
-from medrefine.eval.targets import targets_markdown, targets_summary
+from medrefine_lab.eval.harness import Record
+from medrefine_lab.eval.targets import targets_markdown, targets_summary
 
 
 def _write(folder: Path, curves: dict[str, list[float]]) -> None:

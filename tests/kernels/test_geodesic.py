@@ -11,8 +11,8 @@ import pytest
 from skimage.graph import MCP_Geometric
 
 import medrefine
-from medrefine.benchmarks import geodesic as geodesic_bench
 from medrefine.kernels.geodesic import geodesic_distance
+from medrefine_lab.benchmarks import geodesic as geodesic_bench
 
 
 def _reference(cost: np.ndarray, seeds: np.ndarray, fully_connected: bool) -> np.ndarray:

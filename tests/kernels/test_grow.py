@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import medrefine
-from medrefine.benchmarks import grow as grow_bench
 from medrefine.kernels import _native
 from medrefine.kernels import grow as grow_module
 from medrefine.kernels.grow import region_grow
+from medrefine_lab.benchmarks import grow as grow_bench
 
 DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medrefine.eval.baselines import get_baseline
 from medrefine.kernels import potts
 from medrefine.kernels.potts import (
     GridEdges,
@@ -18,6 +17,7 @@ from medrefine.kernels.potts import (
     edge_slices,
     potts_energy,
 )
+from medrefine_lab.eval.baselines import get_baseline
 
 SHAPE = (2, 4)
 OFFSETS = [(0, 1), (1, -1), (1, 0), (1, 1)]

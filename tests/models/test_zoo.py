@@ -7,9 +7,9 @@ import pytest
 
 import medrefine as mr
 from medrefine.errors import NotFoundError
-from medrefine.eval.metrics import mean_dice
 from medrefine.models import model_card
 from medrefine.samples import SAMPLES
+from medrefine_lab.eval.metrics import mean_dice
 
 
 def test_list_models_and_cards() -> None:

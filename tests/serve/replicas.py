@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from medrefine.benchmarks.relay import Relay
+from medrefine_lab.benchmarks.relay import Relay
 
 __all__ = ["PG_ENV", "SERVER_PATH_ENV", "Relay", "Replica", "replicas"]
 

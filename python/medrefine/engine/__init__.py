@@ -7,6 +7,6 @@ features), ``refine`` (marks -> constraints, the objective, the loop that adapts
 and the operations on its state). ``config`` holds :class:`RefineConfig` and its sections; every
 subpackage may read it. ``Session.refine`` calls ``session.refinement``'s ``prepare``, ``fit``
 (which runs :meth:`refine.loop.Refiner.run`, the gradient steps) and ``finish``.
-The engine never imports :mod:`medrefine.site`, :mod:`medrefine.eval` or :mod:`medrefine.serve`
+The engine never imports :mod:`medrefine.site`, :mod:`medrefine_lab.eval` or :mod:`medrefine.serve`
 (``tests/test_architecture.py``).
 """

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from medrefine.eval import Robot, RobotConfig, Stroke, paint
+from medrefine_lab.eval import Robot, RobotConfig, Stroke, paint
 
 BOX = RobotConfig(mode="box")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from medrefine.errors import InputError
-from medrefine.eval import Robot, RobotConfig, Stroke
-from medrefine.eval.robot.click import binarize_probability
+from medrefine_lab.eval import Robot, RobotConfig, Stroke
+from medrefine_lab.eval.robot.click import binarize_probability
 
 CLICK = RobotConfig(mode="click")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from medrefine.eval import Robot, RobotConfig, has_error
-from medrefine.eval.robot.regions import error_sets, largest_region, worst_slice
+from medrefine_lab.eval import Robot, RobotConfig, has_error
+from medrefine_lab.eval.robot.regions import error_sets, largest_region, worst_slice
 
 
 def _zeros(shape: tuple[int, ...]) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from medrefine.eval import Robot, RobotConfig, Stroke, check_stroke
-from medrefine.eval.robot.regions import disk, padded_edt
-from medrefine.eval.robot.scribble import (
+from medrefine_lab.eval import Robot, RobotConfig, Stroke, check_stroke
+from medrefine_lab.eval.robot.regions import disk, padded_edt
+from medrefine_lab.eval.robot.scribble import (
     blob_stroke,
     brush,
     longest_path,

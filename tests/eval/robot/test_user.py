@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from medrefine.errors import InputError
-from medrefine.eval import Effort, Robot, RobotConfig, Stroke, paint
-from medrefine.eval.robot.types import Mode
+from medrefine_lab.eval import Effort, Robot, RobotConfig, Stroke, paint
+from medrefine_lab.eval.robot.types import Mode
 
 MODES: tuple[Mode, ...] = ("scribble", "click", "box")
 

@@ -33,7 +33,7 @@ Encodings of marked pixels, one name each:
   (what :func:`medrefine.kernels.region_grow` takes as its ``seeds``; built here from the drawn
   marks).
 - *seeds*: the simulated-user protocol's int array, ``0`` = none, ``c + 1`` = class ``c``
-  (:mod:`medrefine.eval`: the robot user and the seed baselines); the engine never sees it.
+  (:mod:`medrefine_lab.eval`: the robot user and the seed baselines); the engine never sees it.
 - *targets*: a bool array, True where a distance is measured from
   (:mod:`medrefine.engine.gate.distance`, and :func:`medrefine.kernels.geodesic_distance`'s
   ``seeds``).
