@@ -76,11 +76,13 @@ class Head:
 
 
 class ConflictError(Exception):
-    """An append that expected the session at one sequence number found another process had
-    appended since: the caller's copy of the session is stale."""
+    """Another process got there first: an append that expected the session at one sequence
+    number found it had appended since (the caller's copy is stale), or a new session's id was
+    recorded by another process meanwhile (``new``)."""
 
-    def __init__(self, session_id: str, expect: int | None) -> None:
-        super().__init__(f"session {session_id!r} moved past event {expect} in another process")
+    def __init__(self, session_id: str, expect: int | None, *, new: bool = False) -> None:
+        what = "was created" if new else f"moved past event {expect}"
+        super().__init__(f"session {session_id!r} {what} in another process")
 
 
 class SessionJournal(Protocol):
@@ -129,7 +131,17 @@ class Journal:
             self._db.commit()
 
     def open_session(self, record: SessionRecord) -> None:
-        """Record a new session (replaces nothing: the id must be new)."""
+        """Record a new session (replaces nothing: the id must be new).
+
+        Raises:
+            ConflictError: another process recorded a session of this id first.
+        """
+        try:
+            self._insert_session(record)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(record.id, None, new=True) from exc
+
+    def _insert_session(self, record: SessionRecord) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO sessions (id, model, digest, geometry, preset, created, site_version) "

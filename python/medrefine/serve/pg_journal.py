@@ -101,7 +101,17 @@ class PgJournal:
                 raise
 
     def open_session(self, record: SessionRecord) -> None:
-        """Record a new session (replaces nothing: the id must be new)."""
+        """Record a new session (replaces nothing: the id must be new).
+
+        Raises:
+            ConflictError: another process recorded a session of this id first.
+        """
+        try:
+            self._insert_session(record)
+        except self._psycopg.errors.UniqueViolation as exc:
+            raise ConflictError(record.id, None, new=True) from exc
+
+    def _insert_session(self, record: SessionRecord) -> None:
         self._run(
             "INSERT INTO medrefine_sessions "
             "(id, model, digest, geometry, preset, created, site_version) "

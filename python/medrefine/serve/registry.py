@@ -462,7 +462,13 @@ class Registry:
         entry.new_version(mask)
         entry.held = 0.0 if found is None else found.held_bytes
         if not replay and self.journal is not None:
-            self.journal.open_session(replace(record, site_version=site_version))
+            try:
+                self.journal.open_session(replace(record, site_version=site_version))
+            except ConflictError as exc:  # another server created this id since we looked
+                raise SessionNotLiveError(
+                    f"session {record.id!r} was just opened through another server: open it "
+                    "again by its id"
+                ) from exc
         with self._lock:
             self._sessions[record.id] = entry
         return Opened(entry, replay, cached)
