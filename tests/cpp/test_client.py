@@ -95,14 +95,15 @@ def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, token_file: Path) -> Iterator[str]:
-    """``127.0.0.1:PORT`` of a ``medrefine serve`` that requires TOKEN and keeps a site per model
-    (only the session walk accepts, once per model: every session starts from the network's
-    head, as the in-process ones here do); SIGTERM at the end."""
+    """``127.0.0.1:PORT`` of a ``medrefine serve`` that requires TOKEN, journals sessions and
+    keeps a site per model (only the session walk accepts, once per model: every session starts
+    from the network's head, as the in-process ones here do); SIGTERM at the end."""
     folder = tmp_path_factory.mktemp("server")
     port_file = folder / "port"
     command = [sys.executable, "-c", "import sys; from medrefine.cli import main; sys.exit(main())"]
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
     args += ["--models", ",".join(MODELS), "--site-dir", str(folder / "sites")]
+    args += ["--journal-dir", str(folder / "journal")]  # remembers closed sessions
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
         [*command, *args, "--token-file", str(token_file)], stdout=log, stderr=subprocess.STDOUT
@@ -308,7 +309,8 @@ def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
     client: Path, server: str, token_file: Path, sample: str
 ) -> None:
     """open, a refine on a scribble + click + box, undo, redo, get_mask, reset, undo, accept
-    (twice, then with a mark queued), get_site, add_class."""
+    (twice, then with a mark queued), get_site, add_class, close, then reopening the closed id
+    (refused with the server's reason)."""
     spec = SAMPLES[sample]
     case = mr.load_sample(sample)
     model = mr.load_model(spec.model)
@@ -363,6 +365,7 @@ def test_every_session_call_leaves_the_client_the_in_process_sessions_mask(
     assert other["add_class"] == ["label", str(classes), "classes", str(classes + 1)]
     assert session.add_class("lesion") == classes
     assert other["closed"] == ["1"]
+    assert other["reopen_closed"] == ["NOT_FOUND", "SESSION_CLOSED"]  # the trailing reason
 
 
 SAMPLE = ROOT / "docs" / "cpp-client-sample.txt"

@@ -128,8 +128,16 @@ std::string random_session_id() {
   return id;
 }
 
-void check(const grpc::Status& status) {
-  if (!status.ok()) throw RemoteError(status.error_code(), status.error_message());
+/// Throws the RemoteError of a failed call, with the reason the server put in the call's
+/// trailing metadata (`medrefine-reason`), if any.
+void check(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  if (status.ok()) return;
+  std::string reason;
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  if (const auto found = trailers.find("medrefine-reason"); found != trailers.end()) {
+    reason.assign(found->second.data(), found->second.size());
+  }
+  throw RemoteError(status.error_code(), status.error_message(), std::move(reason));
 }
 
 std::shared_ptr<grpc::ChannelCredentials> credentials(const ConnectOptions& options) {
@@ -237,7 +245,7 @@ void RemoteSession::State::download_mask() {
       compressed += chunk.data();
     }
   }
-  check(reader->Finish());
+  check(reader->Finish(), *ctx);
   if (!have_header) throw RemoteError(grpc::StatusCode::DATA_LOSS, "GetMask sent no header");
   Mask fresh;
   fresh.shape.assign(header.shape().begin(), header.shape().end());
@@ -260,7 +268,7 @@ const Mask& RemoteSession::State::mask_call(grpc::Status (v1::Refiner::Stub::*rp
   request.set_known_version(mask.version);
   v1::MaskResponse response;
   auto ctx = context(options.call_timeout);
-  check((stub.get()->*rpc)(ctx.get(), request, &response));
+  check((stub.get()->*rpc)(ctx.get(), request, &response), *ctx);
   apply(response.mask());
   status = from_proto(response.status());
   return mask;
@@ -279,7 +287,7 @@ RemoteSession& RemoteSession::operator=(RemoteSession&&) noexcept = default;
 std::vector<ModelInfo> RemoteSession::list_models() {
   v1::ListModelsResponse response;
   auto ctx = state_->context(state_->options.call_timeout);
-  check(state_->stub->ListModels(ctx.get(), v1::ListModelsRequest(), &response));
+  check(state_->stub->ListModels(ctx.get(), v1::ListModelsRequest(), &response), *ctx);
   std::vector<ModelInfo> models;
   for (const auto& m : response.models()) {
     models.push_back({m.name(),
@@ -328,7 +336,7 @@ const Mask& RemoteSession::open(const std::string& model, const Image& image,
     sending = writer->Write(chunk);
   }
   if (sending) writer->WritesDone();
-  check(writer->Finish());
+  check(writer->Finish(), *ctx);
   if (response.image_required()) {
     throw RemoteError(grpc::StatusCode::FAILED_PRECONDITION,
                       "the server asked for the image although it was sent");
@@ -357,7 +365,7 @@ void RemoteSession::add(const Mark& mark) {
   *request.add_marks() = to_proto(mark);
   v1::AddMarksResponse response;
   auto ctx = state_->context(state_->options.call_timeout);
-  check(state_->stub->AddMarks(ctx.get(), request, &response));
+  check(state_->stub->AddMarks(ctx.get(), request, &response), *ctx);
   state_->status = from_proto(response.status());
 }
 
@@ -385,7 +393,7 @@ RefineResult RemoteSession::refine(const std::vector<Mark>& marks,
       have_result = true;
     }
   }
-  check(reader->Finish());
+  check(reader->Finish(), *ctx);
   if (!have_result) throw RemoteError(grpc::StatusCode::DATA_LOSS, "Refine sent no result");
   s.apply(final_response.mask());
   s.status = from_proto(final_response.status());
@@ -411,7 +419,7 @@ std::uint32_t RemoteSession::add_class(const std::string& name) {
   request.set_name(name);
   v1::AddClassResponse response;
   auto ctx = state_->context(state_->options.call_timeout);
-  check(state_->stub->AddClass(ctx.get(), request, &response));
+  check(state_->stub->AddClass(ctx.get(), request, &response), *ctx);
   state_->status = from_proto(response.status());
   return response.label();
 }
@@ -423,7 +431,7 @@ SiteVersion RemoteSession::accept() {
   request.set_mask_version(state_->mask.version);
   v1::AcceptMaskResponse response;
   auto ctx = state_->context(state_->options.slow_call_timeout);
-  check(state_->stub->AcceptMask(ctx.get(), request, &response));
+  check(state_->stub->AcceptMask(ctx.get(), request, &response), *ctx);
   state_->status = from_proto(response.status());
   return from_proto(response.version());
 }
@@ -433,7 +441,7 @@ SiteReport RemoteSession::get_site(const std::string& model) {
   request.set_model(model);
   v1::GetSiteResponse response;
   auto ctx = state_->context(state_->options.call_timeout);
-  check(state_->stub->GetSite(ctx.get(), request, &response));
+  check(state_->stub->GetSite(ctx.get(), request, &response), *ctx);
   SiteReport report;
   for (const auto& v : response.versions()) report.versions.push_back(from_proto(v));
   report.head_source = response.head_source();
@@ -453,7 +461,7 @@ void RemoteSession::close() {
   request.set_session_id(state_->session_id);
   v1::CloseSessionResponse response;
   auto ctx = state_->context(state_->options.call_timeout);
-  check(state_->stub->CloseSession(ctx.get(), request, &response));
+  check(state_->stub->CloseSession(ctx.get(), request, &response), *ctx);
   state_->session_id.clear();
   state_->routing_id.clear();
   state_->mask = Mask();

@@ -1,4 +1,6 @@
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "medrefine/client/remote_session.hpp"
 
@@ -45,10 +47,11 @@ const char* status_code_name(grpc::StatusCode code) {
   }
 }
 
-RemoteError::RemoteError(grpc::StatusCode code, const std::string& message)
+RemoteError::RemoteError(grpc::StatusCode code, const std::string& message, std::string reason)
     : std::runtime_error(std::string(status_code_name(code)) + ": " + message),
       code_(code),
-      message_(message) {}
+      message_(message),
+      reason_(std::move(reason)) {}
 
 const char* RemoteError::code_name() const { return status_code_name(code_); }
 

@@ -85,8 +85,18 @@ int walk(const medrefine::examples::Options& options) {
   std::printf("accept_pending %s\n", status_of([&] { session.accept(); }));
   const std::uint32_t label = session.add_class("lesion");
   std::printf("add_class label %u classes %zu\n", label, session.status().class_names.size());
+  const std::string closed_id = session.session_id();
   session.close();
   std::printf("closed %d\n", session.session_id().empty() ? 1 : 0);
+  try {  // a closed session cannot be reopened: NOT_FOUND with the server's reason
+    medrefine::client::OpenOptions again;
+    again.session_id = closed_id;
+    session.open(options.model, image, again);
+    std::printf("reopen_closed OK\n");
+  } catch (const RemoteError& e) {
+    std::printf("reopen_closed %s %s\n", e.code_name(),
+                e.reason().empty() ? "-" : e.reason().c_str());
+  }
   return 0;
 }
 

@@ -28,7 +28,7 @@ namespace medrefine::client {
 /// is reported as `DATA_LOSS`.
 class RemoteError : public std::runtime_error {
  public:
-  RemoteError(grpc::StatusCode code, const std::string& message);
+  RemoteError(grpc::StatusCode code, const std::string& message, std::string reason = {});
 
   /// The gRPC status code, e.g. `grpc::StatusCode::NOT_FOUND`.
   grpc::StatusCode code() const { return code_; }
@@ -36,10 +36,15 @@ class RemoteError : public std::runtime_error {
   const char* code_name() const;
   /// The server's message naming the problem (what() is "CODE_NAME: message").
   const std::string& message() const { return message_; }
+  /// The server's machine-readable reason, from the trailing metadata `medrefine-reason` (a
+  /// `medrefine.v1.ErrorReason` name, e.g. "SESSION_NOT_LIVE": open() the session again by its
+  /// id; "SESSION_CLOSED": it cannot be reopened); empty when the server gave none.
+  const std::string& reason() const { return reason_; }
 
  private:
   grpc::StatusCode code_;
   std::string message_;
+  std::string reason_;
 };
 
 /// The canonical upper-case name of a gRPC status code ("OK", "INVALID_ARGUMENT", ...).
