@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import medrefine as mr
 from medrefine.backends import OnnxBackbone, OnnxRuntimeBackend, TorchBackend, select_backend
 from medrefine.engine.budget.cache import FeatureCache
-from medrefine.errors import InputError
+from medrefine.errors import InputError, NotFoundError
 from medrefine.models.train import RECIPES
 from medrefine.models.zoo import load_network
 from medrefine.onnx import scope_nodes
@@ -103,3 +104,25 @@ def test_onnx_backbone_gives_the_torch_model_the_same_mask(
     ):
         masks.append(mr.Session(model, cache=FeatureCache(), backend=backend).set_image(image))
     assert (masks[0] != masks[1]).mean() < 1e-3
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not an onnx model at all\n", bytes(range(256)) * 8],
+    ids=["empty", "text", "bytes"],
+)
+def test_a_damaged_file_is_an_input_error_naming_it(
+    tmp_path: Path, exported: dict[str, ExportResult], content: bytes
+) -> None:
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(content)
+    with pytest.raises(InputError, match=r"damaged\.onnx"):
+        OnnxRuntimeBackend(damaged)
+    good = Path(next(iter(exported.values())).path)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"truncated\.onnx"):
+        OnnxRuntimeBackend(truncated)
+    with pytest.raises(NotFoundError, match=r"nowhere\.onnx"):
+        OnnxRuntimeBackend(tmp_path / "nowhere.onnx")
+    assert OnnxRuntimeBackend(good).name.startswith("onnxruntime-")  # a good one still loads
