@@ -48,6 +48,8 @@ class SequenceRecord:
         head: which head the session started from (``"network"``, ``"site vN"``; "" for
             methods without one).
         accepted: the final mask went to the method's site.
+        after_one: Dice after the first interaction (the first mask's when the user made
+            none).
     """
 
     method: str
@@ -61,6 +63,7 @@ class SequenceRecord:
     seconds: float
     head: str = ""
     accepted: bool = False
+    after_one: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -143,6 +146,7 @@ def run_sequence(
                 seconds,
                 head,
                 accepted,
+                dice[1] if len(dice) > 1 else dice[0],
             )
         )
     return out
