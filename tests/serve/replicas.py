@@ -13,16 +13,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medrefine_lab.benchmarks.relay import Relay
 
-__all__ = ["PG_ENV", "SERVER_PATH_ENV", "Relay", "Replica", "replicas"]
+T = TypeVar("T")
+
+__all__ = ["PG_ENV", "SERVER_PATH_ENV", "Relay", "Replica", "after_a_cut", "replicas"]
 
 PG_ENV = "MEDREFINE_TEST_POSTGRES"  # a postgresql:// URL of a database the tests may use
 #: PYTHONPATH of the replica processes only, e.g. an older checkout's ``python`` folder: the
@@ -111,3 +114,19 @@ def replicas(folder: Path, count: int, args: list[str]) -> Iterator[list[Replica
     finally:
         for r in started:
             r.kill()
+
+
+def after_a_cut(call: Callable[[], T], attempts: int = 5) -> tuple[T, int]:
+    """``call()`` and how many times it failed first: the calls right after :meth:`Relay.cut`
+    may go out on the dead connection (UNAVAILABLE) until gRPC notices and reconnects, so a
+    client sends again, as a real one would after a network fault."""
+    from medrefine.client import RemoteUnavailableError
+
+    for failed in range(attempts):
+        try:
+            return call(), failed
+        except RemoteUnavailableError:
+            if failed == attempts - 1:
+                raise
+            time.sleep(0.05 * (failed + 1))
+    raise AssertionError("unreachable")

@@ -23,7 +23,7 @@ from medrefine.serve.journal import Journal
 from medrefine.v1 import refine_pb2 as pb
 
 from .conftest import marks_2d, marks_3d
-from .replicas import Relay, Replica, replicas
+from .replicas import Relay, Replica, after_a_cut, replicas
 
 pytestmark = pytest.mark.slow  # real server processes
 
@@ -31,11 +31,8 @@ T = TypeVar("T")
 
 
 def _again(call: Callable[[], T]) -> T:
-    """``call``, once more if it went out on a connection the relay had just cut."""
-    try:
-        return call()
-    except RemoteUnavailableError:
-        return call()
+    """``call``, again if it went out on a connection the relay had just cut."""
+    return after_a_cut(call)[0]
 
 
 def _server_mask(target: str, session_id: str) -> np.ndarray:

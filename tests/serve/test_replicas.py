@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import medrefine as mr
-from medrefine.client import RemoteSession, RemoteUnavailableError
+from medrefine.client import RemoteSession
 from medrefine.engine.budget.cache import FeatureCache
 
 from .conftest import marks_2d
-from .replicas import Relay, replicas
+from .replicas import Relay, after_a_cut, replicas
 
 pytestmark = pytest.mark.slow  # real server processes
 
@@ -91,10 +91,8 @@ def test_three_replicas_behind_a_balancer_that_switches_mid_session(
             for step, server in enumerate([servers[0], servers[1], servers[0], servers[2]]):
                 relay.route(server.target)
                 relay.cut()
-                try:
-                    remote.add(marks[step])
-                except RemoteUnavailableError:  # sent on the cut connection: send it again
-                    remote.add(marks[step])
+                _, failed = after_a_cut(lambda step=step: remote.add(marks[step]))
+                if failed:  # sent on the cut connection: the server never saw it
                     assert remote.reconciled is not None
                     assert not remote.reconciled.took_effect
                 local.add(marks[step])
