@@ -17,11 +17,10 @@ opened again on the next call.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
-from medrefine.errors import InputError
+from medrefine.pg import Connection
 from medrefine.serve.journal import ConflictError, EventKind, Head, SessionRecord
 
 _SCHEMA = """
@@ -47,16 +46,6 @@ CREATE TABLE IF NOT EXISTS medrefine_events (
 _SCHEMA_LOCK = 0x6D6564726566  # "medref"
 
 
-def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise InputError(
-            'a postgresql:// journal needs psycopg 3: pip install "medrefine[postgres]"'
-        ) from exc
-    return psycopg
-
-
 class PgJournal:
     """Thread-safe append-only log of sessions and their interactions (PostgreSQL).
 
@@ -65,38 +54,21 @@ class PgJournal:
     """
 
     def __init__(self, url: str) -> None:
-        self._psycopg = _driver()
-        self._url = url
-        self._lock = threading.Lock()
-        self._db: Any = None
-        with self._lock:
-            db = self._connect()
+        self._conn = Connection(url, "a postgresql:// journal", "the journal database")
+        with self._conn.lock:
+            db = self._conn.get()
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 db.execute(_SCHEMA)
 
-    def __del__(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None and not db.closed:
-            db.close()
-
-    def _connect(self) -> Any:
-        """The connection (opened again if it was lost); the caller holds the lock."""
-        if self._db is None or self._db.closed:
-            try:
-                self._db = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            except self._psycopg.OperationalError as exc:
-                raise InputError(f"cannot reach the journal database: {_first_line(exc)}") from exc
-        return self._db
-
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Run one statement (autocommitted) and return its rows."""
-        with self._lock:
-            db = self._connect()
+        with self._conn.lock:
+            db = self._conn.get()
             try:
                 cur = db.execute(sql, args)
                 return list(cur.fetchall()) if cur.description else []
-            except self._psycopg.OperationalError:
+            except self._conn.psycopg.OperationalError:
                 db.close()  # opened again by the next call
                 raise
 
@@ -108,7 +80,7 @@ class PgJournal:
         """
         try:
             self._insert_session(record)
-        except self._psycopg.errors.UniqueViolation as exc:
+        except self._conn.psycopg.errors.UniqueViolation as exc:
             raise ConflictError(record.id, None, new=True) from exc
 
     def _insert_session(self, record: SessionRecord) -> None:
@@ -145,7 +117,7 @@ class PgJournal:
                     "VALUES (%s, %s, %s, %s) RETURNING seq",
                     (session_id, expect + 1, kind, payload),
                 )
-        except self._psycopg.errors.UniqueViolation as exc:
+        except self._conn.psycopg.errors.UniqueViolation as exc:
             raise ConflictError(session_id, expect) from exc
         return int(rows[0][0])
 
@@ -183,11 +155,4 @@ class PgJournal:
         return [(kind, bytes(payload)) for kind, payload in rows]
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    """An error's first line (libpq's messages run on with hints)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        self._conn.close()

@@ -13,14 +13,13 @@ Needs the ``postgres`` extra (psycopg 3).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import time
 from typing import Any
 
 from medrefine.errors import InputError, NotFoundError
-from medrefine.site.store import Make, VersionRecord
+from medrefine.pg import Connection
+from medrefine.site.store import Make, VersionRecord, checksum, version_from_row
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS medrefine_site_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,10 +37,6 @@ _SELECT = (
 _SCHEMA_LOCK = 0x6D7273697465  # "mrsite": serialises the tables' creation between processes
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class PgStore:
     """A site in a PostgreSQL database, shared by every process that opens it.
 
@@ -50,35 +45,12 @@ class PgStore:
     """
 
     def __init__(self, url: str) -> None:
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise InputError(
-                'a postgresql:// site needs psycopg 3: pip install "medrefine[postgres]"'
-            ) from exc
-        self._psycopg: Any = psycopg
-        self._url = url
         host = url.split("://", 1)[1].rsplit("@", 1)[-1]
         self.where = f"postgresql://{host}"
-        self._lock = threading.Lock()
-        self._db: Any = None
+        self._conn = Connection(url, "a postgresql:// site", f"the site database {self.where}")
         with self._transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             db.execute(_SCHEMA)
-
-    def __del__(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None and not db.closed:
-            db.close()
-
-    def _connect(self) -> Any:
-        if self._db is None or self._db.closed:
-            try:
-                self._db = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            except self._psycopg.OperationalError as exc:
-                line = (str(exc).strip().splitlines() or ["unreachable"])[0]
-                raise InputError(f"cannot reach the site database {self.where}: {line}") from exc
-        return self._db
 
     class _Held:
         """The connection inside one transaction, with the store's lock held."""
@@ -87,13 +59,13 @@ class PgStore:
             self.store = store
 
         def __enter__(self) -> Any:
-            self.store._lock.acquire()
+            self.store._conn.lock.acquire()
             try:
-                db = self.store._connect()
+                db = self.store._conn.get()
                 self._tx = db.transaction()
                 self._tx.__enter__()
             except BaseException:
-                self.store._lock.release()
+                self.store._conn.lock.release()
                 raise
             return db
 
@@ -101,32 +73,21 @@ class PgStore:
             try:
                 self._tx.__exit__(*exc)
             finally:
-                self.store._lock.release()
+                self.store._conn.lock.release()
 
     def _transaction(self) -> PgStore._Held:
         return PgStore._Held(self)
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            cur = self._connect().execute(sql, args)
+        with self._conn.lock:
+            cur = self._conn.get().execute(sql, args)
             return list(cur.fetchall()) if cur.description else []
 
     def _damaged(self, what: str) -> InputError:
         return InputError(f"site {self.where} is damaged: {what} does not match its checksum")
 
     def _record(self, row: tuple[Any, ...]) -> VersionRecord:
-        version, kind, images, names, created, head, head_sha, validation = row
-        if head is not None and _sha(bytes(head)) != head_sha:
-            raise self._damaged(f"the head of version {version}")
-        return VersionRecord(
-            int(version),
-            str(kind),
-            tuple(json.loads(str(images))),
-            tuple(json.loads(str(names))),
-            float(created),
-            None if head is None else bytes(head),
-            None if validation is None else json.loads(str(validation)),
-        )
+        return version_from_row(row, self._damaged)
 
     def meta(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in self._rows("SELECT key, value FROM medrefine_site_meta")}
@@ -151,7 +112,7 @@ class PgStore:
             if image is not None:
                 row = db.execute(
                     "INSERT INTO medrefine_site_images (data, sha256) VALUES (%s, %s) RETURNING id",
-                    (image, _sha(image)),
+                    (image, checksum(image)),
                 ).fetchone()
                 image_id = int(row[0])
             row = db.execute(f"{_SELECT} ORDER BY version DESC LIMIT 1").fetchone()
@@ -168,7 +129,7 @@ class PgStore:
         self._rows(
             "UPDATE medrefine_site_versions SET head = %s, head_sha256 = %s, validation = %s "
             "WHERE version = %s",
-            (head, None if head is None else _sha(head), json.dumps(validation), version),
+            (head, None if head is None else checksum(head), json.dumps(validation), version),
         )
 
     def latest(self) -> VersionRecord | None:
@@ -191,7 +152,7 @@ class PgStore:
         if not rows:
             raise NotFoundError(f"accepted image {image_id} is not kept in {self.where}")
         data = bytes(rows[0][0])
-        if _sha(data) != rows[0][1]:
+        if checksum(data) != rows[0][1]:
             raise self._damaged(f"accepted image {image_id}")
         return data
 
@@ -221,7 +182,4 @@ class PgStore:
                 "DROP TABLE IF EXISTS medrefine_site_versions, medrefine_site_images, "
                 "medrefine_site_meta"
             )
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._conn.close()

@@ -84,8 +84,30 @@ class SiteStore(Protocol):
     def delete(self) -> None: ...
 
 
-def _sha(data: bytes) -> str:
+def checksum(data: bytes) -> str:
+    """SHA-256 of ``data``, hex: what a store keeps beside every head and image."""
     return hashlib.sha256(data).hexdigest()
+
+
+def version_from_row(row: tuple[Any, ...], damaged: Callable[[str], InputError]) -> VersionRecord:
+    """A :class:`VersionRecord` from a stored row (version, kind, images JSON, class names JSON,
+    created, head bytes, head checksum, validation JSON), in either database.
+
+    Raises:
+        InputError: ``damaged(what)``, the head does not match its checksum.
+    """
+    version, kind, images, names, created, head, head_sha, validation = row
+    if head is not None and checksum(bytes(head)) != head_sha:
+        raise damaged(f"the head of version {version}")
+    return VersionRecord(
+        int(version),
+        str(kind),
+        tuple(json.loads(str(images))),
+        tuple(json.loads(str(names))),
+        float(created),
+        None if head is None else bytes(head),
+        None if validation is None else json.loads(str(validation)),
+    )
 
 
 class MemoryStore:
@@ -219,18 +241,7 @@ class SqliteStore:
         return self.meta()
 
     def _record(self, row: tuple[Any, ...]) -> VersionRecord:
-        version, kind, images, names, created, head, head_sha, validation = row
-        if head is not None and _sha(bytes(head)) != head_sha:
-            raise self._damaged(f"the head of version {version}")
-        return VersionRecord(
-            int(version),
-            str(kind),
-            tuple(json.loads(str(images))),
-            tuple(json.loads(str(names))),
-            float(created),
-            None if head is None else bytes(head),
-            None if validation is None else json.loads(str(validation)),
-        )
+        return version_from_row(row, self._damaged)
 
     def append(
         self,
@@ -243,7 +254,7 @@ class SqliteStore:
             image_id = None
             if image is not None:
                 cur = db.execute(
-                    "INSERT INTO images (data, sha256) VALUES (?, ?)", (image, _sha(image))
+                    "INSERT INTO images (data, sha256) VALUES (?, ?)", (image, checksum(image))
                 )
                 image_id = int(cur.lastrowid or 0)
             row = db.execute(f"{_SELECT} ORDER BY version DESC LIMIT 1").fetchone()
@@ -263,7 +274,7 @@ class SqliteStore:
     def set_head(self, version: int, head: bytes | None, validation: dict[str, object]) -> None:
         self._connect().execute(
             "UPDATE versions SET head = ?, head_sha256 = ?, validation = ? WHERE version = ?",
-            (head, None if head is None else _sha(head), json.dumps(validation), version),
+            (head, None if head is None else checksum(head), json.dumps(validation), version),
         )
 
     def latest(self) -> VersionRecord | None:
@@ -289,7 +300,7 @@ class SqliteStore:
         if row is None:
             raise NotFoundError(f"accepted image {image_id} is not kept in {self.path}")
         data = bytes(row[0])
-        if _sha(data) != row[1]:
+        if checksum(data) != row[1]:
             raise self._damaged(f"accepted image {image_id}")
         return data
 
