@@ -71,3 +71,10 @@ class MissingExtraError(InputError, ImportError):
         super().__init__(message)
         self.extra = extra
         self.name = module
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (the exception's type
+    name when it has none): what a typed error quotes of a library's error, whose messages
+    (libpq's, protobuf's, ONNX Runtime's) run on with hints and traces."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
-from medrefine.errors import InputError, NotFoundError, UnsupportedModelError
+from medrefine.backends.onnx_file import OnnxSource, load
+from medrefine.errors import InputError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +32,6 @@ OPTIMIZATION = {
     "all": "ORT_ENABLE_ALL",
 }
 
-OnnxSource = onnx.ModelProto | bytes | str | os.PathLike[str]
-
 
 def available_providers() -> list[str]:
     """The providers of :data:`PROVIDERS` this ONNX Runtime build lists, in preference order
@@ -49,30 +45,16 @@ def available_providers() -> list[str]:
 
 
 def model_bytes(source: OnnxSource) -> bytes:
-    """Serialized ONNX model from a ModelProto, bytes or a file path.
+    """Serialized ONNX model from a ModelProto, bytes or a file path (read by
+    :func:`~medrefine.backends.onnx_file.load`).
 
     Raises:
         NotFoundError: no file at the path.
-        InputError: the file is empty or cannot be parsed as an ONNX model (truncated, damaged,
-            another kind of file); the message names it.
+        InputError: the file is empty or not a complete ONNX model; the message names it.
     """
-    if isinstance(source, onnx.ModelProto):
-        return source.SerializeToString(deterministic=True)
     if isinstance(source, bytes):
         return source
-    path = os.fspath(source)
-    if not Path(path).is_file():
-        raise NotFoundError(f"no ONNX file at {path!r}")
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # protobuf's DecodeError, a missing external-data file, ...
-        raise InputError(
-            f"the ONNX file {path!r} cannot be read as an ONNX model ({type(exc).__name__}): it "
-            "may be truncated, damaged or another kind of file; export the network again"
-        ) from exc
-    if not model.graph.node:
-        raise InputError(f"the ONNX file {path!r} holds no graph (empty or another kind of file)")
-    return model.SerializeToString(deterministic=True)
+    return load(source).SerializeToString(deterministic=True)
 
 
 class OnnxRuntimeBackend:

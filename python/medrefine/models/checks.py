@@ -17,15 +17,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medrefine.errors import UnsupportedModelError
+from medrefine.errors import UnsupportedModelError, first_line
 
 __all__ = ["agree", "check_classes", "check_output_shape", "first_conv", "probe", "reference"]
 
 _TOLERANCE = 1e-4  # relative and absolute: float rounding, never a changed layer
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
 def first_conv(net: nn.Module) -> tuple[str, nn.modules.conv._ConvNd] | None:
@@ -57,7 +53,7 @@ def _failure(
     net: nn.Module, x: torch.Tensor, spatial_dims: int, given: bool, exc: Exception
 ) -> str:
     what = "the example input" if given else "a probe input (random values)"
-    head = f"{type(net).__name__} fails on {what} of shape {tuple(x.shape)}: {_first_line(exc)}"
+    head = f"{type(net).__name__} fails on {what} of shape {tuple(x.shape)}: {first_line(exc)}"
     conv = first_conv(net)
     if conv is not None and len(conv[1].kernel_size) != spatial_dims:
         name, module = conv
@@ -166,7 +162,7 @@ def agree(
     except Exception as exc:  # the split graph fails where the network runs
         raise UnsupportedModelError(
             f"the split network fails on an input of shape {tuple(x.shape)}, on which the "
-            f"network runs: {_first_line(exc)}; torch.fx may have traced data-dependent control "
+            f"network runs: {first_line(exc)}; torch.fx may have traced data-dependent control "
             "flow wrongly (a branch on a value, a size or isinstance(x, torch.Tensor))"
         ) from exc
     if not isinstance(got, torch.Tensor):

@@ -21,7 +21,7 @@ import torch
 from torch import fx, nn
 
 from medrefine.backends.base import FeatureExtractor
-from medrefine.errors import UnsupportedModelError
+from medrefine.errors import UnsupportedModelError, first_line
 from medrefine.models.activation import LogProbabilities, looks_like_probabilities, strip_activation
 from medrefine.models.checks import agree, check_classes, probe, reference
 from medrefine.models.modes import owned_copy, per_image_norms
@@ -238,7 +238,7 @@ class SplitModel:
             try:
                 gm = symbolic_trace(work)
             except Exception as exc:  # fx raises many types for untraceable control flow
-                detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                detail = first_line(exc)
                 raise UnsupportedModelError(
                     f"torch.fx cannot trace {type(net).__name__}: {detail}; split it through "
                     "ONNX instead (export_module, then SplitModel.from_onnx)"

@@ -17,15 +17,14 @@ the head, and a tensor whose shape alone it reads becomes an empty size carrier
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import onnx
 from onnx.utils import Extractor
 
-from medrefine.errors import InputError, NotFoundError, UnsupportedModelError
+from medrefine.backends.onnx_file import OnnxSource, load
+from medrefine.errors import UnsupportedModelError
 from medrefine.onnx.fold import Constants, Shapes, constant_values, infer_shapes
 from medrefine.onnx.shapes import (
     SHAPE_OPS,
@@ -34,8 +33,6 @@ from medrefine.onnx.shapes import (
     blocking_node,
     pull_shape_chains,
 )
-
-OnnxSource = onnx.ModelProto | bytes | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -62,66 +59,6 @@ class Cut:
     ranks: dict[str, int]
     opset: int
     carriers: dict[str, Carrier] = field(default_factory=dict)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
-def _complete(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
-    """``model`` if it has what every ONNX network has (a graph of nodes with an input and an
-    output, an operator set); else :class:`InputError`: bytes that happened to parse."""
-    graph = model.graph
-    missing = [
-        part
-        for part, present in (
-            ("nodes", len(graph.node) > 0),
-            ("graph input", len(graph.input) > 0),
-            ("graph output", len(graph.output) > 0),
-            ("operator set import", len(model.opset_import) > 0),
-        )
-        if not present
-    ]
-    if missing:
-        raise InputError(
-            f"{what} is not a complete ONNX model (no {', no '.join(missing)}): it may be "
-            "truncated or another kind of file; export the network to ONNX again"
-        )
-    return model
-
-
-def load(source: OnnxSource) -> onnx.ModelProto:
-    """The ONNX model at a path, or given as bytes or a ``ModelProto``.
-
-    Raises:
-        NotFoundError: no file at the path.
-        InputError: the file (or the bytes) is empty, cannot be parsed as an ONNX model
-            (truncated, damaged, another kind of file), or lacks nodes, an input, an output or
-            an operator set; the message names the file.
-    """
-    if isinstance(source, onnx.ModelProto):
-        return source
-    if isinstance(source, bytes):
-        what, size = f"the {len(source)} bytes given as an ONNX model", len(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise NotFoundError(f"no ONNX file at {os.fspath(source)!r}")
-        what, size = f"the ONNX file {os.fspath(source)!r}", path.stat().st_size
-    if size == 0:
-        raise InputError(f"{what} is empty; export the network to ONNX again")
-    try:
-        if isinstance(source, bytes):
-            return _complete(onnx.load_from_string(source), what)
-        return _complete(onnx.load(os.fspath(source)), what)
-    except InputError:
-        raise
-    except Exception as exc:  # protobuf's DecodeError, a missing external-data file, ...
-        raise InputError(
-            f"{what} cannot be read as an ONNX model ({type(exc).__name__}: "
-            f"{_first_line(exc)}): it may be truncated, damaged or another kind of file; "
-            "export the network to ONNX again"
-        ) from exc
 
 
 def opset_version(model: onnx.ModelProto) -> int:

@@ -31,7 +31,7 @@ import onnx
 import torch
 from torch import nn
 
-from medrefine.errors import InputError, UnsupportedModelError
+from medrefine.errors import InputError, UnsupportedModelError, first_line
 from medrefine.models.unet import UNet
 from medrefine.models.zoo import load_network
 from medrefine.onnx.cut import opset_version
@@ -201,7 +201,7 @@ def export_module(
         onnx.checker.check_model(str(path))
     except Exception as exc:  # the exporter raises many types; one clear error instead
         path.unlink(missing_ok=True)
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        detail = first_line(exc)
         raise UnsupportedModelError(
             f"PyTorch cannot export {type(net).__name__}: {detail}"
         ) from exc

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from medrefine.backends.onnxruntime_backend import OnnxRuntimeBackend
-from medrefine.errors import UnsupportedModelError
+from medrefine.errors import UnsupportedModelError, first_line
 
 __all__ = ["PARITY_TOLERANCE", "ExportResult", "Parity", "checked_export", "compare", "parity"]
 
@@ -125,7 +125,7 @@ def checked_export(
     except Exception as exc:  # ONNX Runtime cannot load or run the exported graph
         kept = path.with_suffix(".rejected.onnx")
         path.replace(kept)
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+        detail = first_line(exc, 400)
         raise UnsupportedModelError(
             f"ONNX Runtime cannot run the exported {what}: {detail}; the graph is "
             f"kept at {kept} to inspect (e.g. onnxruntime.InferenceSession on it)"

@@ -15,12 +15,13 @@ import onnx
 import torch
 from torch import fx
 
+from medrefine.backends.onnx_file import load
 from medrefine.backends.onnxruntime_backend import OnnxBackbone, OnnxRuntimeBackend, model_bytes
-from medrefine.errors import InputError, UnsupportedModelError
+from medrefine.errors import InputError, UnsupportedModelError, first_line
 from medrefine.models.checks import check_output_shape
 from medrefine.models.quiet import quiet_stderr
 from medrefine.onnx.convert import convert_head
-from medrefine.onnx.cut import cut_graph, load
+from medrefine.onnx.cut import cut_graph
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class CheckedBackend(OnnxRuntimeBackend):
                 "onnxruntime"
             ):
                 raise
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            detail = first_line(exc)
             raise InputError(
                 f"ONNX Runtime cannot run the network on {tuple(x.shape)} (batch, channels, "
                 f"*spatial): {detail}. If its sizes must be a multiple of the network's "
