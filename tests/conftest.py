@@ -14,9 +14,9 @@ import pytest
 import torch
 from hypothesis import settings
 
-from medrefine.models.preprocess import Preprocessing
 from medrefine.models.split import SplitModel
 from medrefine.models.unet import UNet, UNetConfig
+from splits import split
 
 
 def scene(
@@ -79,18 +79,6 @@ def net2d() -> UNet:
 def net3d() -> UNet:
     """3D U-Net, 3 output classes of which it only ever saw 0 and 1, on 16^3 scenes."""
     return _load("unet3d")
-
-
-def split(net: UNet) -> SplitModel:
-    cfg = net.config
-    prep = Preprocessing(cfg.spatial_dims, channels=1, multiple=cfg.stride, normalize=False)
-    return SplitModel.from_module(
-        net,
-        head=["head"],
-        num_classes=cfg.num_classes,
-        spatial_dims=cfg.spatial_dims,
-        preprocessing=prep,
-    )
 
 
 @pytest.fixture()

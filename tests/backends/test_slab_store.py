@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import split
 from medrefine.backends import slab_store
 from medrefine.backends.slab_store import ChunkStore
 from medrefine.backends.slabs import run_slabs, slab_plan, write
 from medrefine.models.unet import UNet
+from splits import split
 
 
 def _store() -> ChunkStore:

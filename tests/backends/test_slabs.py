@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 import medrefine as mr
-from conftest import split
 from medrefine.backends import TorchBackend
 from medrefine.backends.slabs import run_slabs, slab_plan, write
 from medrefine.engine.budget.cache import FeatureCache
@@ -17,6 +16,7 @@ from medrefine.errors import InputError
 from medrefine.models.preprocess import Preprocessing
 from medrefine.models.split import SplitModel
 from medrefine.models.unet import UNet
+from splits import split
 
 
 def _image(shape: tuple[int, ...], seed: int = 3) -> np.ndarray:

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 import medrefine as mr
-from conftest import split  # the fixture networks are split as everywhere in the suite
 from medrefine.backends import TorchBackend
 from medrefine.backends.tiling import backbone_radius, plan_tiles, tiled_features
 from medrefine.errors import InputError, ResourceError, UnsupportedModelError
 from medrefine.models.split import SplitModel
 from medrefine.models.unet import UNet
+from splits import split  # the fixture networks are split as everywhere in the suite
 
 
 def _local(net: UNet) -> SplitModel:
