@@ -9,6 +9,7 @@ import torch
 
 import medrefine as mr
 from medrefine.errors import InputError, StateError, UnsupportedModelError
+from medrefine.site.site import wrong_in_kind
 
 
 def _quarters() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -138,3 +139,32 @@ def test_a_class_added_and_accepted_is_in_the_next_image_s_classes(
     assert _dice(first == 2, labels[2] == 1) > 0.6  # the added class, in the first mask
     with pytest.raises(InputError, match="must be a new"):
         session.add_class("lesion")
+
+
+def test_wrong_in_kind_reads_the_median_so_one_failed_image_moves_neither_way() -> None:
+    below = mr.SiteConfig().wide_below
+    # a network right in kind with one image it failed on (mean .74, median .90): stays local
+    wide, why = wrong_in_kind([0.95, 0.90, 0.05, 0.92, 0.88], below)
+    assert not wide and "median Dice 0.90, not below" in why
+    # a network wrong in kind with one mask accepted unfinished, close to its own answer
+    wide, why = wrong_in_kind([0.64, 0.05, 0.10, 0.95, 0.02], below)
+    assert wide and "median Dice 0.10, below" in why
+    assert wrong_in_kind([0.64], below)[0] and not wrong_in_kind([0.90], below)[0]
+
+
+def test_a_site_whose_masks_the_network_got_right_keeps_refinement_local(
+    shifted: mr.SplitModel,
+) -> None:
+    images, labels = _quarters()
+    agreed, disagreed = mr.Site(shifted), mr.Site(shifted)
+    for image, label in zip(images[:2], labels[:2], strict=True):
+        session = mr.Session(shifted, site=agreed)
+        network = session.set_image(image)
+        _accept(session, network)  # the clinician signed the network's own mask off
+        session = mr.Session(shifted, site=disagreed)
+        session.set_image(image)
+        _accept(session, label)
+    for site, reach in ((agreed, "stays local"), (disagreed, "reaches wide")):
+        session = mr.Session(shifted, site=site)
+        session.set_image(images[2])
+        assert f"; refinement {reach}: " in session.head_source[1]

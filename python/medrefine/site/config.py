@@ -35,7 +35,7 @@ class SiteConfig:
         tolerance: the most estimated Dice any held-out image may lose against the network's
             head for the site head to be used, [0, 1].
         wide_below: the network is wrong in kind at this site when the masks sessions started
-            from agree with the accepted ones below this mean Dice (over the last
+            from agree with the accepted ones below this median Dice (over the last
             ``wide_images`` accepted images), [0, 1]: refinement then reaches wide (its gate
             may widen to global, :meth:`medrefine.RefineConfig.shifted`), as it does from a
             site head that passed its check.
@@ -54,10 +54,10 @@ class SiteConfig:
     l2: float = field(default=1e-2, metadata=_bound(0.0, 1e6))
     balance: float = field(default=0.5, metadata=_bound(0.0, 1.0))
     folds: int = field(default=4, metadata=_bound(2, 1000))
-    check_images: int = field(default=10, metadata=_bound(2, 1000))
+    check_images: int = field(default=5, metadata=_bound(2, 1000))
     min_images: int = field(default=2, metadata=_bound(2, 1000))
     tolerance: float = field(default=0.02, metadata=_bound(0.0, 1.0))
-    wide_below: float = field(default=0.5, metadata=_bound(0.0, 1.0))
+    wide_below: float = field(default=0.75, metadata=_bound(0.0, 1.0))
     wide_images: int = field(default=5, metadata=_bound(1, 1000))
     seed: int = field(default=0, metadata=_bound(0, 2**32 - 1))
 

@@ -54,6 +54,19 @@ def model_key(model: SplitModel) -> str:
     return h.hexdigest()[:16]
 
 
+def wrong_in_kind(agreements: Sequence[float], below: float) -> tuple[bool, str]:
+    """Whether the network is wrong in kind at a site, and why: the median Dice of the masks
+    sessions started from against the accepted ones (``agreements``, the newest images, at
+    least one) is below ``below``. The median, not the mean: one image on which a network that
+    is right in kind failed (or one mask accepted unfinished) moves neither way."""
+    median = float(np.median(agreements))
+    wide = median < below
+    return wide, (
+        f"the masks sessions started from agreed with the last {len(agreements)} accepted "
+        f"ones at median Dice {median:.2f}, {'below' if wide else 'not below'} {below:g}"
+    )
+
+
 def _version(record: VersionRecord) -> SiteVersion:
     check = None if record.validation is None else Validation.from_json(record.validation)
     return SiteVersion(
@@ -243,13 +256,8 @@ class Site:
         recent = self._samples(store, record.images)[-self.config.wide_images :]
         if not recent:
             return SiteStart(None, why, False, "no accepted image", record.version)
-        mean = float(np.mean([r.agreement for r in recent]))
-        wide = mean < self.config.wide_below
-        verb = "below" if wide else "not below"
-        return SiteStart(None, why, wide, (
-            f"the masks sessions started from agreed with the last {len(recent)} accepted "
-            f"ones at mean Dice {mean:.2f}, {verb} {self.config.wide_below:g}"
-        ), record.version)  # fmt: skip
+        wide, wide_why = wrong_in_kind([r.agreement for r in recent], self.config.wide_below)
+        return SiteStart(None, why, wide, wide_why, record.version)
 
     # ------------------------------------------------------------------------------ record
     def report(self) -> SiteReport:
