@@ -65,6 +65,9 @@ def site_sets() -> list[SiteSet]:
         SiteSet("shift", "Shift: the fluorescence network on stained images (train 21-40; "
                 "settings chosen on train 1-20)", dsb, "nuclei-fluo-unet2d", 20, "train", 20,
                 stained),
+        SiteSet("shift-fresh", "The shift on images never looked at while tuning: the "
+                "fluorescence network on the stained test images", dsb, "nuclei-fluo-unet2d",
+                10, "test", 0, stained),
         SiteSet("shift-brightfield", "A second shift, never tuned on: the fluorescence network "
                 "on brightfield images", dsb, "nuclei-fluo-unet2d", 10, None, 0, bright,
                 seeds=SLOW),
