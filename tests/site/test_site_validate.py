@@ -1,5 +1,6 @@
 """The held-out check: its rule on per-image Dice, Dice on weighted rows, and the newest-images
-window that lets an old unfinished accept stop vetoing the site."""
+window that lets an old unfinished accept stop vetoing the site, and no veto where the
+network is wrong in kind."""
 
 from __future__ import annotations
 
@@ -48,9 +49,29 @@ def test_an_old_unfinished_accept_stops_vetoing_once_newer_images_are_checked() 
     network = with_classes(head, 2)
     rng = np.random.default_rng(0)
     samples = [_image(rng, True, network)] + [_image(rng, False, network) for _ in range(4)]
-    every = mr.SiteConfig(check_images=5, fit_steps=60)
+    # the network agrees with the four learnable masks at about .5: not wrong in kind below .3
+    every = mr.SiteConfig(check_images=5, fit_steps=60, wide_below=0.3)
     blocked = validate(head, samples, NAMES, every)  # type: ignore[arg-type]
     assert not blocked.passed and "image 1 loses" in blocked.reason
-    newest = mr.SiteConfig(check_images=4, fit_steps=60)
+    newest = mr.SiteConfig(check_images=4, fit_steps=60, wide_below=0.3)
     passed = validate(head, samples, NAMES, newest)  # type: ignore[arg-type]
     assert passed.passed and passed.images == 4 and passed.gain > 0.1
+
+
+def test_where_the_network_is_wrong_in_kind_a_mask_it_survived_in_does_not_veto() -> None:
+    head = mr.load_model("nuclei-unet2d").head
+    network = with_classes(head, 2)
+    rng = np.random.default_rng(0)
+    samples = [_image(rng, True, network)] + [_image(rng, False, network) for _ in range(4)]
+    check = validate(head, samples, NAMES, mr.SiteConfig(check_images=5, fit_steps=60))  # type: ignore[arg-type]
+    assert check.passed and check.images == 5 and check.network[0] == pytest.approx(1.0)
+    assert "no single image vetoes" in check.reason and "median Dice 0.49" in check.reason
+
+
+def test_wrong_in_kind_the_mean_must_gain_more_than_the_tolerance() -> None:
+    why = "wrong in kind"
+    network, site = [0.64, 0.02, 0.03, 0.01], [0.20, 0.80, 0.85, 0.80]
+    assert not decide(network, site, 0.02).passed  # image 1 vetoes
+    assert decide(network, site, 0.02, wrong_in_kind=why).passed
+    close = decide([0.30, 0.30], [0.31, 0.31], 0.02, wrong_in_kind=why)
+    assert not close.passed and "not more than 0.02 above" in close.reason

@@ -33,7 +33,9 @@ class SiteConfig:
         check_images: the newest accepted images the held-out check holds out, 2..1000.
         min_images: accepted images needed before a site head may be used, 2..1000.
         tolerance: the most estimated Dice any held-out image may lose against the network's
-            head for the site head to be used, [0, 1].
+            head for the site head to be used, [0, 1]; where the network is wrong in kind
+            (its own head's held-out Dice has a median below ``wide_below``), the margin the
+            mean must gain instead (:mod:`medrefine.site.validate`).
         wide_below: the network is wrong in kind at this site when the masks sessions started
             from agree with the accepted ones below this median Dice (over the last
             ``wide_images`` accepted images), [0, 1]: refinement then reaches wide (its gate

@@ -41,7 +41,7 @@ from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, row_head
 from medrefine.site.samples import ImageSample, agreement, draw, image_sample, seed_of
 from medrefine.site.store import FORMAT, MemoryStore, SiteStore, SqliteStore, VersionRecord
-from medrefine.site.validate import torch_state, validate
+from medrefine.site.validate import torch_state, validate, wrong_in_kind
 
 
 def model_key(model: SplitModel) -> str:
@@ -52,19 +52,6 @@ def model_key(model: SplitModel) -> str:
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps(list(model.class_names)).encode())
     return h.hexdigest()[:16]
-
-
-def wrong_in_kind(agreements: Sequence[float], below: float) -> tuple[bool, str]:
-    """Whether the network is wrong in kind at a site, and why: the median Dice of the masks
-    sessions started from against the accepted ones (``agreements``, the newest images, at
-    least one) is below ``below``. The median, not the mean: one image on which a network that
-    is right in kind failed (or one mask accepted unfinished) moves neither way."""
-    median = float(np.median(agreements))
-    wide = median < below
-    return wide, (
-        f"the masks sessions started from agreed with the last {len(agreements)} accepted "
-        f"ones at median Dice {median:.2f}, {'below' if wide else 'not below'} {below:g}"
-    )
 
 
 def _version(record: VersionRecord) -> SiteVersion:

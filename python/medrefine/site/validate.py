@@ -13,6 +13,13 @@ each head's Dice on the whole accepted mask. The site head is used only when
 - its mean estimated Dice over the held-out images is above the network's, and
 - no held-out image loses more than ``tolerance`` against the network's head.
 
+Where the network is wrong in kind at the site (:func:`wrong_in_kind`: its own head's estimated
+Dice on the held-out images has a median below ``wide_below``), the last rule becomes "the mean is
+above the network's by more than ``tolerance``". There, a mask the network wins on is one its
+own answer survived in: one the user could not finish with corrections around the marks (the
+network's errors signed off), and a veto from it would keep the site from ever helping. Where
+the network is right in kind, every image keeps its veto.
+
 Otherwise the network's head stands, and :attr:`Validation.reason` says why.
 """
 
@@ -28,6 +35,23 @@ from medrefine.records import Validation
 from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, predict_rows, stacked, with_classes
 from medrefine.site.samples import ImageSample
+
+
+def wrong_in_kind(
+    agreements: Sequence[float],
+    below: float,
+    what: str = "the masks sessions started from agreed",
+) -> tuple[bool, str]:
+    """Whether the network is wrong in kind at a site, and why: the median Dice of its masks
+    against the accepted ones (``agreements``, the newest images, at least one; ``what`` names
+    them in the reason) is below ``below``. The median, not the mean: one image on which a
+    network that is right in kind failed (or one mask accepted unfinished) moves neither way."""
+    median = float(np.median(agreements))
+    wide = median < below
+    return wide, (
+        f"{what} with the last {len(agreements)} accepted ones at median Dice {median:.2f}, "
+        f"{'below' if wide else 'not below'} {below:g}"
+    )
 
 
 def sample_dice(predicted: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
@@ -70,19 +94,34 @@ def validate(
             truth, weights = y.numpy(), w.numpy()
             ours[k] = sample_dice(predict_rows(trained, x, splits).numpy(), truth, weights)
             theirs[k] = sample_dice(predict_rows(network, x, splits).numpy(), truth, weights)
-    return decide(theirs, ours, config.tolerance, offset=checked[0])
+    wrong, why = wrong_in_kind(theirs, config.wide_below, "the network's own head agreed")
+    return decide(theirs, ours, config.tolerance, checked[0], why if wrong else "")
 
 
 def decide(
-    network: Sequence[float], site: Sequence[float], tolerance: float, offset: int = 0
+    network: Sequence[float],
+    site: Sequence[float],
+    tolerance: float,
+    offset: int = 0,
+    wrong_in_kind: str = "",
 ) -> Validation:
     """The rule of the module docstring on held-out estimated Dice per image (the images
-    checked are the version's from number ``offset + 1`` on)."""
+    checked are the version's from number ``offset + 1`` on). ``wrong_in_kind``: why the
+    network is wrong in kind at the site ("" where it is not): the mean must then gain more
+    than ``tolerance`` and no single image vetoes."""
     n = len(site)
     worst = int(np.argmin(np.subtract(site, network)))
     loss = network[worst] - site[worst]
     mean_site, mean_network = float(np.mean(site)), float(np.mean(network))
-    if mean_site <= mean_network:
+    if wrong_in_kind:
+        passed = mean_site > mean_network + tolerance
+        reason = (
+            f"held out over the {n} newest images, mean Dice {mean_site:.3f} against the "
+            f"network's {mean_network:.3f}, {'more' if passed else 'not more'} than "
+            f"{tolerance:g} above it; no single image vetoes, the network being wrong in kind "
+            f"here ({wrong_in_kind})"
+        )
+    elif mean_site <= mean_network:
         passed = False
         reason = (
             f"held out, the site head's mean Dice {mean_site:.3f} is not above the network's "
