@@ -9,7 +9,7 @@ import torch
 
 import medrefine as mr
 from medrefine.errors import InputError, StateError, UnsupportedModelError
-from medrefine.site.site import wrong_in_kind
+from medrefine.site.validate import wrong_in_kind
 
 
 def _quarters() -> tuple[list[np.ndarray], list[np.ndarray]]:
