@@ -72,6 +72,6 @@ def test_wrong_in_kind_the_mean_must_gain_more_than_the_tolerance() -> None:
     why = "wrong in kind"
     network, site = [0.64, 0.02, 0.03, 0.01], [0.20, 0.80, 0.85, 0.80]
     assert not decide(network, site, 0.02).passed  # image 1 vetoes
-    assert decide(network, site, 0.02, wrong_in_kind=why).passed
-    close = decide([0.30, 0.30], [0.31, 0.31], 0.02, wrong_in_kind=why)
+    assert decide(network, site, 0.02, wrong_why=why).passed
+    close = decide([0.30, 0.30], [0.31, 0.31], 0.02, wrong_why=why)
     assert not close.passed and "not more than 0.02 above" in close.reason

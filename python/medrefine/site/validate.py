@@ -103,23 +103,23 @@ def decide(
     site: Sequence[float],
     tolerance: float,
     offset: int = 0,
-    wrong_in_kind: str = "",
+    wrong_why: str = "",
 ) -> Validation:
     """The rule of the module docstring on held-out estimated Dice per image (the images
-    checked are the version's from number ``offset + 1`` on). ``wrong_in_kind``: why the
+    checked are the version's from number ``offset + 1`` on). ``wrong_why``: why the
     network is wrong in kind at the site ("" where it is not): the mean must then gain more
     than ``tolerance`` and no single image vetoes."""
     n = len(site)
     worst = int(np.argmin(np.subtract(site, network)))
     loss = network[worst] - site[worst]
     mean_site, mean_network = float(np.mean(site)), float(np.mean(network))
-    if wrong_in_kind:
+    if wrong_why:
         passed = mean_site > mean_network + tolerance
         reason = (
             f"held out over the {n} newest images, mean Dice {mean_site:.3f} against the "
             f"network's {mean_network:.3f}, {'more' if passed else 'not more'} than "
             f"{tolerance:g} above it; no single image vetoes, the network being wrong in kind "
-            f"here ({wrong_in_kind})"
+            f"here ({wrong_why})"
         )
     elif mean_site <= mean_network:
         passed = False
