@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from medrefine.data import open_dataset
+from medrefine.errors import MissingExtraError
 from medrefine.extras import pyplot
+from medrefine.models.preprocess import Preprocessing
+from medrefine.models.split import SplitModel
 from medrefine.models.zoo import load_model
 from medrefine.site import Site, SiteConfig
 from medrefine_lab.eval.methods import InteractiveMethod, MedrefineMethod, make_method
@@ -33,7 +36,11 @@ from medrefine_lab.eval.sequence import SequenceRecord, run_sequence
 
 @dataclass(frozen=True)
 class SiteSet:
-    """One sequence: ``images`` cases of ``split`` after ``skip`` (cases.csv order)."""
+    """One sequence: ``images`` cases of ``split`` after ``skip`` (cases.csv order).
+
+    ``model`` names a zoo model, or, as ``third-party:NAME``, an architecture of the
+    conformance suite (:func:`third_party`).
+    """
 
     key: str
     title: str
@@ -68,6 +75,10 @@ def site_sets() -> list[SiteSet]:
         SiteSet("shift-fresh", "The shift on images never looked at while tuning: the "
                 "fluorescence network on the stained test images", dsb, "nuclei-fluo-unet2d",
                 10, "test", 0, stained),
+        SiteSet("third-party", "A third-party network at its last-layer cut: MONAI's SegResNet "
+                "(grey input), briefly fitted on a crop of the shipped stained sample, on stained "
+                "images (train 21-32)", dsb, "third-party:monai-segresnet-2d", 12, "train", 20,
+                stained, seeds=()),
         SiteSet("shift-brightfield", "A second shift, never tuned on: the fluorescence network "
                 "on brightfield images", dsb, "nuclei-fluo-unet2d", 10, None, 0, bright,
                 seeds=SLOW),
@@ -81,10 +92,42 @@ def site_sets() -> list[SiteSet]:
     ]  # fmt: skip
 
 
-def _methods(s: SiteSet, site_config: SiteConfig) -> dict[str, Callable[[], InteractiveMethod]]:
-    model = load_model(s.model)
+def third_party(name: str) -> SplitModel:
+    """The conformance suite's architecture ``name`` as :mod:`medrefine_lab.benchmarks.conformance`
+    fits it (a few Adam steps on a crop of the shipped stained sample), cut at its last layer
+    (``Architecture.head``); its input turned to the channels it takes (a colour image grey),
+    z-scored per channel and padded to its multiple."""
+    from medrefine_lab.benchmarks.architectures import by_name, missing
+    from medrefine_lab.benchmarks.conformance import fitted, scene
+    from medrefine_lab.benchmarks.torchvision_ops import ensure_importable
+
+    ensure_importable()
+    arch = by_name(name)
+    why = missing(arch)
+    if why is not None:
+        raise MissingExtraError(
+            f"the third-party set needs {arch.package} ({why}): pip install -e '.[dev]'",
+            "dev",
+            arch.package,
+        )
+    net = fitted(arch, scene(arch))
+    prep = Preprocessing(arch.spatial_dims, arch.in_channels, arch.multiple)
+    return SplitModel.from_module(
+        net, arch.head, arch.classes, arch.spatial_dims, preprocessing=prep
+    )
+
+
+def _model(s: SiteSet) -> SplitModel:
+    prefix = "third-party:"
+    if s.model.startswith(prefix):
+        return third_party(s.model[len(prefix) :])
+    return load_model(s.model)
+
+
+def _methods(
+    s: SiteSet, model: SplitModel, site: Site
+) -> dict[str, Callable[[], InteractiveMethod]]:
     ours = "medrefine+newclass" if s.new_class else "medrefine"
-    site = Site(model, site_config)
     with_site = MedrefineMethod(model, make_method(ours, model).config, f"{ours}+site",  # type: ignore[attr-defined]
                                 new_class=s.new_class, site=site)  # fmt: skip
 
@@ -108,19 +151,23 @@ def run_set(
     site_config: SiteConfig,
     only: Sequence[str] = (),
     finished: float = 0.0,
-) -> list[SequenceRecord]:
-    """Every method of set ``s`` over its images."""
+) -> tuple[list[SequenceRecord], str]:
+    """Every method of set ``s`` over its images, and the reason of the site's last held-out
+    check ("" when no image was accepted)."""
     ds = open_dataset(root / s.dataset)
     ids = ds.ids(s.split, s.groups)[s.skip : s.skip + s.images]
+    model = _model(s)
     cases = [ds.load(i) for i in ids]
-    model = load_model(s.model)
     robot = RobotConfig()
     records: list[SequenceRecord] = []
-    for name, make in _methods(s, site_config).items():
+    site = Site(model, site_config)
+    for name, make in _methods(s, model, site).items():
         if only and name not in only:
             continue
         records += run_sequence(make, cases, model.num_classes, robot, cap, finished)
-    return records
+    versions = site.report().versions
+    check = versions[-1].validation if versions else None
+    return records, "" if check is None else check.reason
 
 
 def _mean(records: Sequence[SequenceRecord], field: str, lo: int, hi: int) -> float:
@@ -128,8 +175,9 @@ def _mean(records: Sequence[SequenceRecord], field: str, lo: int, hi: int) -> fl
     return float(np.mean(values)) if values else float("nan")
 
 
-def summary(s: SiteSet, records: Sequence[SequenceRecord], cap: int) -> str:
-    """The set's Markdown section: per-method means over images 1-5 and 6+, then per image."""
+def summary(s: SiteSet, records: Sequence[SequenceRecord], cap: int, check: str = "") -> str:
+    """The set's Markdown section: per-method means over images 1-5 and 6+, then per image;
+    ``check``: the reason of the site's last held-out check."""
     methods = list(dict.fromkeys(r.method for r in records))
     last = max(r.index for r in records)
     lines = [
@@ -166,7 +214,8 @@ def summary(s: SiteSet, records: Sequence[SequenceRecord], cap: int) -> str:
             lines += [
                 "",
                 f"`{m}`: {sum(r.accepted for r in of)} of {last} images accepted; "
-                f"{started} started from a site head.",
+                f"{started} started from a site head."
+                + (f" The last check: {check}." if check else ""),
             ]
     return "\n".join(lines) + "\n"
 
@@ -238,11 +287,11 @@ def run(args: argparse.Namespace) -> int:
         if args.images:
             s = SiteSet(**{**s.__dict__, "images": args.images})
         start = time.perf_counter()
-        records = run_set(s, args.data_root, args.cap, config, methods, args.finished)
+        records, check = run_set(s, args.data_root, args.cap, config, methods, args.finished)
         out = args.out / s.key
         out.mkdir(parents=True, exist_ok=True)
         (out / "records.json").write_text(json.dumps([r.to_json() for r in records], indent=1))
-        text = summary(s, records, args.cap)
+        text = summary(s, records, args.cap, check)
         minutes = (time.perf_counter() - start) / 60
         (out / "summary.md").write_text(text + f"\n{minutes:.1f} min on {machine()}.\n")
         plot(s, records, out / "curves.png")
