@@ -7,6 +7,8 @@ Needs the ``postgres`` extra (``pip install "medrefine[postgres]"``: psycopg 3).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from medrefine.errors import InputError, first_line
@@ -51,6 +53,28 @@ class Connection:
             except self.psycopg.OperationalError as exc:
                 raise InputError(f"cannot reach {self._what}: {first_line(exc, 2000)}") from exc
         return self._db
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (autocommitted) under :attr:`lock` and return its rows; a
+        connection that failed (``OperationalError``) is closed, to be opened again next time.
+        """
+        with self.lock:
+            db = self.get()
+            try:
+                cur = db.execute(sql, args)
+                return list(cur.fetchall()) if cur.description else []
+            except self.psycopg.OperationalError:
+                db.close()
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """The connection inside one transaction (committed on leaving, rolled back on an
+        exception), :attr:`lock` held throughout."""
+        with self.lock:
+            db = self.get()
+            with db.transaction():
+                yield db
 
     def close(self) -> None:
         """Close the connection (the next :meth:`get` opens a new one)."""

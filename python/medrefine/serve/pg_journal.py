@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from medrefine.pg import Connection
 from medrefine.serve.journal import ConflictError, EventKind, Head, SessionRecord
@@ -55,22 +54,9 @@ class PgJournal:
 
     def __init__(self, url: str) -> None:
         self._conn = Connection(url, "a postgresql:// journal", "the journal database")
-        with self._conn.lock:
-            db = self._conn.get()
-            with db.transaction():
-                db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                db.execute(_SCHEMA)
-
-    def _run(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run one statement (autocommitted) and return its rows."""
-        with self._conn.lock:
-            db = self._conn.get()
-            try:
-                cur = db.execute(sql, args)
-                return list(cur.fetchall()) if cur.description else []
-            except self._conn.psycopg.OperationalError:
-                db.close()  # opened again by the next call
-                raise
+        with self._conn.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            db.execute(_SCHEMA)
 
     def open_session(self, record: SessionRecord) -> None:
         """Record a new session (replaces nothing: the id must be new).
@@ -84,7 +70,7 @@ class PgJournal:
             raise ConflictError(record.id, None, new=True) from exc
 
     def _insert_session(self, record: SessionRecord) -> None:
-        self._run(
+        self._conn.rows(
             "INSERT INTO medrefine_sessions "
             "(id, model, digest, geometry, preset, created, site_version) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -105,14 +91,14 @@ class PgJournal:
         """Append one interaction; its sequence number (see :meth:`Journal.append`)."""
         try:
             if expect is None:
-                rows = self._run(
+                rows = self._conn.rows(
                     "INSERT INTO medrefine_events (session_id, seq, kind, payload) VALUES (%s, "
                     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM medrefine_events "
                     "WHERE session_id = %s), %s, %s) RETURNING seq",
                     (session_id, session_id, kind, payload),
                 )
             else:
-                rows = self._run(
+                rows = self._conn.rows(
                     "INSERT INTO medrefine_events (session_id, seq, kind, payload) "
                     "VALUES (%s, %s, %s, %s) RETURNING seq",
                     (session_id, expect + 1, kind, payload),
@@ -123,7 +109,7 @@ class PgJournal:
 
     def head(self, session_id: str) -> Head | None:
         """The session's last sequence number and closed flag (None: never journaled)."""
-        rows = self._run(
+        rows = self._conn.rows(
             "SELECT closed, (SELECT COALESCE(MAX(seq), 0) FROM medrefine_events "
             "WHERE session_id = %s) FROM medrefine_sessions WHERE id = %s",
             (session_id, session_id),
@@ -132,11 +118,11 @@ class PgJournal:
 
     def close_session(self, session_id: str) -> None:
         """Mark a session closed: it cannot be reopened."""
-        self._run("UPDATE medrefine_sessions SET closed = TRUE WHERE id = %s", (session_id,))
+        self._conn.rows("UPDATE medrefine_sessions SET closed = TRUE WHERE id = %s", (session_id,))
 
     def record(self, session_id: str) -> SessionRecord | None:
         """The session's open record, or None if the journal never saw it."""
-        rows = self._run(
+        rows = self._conn.rows(
             "SELECT id, model, digest, geometry, preset, closed, site_version "
             "FROM medrefine_sessions WHERE id = %s",
             (session_id,),
@@ -148,7 +134,7 @@ class PgJournal:
 
     def events(self, session_id: str) -> list[tuple[EventKind, bytes]]:
         """The session's interactions, oldest first."""
-        rows = self._run(
+        rows = self._conn.rows(
             "SELECT kind, payload FROM medrefine_events WHERE session_id = %s ORDER BY seq",
             (session_id,),
         )

@@ -48,40 +48,9 @@ class PgStore:
         host = url.split("://", 1)[1].rsplit("@", 1)[-1]
         self.where = f"postgresql://{host}"
         self._conn = Connection(url, "a postgresql:// site", f"the site database {self.where}")
-        with self._transaction() as db:
+        with self._conn.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             db.execute(_SCHEMA)
-
-    class _Held:
-        """The connection inside one transaction, with the store's lock held."""
-
-        def __init__(self, store: PgStore) -> None:
-            self.store = store
-
-        def __enter__(self) -> Any:
-            self.store._conn.lock.acquire()
-            try:
-                db = self.store._conn.get()
-                self._tx = db.transaction()
-                self._tx.__enter__()
-            except BaseException:
-                self.store._conn.lock.release()
-                raise
-            return db
-
-        def __exit__(self, *exc: Any) -> None:
-            try:
-                self._tx.__exit__(*exc)
-            finally:
-                self.store._conn.lock.release()
-
-    def _transaction(self) -> PgStore._Held:
-        return PgStore._Held(self)
-
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._conn.lock:
-            cur = self._conn.get().execute(sql, args)
-            return list(cur.fetchall()) if cur.description else []
 
     def _damaged(self, what: str) -> InputError:
         return InputError(f"site {self.where} is damaged: {what} does not match its checksum")
@@ -90,11 +59,13 @@ class PgStore:
         return version_from_row(row, self._damaged)
 
     def meta(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self._rows("SELECT key, value FROM medrefine_site_meta")}
+        return {
+            str(k): str(v) for k, v in self._conn.rows("SELECT key, value FROM medrefine_site_meta")
+        }
 
     def init(self, meta: dict[str, str]) -> dict[str, str]:
         """Set ``meta`` if none is stored; returns what is stored."""
-        with self._transaction() as db:
+        with self._conn.transaction() as db:
             db.execute("LOCK TABLE medrefine_site_meta IN EXCLUSIVE MODE")
             if db.execute("SELECT 1 FROM medrefine_site_meta LIMIT 1").fetchone() is None:
                 with db.cursor() as cur:
@@ -106,7 +77,7 @@ class PgStore:
     def append(self, image: bytes | None, make: Make) -> VersionRecord:
         """Store ``image`` (if any) and the version ``make(latest, image_id)`` describes, in one
         transaction that holds the versions table (one writer at a time, across processes)."""
-        with self._transaction() as db:
+        with self._conn.transaction() as db:
             db.execute("LOCK TABLE medrefine_site_versions IN EXCLUSIVE MODE")
             image_id = None
             if image is not None:
@@ -126,27 +97,27 @@ class PgStore:
         return VersionRecord(int(version), kind, images, names, now)
 
     def set_head(self, version: int, head: bytes | None, validation: dict[str, object]) -> None:
-        self._rows(
+        self._conn.rows(
             "UPDATE medrefine_site_versions SET head = %s, head_sha256 = %s, validation = %s "
             "WHERE version = %s",
             (head, None if head is None else checksum(head), json.dumps(validation), version),
         )
 
     def latest(self) -> VersionRecord | None:
-        rows = self._rows(f"{_SELECT} ORDER BY version DESC LIMIT 1")
+        rows = self._conn.rows(f"{_SELECT} ORDER BY version DESC LIMIT 1")
         return self._record(rows[0]) if rows else None
 
     def get(self, version: int) -> VersionRecord:
-        rows = self._rows(f"{_SELECT} WHERE version = %s", (version,))
+        rows = self._conn.rows(f"{_SELECT} WHERE version = %s", (version,))
         if not rows:
             raise NotFoundError(f"site version {version} is not kept in {self.where}")
         return self._record(rows[0])
 
     def versions(self) -> list[VersionRecord]:
-        return [self._record(r) for r in self._rows(f"{_SELECT} ORDER BY version")]
+        return [self._record(r) for r in self._conn.rows(f"{_SELECT} ORDER BY version")]
 
     def image(self, image_id: int) -> bytes:
-        rows = self._rows(
+        rows = self._conn.rows(
             "SELECT data, sha256 FROM medrefine_site_images WHERE id = %s", (image_id,)
         )
         if not rows:
@@ -157,7 +128,7 @@ class PgStore:
         return data
 
     def purge(self, keep: int) -> None:
-        with self._transaction() as db:
+        with self._conn.transaction() as db:
             db.execute("LOCK TABLE medrefine_site_versions IN EXCLUSIVE MODE")
             db.execute(
                 "DELETE FROM medrefine_site_versions WHERE version NOT IN "
@@ -177,7 +148,7 @@ class PgStore:
 
     def delete(self) -> None:
         """Drop the site's tables (every version and image) and close the connection."""
-        with self._transaction() as db:
+        with self._conn.transaction() as db:
             db.execute(
                 "DROP TABLE IF EXISTS medrefine_site_versions, medrefine_site_images, "
                 "medrefine_site_meta"
