@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from medrefine.data import open_dataset
+from medrefine.engine.config import RefineConfig
 from medrefine.errors import MissingExtraError
 from medrefine.extras import pyplot
 from medrefine.models.preprocess import Preprocessing
@@ -128,11 +129,10 @@ def _methods(
     s: SiteSet, model: SplitModel, site: Site
 ) -> dict[str, Callable[[], InteractiveMethod]]:
     ours = "medrefine+newclass" if s.new_class else "medrefine"
-    with_site = MedrefineMethod(model, make_method(ours, model).config, f"{ours}+site",  # type: ignore[attr-defined]
-                                new_class=s.new_class, site=site)  # fmt: skip
+    config = RefineConfig()  # the defaults, as make_method(ours) builds them
 
     def fresh_site() -> InteractiveMethod:
-        return MedrefineMethod(with_site.model, with_site.config, with_site.name, s.new_class, site)
+        return MedrefineMethod(model, config, f"{ours}+site", s.new_class, site)
 
     out: dict[str, Callable[[], InteractiveMethod]] = {
         ours: lambda: make_method(ours, model),
