@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import medrefine as mr
-from medrefine_lab.benchmarks.site import SiteSet, _model, site_sets, summary
+from medrefine_lab.benchmarks.site import SiteSet, model_of, site_sets, summary
 from medrefine_lab.eval.sequence import SequenceRecord
 
 
 def test_the_third_party_set_cuts_its_network_at_the_last_layer_for_a_site() -> None:
     s = next(s for s in site_sets() if s.key == "third-party")
-    model = _model(s)
+    model = model_of(s)
     assert model.preprocessing.channels == 1  # SegResNet takes grey; colour is turned grey
     site = mr.Site(model)  # refuses a head that is not per-pixel
     case = mr.load_sample("nuclei-stained")

@@ -118,7 +118,8 @@ def third_party(name: str) -> SplitModel:
     )
 
 
-def _model(s: SiteSet) -> SplitModel:
+def model_of(s: SiteSet) -> SplitModel:
+    """The network of set ``s``: a zoo model, or a ``third-party:NAME`` one (:func:`third_party`)."""
     prefix = "third-party:"
     if s.model.startswith(prefix):
         return third_party(s.model[len(prefix) :])
@@ -156,7 +157,7 @@ def run_set(
     check ("" when no image was accepted)."""
     ds = open_dataset(root / s.dataset)
     ids = ds.ids(s.split, s.groups)[s.skip : s.skip + s.images]
-    model = _model(s)
+    model = model_of(s)
     cases = [ds.load(i) for i in ids]
     robot = RobotConfig()
     records: list[SequenceRecord] = []
