@@ -119,7 +119,8 @@ def third_party(name: str) -> SplitModel:
 
 
 def model_of(s: SiteSet) -> SplitModel:
-    """The network of set ``s``: a zoo model, or a ``third-party:NAME`` one (:func:`third_party`)."""
+    """The network of set ``s``: a zoo model, or a ``third-party:NAME`` one
+    (:func:`third_party`)."""
     prefix = "third-party:"
     if s.model.startswith(prefix):
         return third_party(s.model[len(prefix) :])
