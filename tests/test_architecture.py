@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "medrefine"
 #: The package's parts, lowest first: a part may import its own layer and those before it.
 #: ``medrefine`` is the package's ``__init__`` (the public names, loaded lazily).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "extras", "pg"),
+    ("errors", "extras", "pg", "sqlite"),
     ("types", "packed", "records"),
     ("kernels",),
     ("backends",),

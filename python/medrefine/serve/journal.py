@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from medrefine.sqlite import connect as wal_connect
+
 EventKind = Literal["add", "refine", "undo", "redo", "reset", "add_class"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -114,9 +116,8 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "journal.sqlite3"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        self._db = wal_connect(self.path, 30.0, check_same_thread=False)
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}

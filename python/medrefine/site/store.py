@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from medrefine.errors import InputError, NotFoundError
+from medrefine.sqlite import connect as wal_connect
 
 #: The layout of a site's storage; a file of another format is refused by name.
 FORMAT = 1
@@ -215,8 +216,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = wal_connect(self.path, 60.0, isolation_level=None)
             db.execute("PRAGMA busy_timeout=60000")
             self._local.db = db
         return db
