@@ -1,11 +1,12 @@
 """Rewrite a pointwise head to act on ``(N, C)`` rows of feature vectors.
 
-A head made of 1x1 convolutions, eval-mode batch norms and per-pixel operations computes each
-output pixel from the features of that pixel alone. On rows, the channel axis stays axis 1, so
-almost every such operation applies unchanged; only convolutions become ``F.linear`` and batch
-norms ``F.batch_norm``. :func:`as_row_head` returns None for anything it cannot prove to be
-per-pixel; the caller also checks the result numerically. The rewritten head shares its
-parameters with the original, so training one trains the other.
+A head made of 1x1 convolutions, eval-mode batch norms and per-pixel operations (channel
+slices, concatenations and softmaxes included) computes each output pixel from the features of
+that pixel alone. On rows, the channel axis stays axis 1, so almost every such operation applies
+unchanged; only convolutions become ``F.linear`` and batch norms ``F.batch_norm``.
+:func:`as_row_head` returns None for anything it cannot prove to be per-pixel; the caller also
+checks the result numerically. The rewritten head shares its parameters with the original, so
+training one trains the other.
 """
 
 from __future__ import annotations
@@ -102,6 +103,18 @@ def _module_ok(module: nn.Module) -> bool:
     return isinstance(module, _ELEMENTWISE_MODULES)
 
 
+def _channel_slice(node: fx.Node) -> bool:
+    """``x[:, a:b]``: a slice of the channel axis, the same on ``(1, C, ...)`` and ``(N, C)``."""
+    index = node.args[1] if len(node.args) > 1 else None
+    return (
+        isinstance(index, tuple)
+        and len(index) == 2
+        and index[0] == slice(None)
+        and isinstance(index[1], slice)
+        and index[1].step in (None, 1)
+    )
+
+
 def _node_ok(node: fx.Node, gm: fx.GraphModule) -> bool:
     if node.op in ("placeholder", "output"):
         return True
@@ -110,6 +123,8 @@ def _node_ok(node: fx.Node, gm: fx.GraphModule) -> bool:
     if node.op == "call_function":
         if node.target in _CHANNEL_OPS:
             return _dim_is_channel(node)
+        if node.target is operator.getitem:
+            return _channel_slice(node)
         return node.target in _ELEMENTWISE_FUNCTIONS
     if node.op == "call_method":
         return node.target in _ELEMENTWISE_METHODS or (
