@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -77,8 +79,27 @@ def test_samples_survive_storage_and_refuse_damage() -> None:
         image_sample(np.zeros((2, 7)), (7,), np.array([0, 3]), ("a", "b"), np.ones(2), "d", (2,))
 
 
+def test_rows_carry_box_means_after_the_features_and_older_samples_have_none() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(20, 21)).astype(np.float32)  # 7 feature channels, 2 windows
+    args = (rng.integers(0, 2, 20), ("background", "a"), np.ones(20, np.float32), "d", (5, 4))
+    sample = image_sample(rows, (3, 4), *args, 1.0, (68, 196))
+    back = ImageSample.from_bytes(sample.to_bytes())
+    assert back.windows == (68, 196) and back.feature_channels == 7
+    with pytest.raises(InputError, match="not features of 7 channels and their means over 1"):
+        image_sample(rows, (3, 4), *args, 1.0, (68,))
+    older = image_sample(rows[:, :7], (3, 4), *args)
+    buffer = io.BytesIO()  # as samples were stored before rows had box means
+    with np.load(io.BytesIO(older.to_bytes())) as z:
+        np.savez(buffer, **{k: z[k] for k in z.files if k != "windows"})
+    assert ImageSample.from_bytes(buffer.getvalue()).windows == ()
+
+
 def test_site_config_checks_its_fields() -> None:
     with pytest.raises(InputError, match=r"SiteConfig\.lr"):
         SiteConfig(lr=0.0)
     with pytest.raises(InputError, match="at most 1"):
         SiteConfig(corrected_share=0.8, boundary_share=0.5)
+    for bad in ((2,), (68, 196, 300, 400, 500), [68], (68.0,), (True,)):
+        with pytest.raises(InputError, match=r"SiteConfig\.context_windows"):
+            SiteConfig(context_windows=bad)  # type: ignore[arg-type]

@@ -3,6 +3,11 @@ session says which head it started from."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import sqlite3
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +173,69 @@ def test_a_site_whose_masks_the_network_got_right_keeps_refinement_local(
         session = mr.Session(shifted, site=site)
         session.set_image(images[2])
         assert f"; refinement {reach}: " in session.head_source[1]
+
+
+def test_a_site_head_with_context_starts_pointwise_refines_and_accepts_again(
+    shifted: mr.SplitModel,
+) -> None:
+    images, labels = _quarters()
+    site = mr.Site(shifted, mr.SiteConfig(context_images=2))
+    plain = mr.Site(shifted, mr.SiteConfig(context_windows=()))
+    for image, label in zip(images[:2], labels[:2], strict=True):
+        for s in (site, plain):
+            session = mr.Session(shifted, site=s)
+            session.set_image(image)
+            _accept(session, label)
+    head = site.start().head
+    assert head is not None and head.context is not None
+    assert head.windows == mr.SiteConfig().context_windows
+    assert head.context.shape == (2, 96 * len(head.windows)) and head.context.abs().max() > 0
+    without = plain.start().head
+    assert without is not None and without.context is None and without.windows == ()
+
+    session = mr.Session(shifted, site=site)
+    first = session.set_image(images[2])
+    img = session._require_image()
+    assert img.runner.mode == "pointwise" and img.offsets == 1 and len(img.features) == 1
+    assert _dice(first == 1, labels[2] == 1) > 0.7
+    # the offset moves the mask: the same head without it gives another one
+    zero = torch.zeros(1, 2, *img.shape)
+    no_offset = img.head(*img.features, zero)[0].argmax(0).numpy()
+    assert (no_offset != first).any()
+    session.add(mr.Click(0, (5, 5)))
+    assert session.refine().mask[5, 5] == 0
+    extra = session.add_class("lesion")  # past the offset's classes
+    session.add(mr.Scribble(extra, np.array([[60, 60], [60, 70]])))
+    assert (session.refine().mask == extra).any()
+    version = session.accept()
+    assert version.images == 3 and version.class_names[-1] == "lesion"
+
+
+def test_a_site_kept_before_context_starts_from_its_head_and_learns_on(
+    shifted: mr.SplitModel, tmp_path: Path
+) -> None:
+    images, labels = _quarters()
+    path = tmp_path / "older.site"
+    older = mr.Site.open(path, shifted, mr.SiteConfig(context_windows=()))
+    for image, label in zip(images[:2], labels[:2], strict=True):
+        session = mr.Session(shifted, site=older)
+        session.set_image(image)
+        _accept(session, label)
+    with sqlite3.connect(path) as db:  # the head as a site kept before context stored it
+        (blob,) = db.execute("SELECT head FROM versions WHERE version = 2").fetchone()
+        buffer = io.BytesIO()
+        torch.save(torch.load(io.BytesIO(blob), weights_only=True)["head"], buffer)
+        flat = buffer.getvalue()
+        db.execute(
+            "UPDATE versions SET head = ?, head_sha256 = ? WHERE version = 2",
+            (flat, hashlib.sha256(flat).hexdigest()),
+        )
+    site = mr.Site.open(path, shifted)  # the default config: context windows
+    head = site.start().head
+    assert head is not None and head.context is None
+    session = mr.Session(shifted, site=site)
+    assert _dice(session.set_image(images[2]) == 1, labels[2] == 1) > 0.7
+    _accept(session, labels[2])
+    # its older images have no box means: the new head stays pointwise until they leave
+    newest = site.start().head
+    assert newest is not None and newest.version == 3 and newest.context is None

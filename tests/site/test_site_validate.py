@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import medrefine as mr
-from medrefine.site.fit import predict_rows, with_classes
+from medrefine.site.fit import SiteModel, predict_rows, with_classes
 from medrefine.site.samples import image_sample
 from medrefine.site.validate import decide, sample_dice, validate
 
@@ -46,7 +46,7 @@ def _image(rng: np.random.Generator, lazy: bool, network: torch.nn.Module) -> ob
 
 def test_an_old_unfinished_accept_stops_vetoing_once_newer_images_are_checked() -> None:
     head = mr.load_model("nuclei-unet2d").head
-    network = with_classes(head, 2)
+    network = SiteModel(with_classes(head, 2))
     rng = np.random.default_rng(0)
     samples = [_image(rng, True, network)] + [_image(rng, False, network) for _ in range(4)]
     # the network agrees with the four learnable masks at about .5: not wrong in kind below .3
@@ -60,7 +60,7 @@ def test_an_old_unfinished_accept_stops_vetoing_once_newer_images_are_checked() 
 
 def test_where_the_network_is_wrong_in_kind_a_mask_it_survived_in_does_not_veto() -> None:
     head = mr.load_model("nuclei-unet2d").head
-    network = with_classes(head, 2)
+    network = SiteModel(with_classes(head, 2))
     rng = np.random.default_rng(0)
     samples = [_image(rng, True, network)] + [_image(rng, False, network) for _ in range(4)]
     check = validate(head, samples, NAMES, mr.SiteConfig(check_images=5, fit_steps=60))  # type: ignore[arg-type]

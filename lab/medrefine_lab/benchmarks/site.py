@@ -256,7 +256,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--cap", type=int, default=10, help="interactions per image at most")
     p.add_argument("--images", type=int, default=0, help="images per set (0: the set's own)")
     p.add_argument("--dev", action="store_true", help="the sets' dev parts (skipped cases)")
-    p.add_argument("--site", default="", help="SiteConfig overrides, e.g. fit_steps=100,l2=0.1")
+    p.add_argument(
+        "--site",
+        default="",
+        help="SiteConfig overrides, e.g. fit_steps=100,l2=0.1,context_windows=68/196",
+    )
     p.add_argument(
         "--finished",
         type=float,
@@ -272,7 +276,10 @@ def _site_config(spec: str) -> SiteConfig:
     for item in filter(None, (s.strip() for s in spec.split(","))):
         key, _, raw = item.partition("=")
         default = getattr(SiteConfig(), key.strip())
-        values[key.strip()] = type(default)(raw)
+        if isinstance(default, tuple):  # e.g. context_windows=68/196 (empty: none)
+            values[key.strip()] = tuple(int(v) for v in raw.split("/") if v)
+        else:
+            values[key.strip()] = type(default)(raw)
     return SiteConfig(**values)  # type: ignore[arg-type]
 
 

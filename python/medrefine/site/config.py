@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from medrefine.engine.config import _bound, _check
+from medrefine.engine.head.context import CONTEXT_WINDOWS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class SiteConfig:
             site head that passed its check.
         wide_images: accepted images that evidence looks at, 1..1000.
         seed: seeds every random choice (sampled pixels, fit subsample), 0..2^32-1.
+        context_windows: box sizes in pixels (each 4..4096, at most 4) over which each kept
+            row also records the features' means, and over which the site head adds a
+            linear term (:mod:`medrefine.engine.head.context`): the spatial context a
+            pointwise head lacks. () keeps rows and head pointwise.
+        context_images: images a fit needs before it adds the context term, 1..1000: its
+            weights read image-wide means, which one or two images teach as an image's own
+            bias rather than what a class looks like around it.
     """
 
     rows_per_image: int = field(default=2048, metadata=_bound(64, 65536))
@@ -62,9 +70,23 @@ class SiteConfig:
     wide_below: float = field(default=0.75, metadata=_bound(0.0, 1.0))
     wide_images: int = field(default=5, metadata=_bound(1, 1000))
     seed: int = field(default=0, metadata=_bound(0, 2**32 - 1))
+    context_windows: tuple[int, ...] = CONTEXT_WINDOWS
+    context_images: int = field(default=4, metadata=_bound(1, 1000))
 
     def __post_init__(self) -> None:
         _check(self)
+        w = self.context_windows
+        if not (
+            isinstance(w, tuple)
+            and len(w) <= 4
+            and all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096 for v in w)
+        ):
+            from medrefine.errors import InputError
+
+            raise InputError(
+                f"SiteConfig.context_windows must be a tuple of at most 4 integers in "
+                f"[4, 4096], got {w!r}"
+            )
         if self.corrected_share + self.boundary_share > 1.0:
             from medrefine.errors import InputError
 

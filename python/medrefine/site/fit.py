@@ -1,9 +1,18 @@
-"""The site head: the network's head fine-tuned on the rows of every accepted image.
+"""The site head: the network's head fine-tuned on the rows of every accepted image, plus a
+linear term over the rows' box means (:class:`SiteModel`).
+
+A pointwise head sees one pixel's features; the box means of the features around it
+(:mod:`medrefine.engine.head.context`) tell it what surrounds that pixel, which is what a
+large structure's outline or a tissue's layout needs. The term starts at zero weight and is
+pulled toward zero like the head toward its own weights, so with little evidence the site head
+is the network's head fine-tuned; the held-out check (:mod:`medrefine.site.validate`) decides
+whether it is used at all.
 
 The objective is the cross-entropy of the kept rows, each row weighted by the image pixels it
 stands for divided by its class's total to the power ``balance`` (1: every class weighs the
 same, 0: as the images hold them; half-way keeps a small structure from being drowned by the
-background without fattening it), plus ``l2 * ||W - W0||^2`` toward the network's own head.
+background without fattening it), plus ``l2 * ||W - W0||^2`` toward the network's own head
+(the context term's ``W0`` is zero).
 Full-batch Adam over at most ``fit_rows`` rows (an equal, seeded share of each image's), on one
 thread: a fit takes a few tenths of a second on the 2-core development machine.
 """
@@ -62,12 +71,63 @@ def with_classes(head: nn.Module, num_classes: int) -> nn.Module:
     return out
 
 
+class SiteModel(nn.Module):
+    """A site head on rows: ``head``'s row form on a row's features (its first
+    ``sum(splits)`` channels) plus ``context``, a linear map without bias of the box means
+    after them (None: the head alone, rows' box means ignored).
+
+    Args:
+        head: a pointwise head with one output per class (kept as ``self.head``).
+        windows: the box sizes (pixels) of the context channels; () for none.
+        context_channels: how many channels the box means take in a row.
+    """
+
+    def __init__(self, head: nn.Module, windows: tuple[int, ...] = (), context_channels: int = 0):
+        super().__init__()
+        self.head = head.train(False)
+        self.windows = tuple(windows) if context_channels else ()
+        self.context: nn.Linear | None = None
+        if self.windows:
+            self.context = nn.Linear(context_channels, output_rows(head), bias=False)
+            nn.init.zeros_(self.context.weight)
+        self._rows = [row_head(self.head)]  # a list: its parameters are the head's, once
+
+    def forward(self, x: torch.Tensor, splits: Sequence[int]) -> torch.Tensor:
+        """Logits ``(N, K)`` of rows ``x`` ``(N, C)``."""
+        c = sum(splits)
+        out = self._rows[0](*split_rows(x[:, :c], splits))
+        if self.context is not None:
+            out = out + self.context(x[:, c:])
+        return out
+
+    def blob(self) -> dict[str, object]:
+        """What a site stores of it: the head's state, the context weight ``(K, P)`` (empty
+        ``(0,)`` without context) and the windows (:func:`torch.load` with ``weights_only``
+        reads it back)."""
+        weight = torch.zeros(0) if self.context is None else self.context.weight.detach().clone()
+        return {"head": torch_state(self.head), "context": weight, "windows": list(self.windows)}
+
+
+def torch_state(head: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``head``'s state."""
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+def context_of(samples: Sequence[ImageSample], config: SiteConfig) -> tuple[int, ...]:
+    """The windows a fit on ``samples`` uses: the config's when there are at least
+    ``context_images`` samples and every one carries them, else none (too few images, or a
+    sample kept before sites had context, or with other windows)."""
+    wanted = config.context_windows
+    enough = len(samples) >= config.context_images
+    return wanted if enough and all(s.windows == wanted for s in samples) else ()
+
+
 def stacked(
-    samples: Sequence[ImageSample], class_names: Sequence[str]
+    samples: Sequence[ImageSample], class_names: Sequence[str], context: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every sample's rows ``(N, C)`` float32, labels ``(N,)`` int64 (indices into
-    ``class_names``, mapped by name from each sample's own) and weights ``(N,)`` float32,
-    concatenated in order."""
+    """Every sample's rows ``(N, C)`` float32 (their box means left out unless ``context``),
+    labels ``(N,)`` int64 (indices into ``class_names``, mapped by name from each sample's own)
+    and weights ``(N,)`` float32, concatenated in order."""
     if not samples:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64), torch.zeros(0)
     index = {name: i for i, name in enumerate(class_names)}
@@ -75,7 +135,8 @@ def stacked(
     for s in samples:
         lookup = np.asarray([index[name] for name in s.class_names], dtype=np.int64)
         labels.append(lookup[s.labels.astype(np.int64)])
-    x = torch.from_numpy(np.concatenate([s.rows for s in samples]).astype(np.float32))
+    kept = [s.rows if context else s.rows[:, : s.feature_channels] for s in samples]
+    x = torch.from_numpy(np.concatenate(kept).astype(np.float32))
     y = torch.from_numpy(np.concatenate(labels))
     w = torch.from_numpy(np.concatenate([s.weights for s in samples]))
     return x, y, w
@@ -111,13 +172,15 @@ def fit_head(
     samples: Sequence[ImageSample],
     class_names: Sequence[str],
     config: SiteConfig,
-) -> nn.Module:
-    """A new head: ``head`` (the network's, left unchanged) with one output per class of
-    ``class_names``, fine-tuned on ``samples``."""
+) -> SiteModel:
+    """A new site head: ``head`` (the network's, left unchanged) with one output per class of
+    ``class_names``, and a context term where every sample carries the config's windows
+    (:func:`context_of`), fine-tuned on ``samples``."""
     num_classes = len(class_names)
-    out = with_classes(head, num_classes).train(False)
-    rows = row_head(out)
-    x, y, w = stacked(thinned(samples, config.fit_rows, config.seed), class_names)
+    windows = context_of(samples, config)
+    splits = samples[0].splits if samples else ()
+    x, y, w = stacked(thinned(samples, config.fit_rows, config.seed), class_names, bool(windows))
+    out = SiteModel(with_classes(head, num_classes), windows, x.shape[1] - sum(splits))
     per_class = torch.zeros(num_classes).index_add_(0, y, w)
     # balance 1: every present class's rows weigh the same in all; 0: as the image holds them
     weight = w / per_class[y].pow(config.balance)
@@ -125,10 +188,9 @@ def fit_head(
     params = [p for p in out.parameters() if p.requires_grad]
     start = [p.detach().clone() for p in params]
     opt = torch.optim.Adam(params, lr=config.lr)
-    blocks = split_rows(x, samples[0].splits if samples else ())
     with single_threaded():  # a few thousand rows: thread hand-offs cost more than they give
         for _ in range(config.fit_steps if samples else 0):
-            loss = (F.cross_entropy(rows(*blocks), y, reduction="none") * weight).sum()
+            loss = (F.cross_entropy(out(x, splits), y, reduction="none") * weight).sum()
             if config.l2 > 0:
                 drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start, strict=True))
                 loss = loss + config.l2 * drift
@@ -139,6 +201,6 @@ def fit_head(
 
 
 @torch.no_grad()
-def predict_rows(head: nn.Module, x: torch.Tensor, splits: Sequence[int]) -> torch.Tensor:
-    """The head's class (first maximum) at every row of ``x``, ``(N,)`` int64."""
-    return row_head(head)(*split_rows(x, splits)).argmax(1)
+def predict_rows(model: SiteModel, x: torch.Tensor, splits: Sequence[int]) -> torch.Tensor:
+    """``model``'s class (first maximum) at every row of ``x``, ``(N,)`` int64."""
+    return model(x, splits).argmax(1)

@@ -16,8 +16,11 @@ carries the number of the image's pixels it stands for (its stratum's size over 
 from it), so sums over the sample estimate sums over the image: Dice on the sample estimates
 the image's Dice without the image.
 
-No image value is kept: only the network's features at the drawn pixels, their labels, the
-image's shape and a digest of it (``docs/site.md`` says what features can still reveal).
+A row may also carry the features' box means around its pixel (the site's context windows,
+:mod:`medrefine.engine.head.context`), after the features: a site head with spatial context
+learns from them. No image value is kept: only the network's features at the drawn pixels (and
+their box means), their labels, the image's shape and a digest of it (``docs/site.md`` says
+what features can still reveal).
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class ImageSample:
         agreement: Dice between the mask the session started from and the accepted one (mean
             over the foreground classes either holds; 1.0 when neither holds any): how right
             the start was on this image.
+        windows: the box sizes (pixels) whose feature means follow the features in each row,
+            window by window (``sum(splits) * len(windows)`` channels); () for none (samples
+            kept before sites had context).
     """
 
     digest: str
@@ -65,6 +71,12 @@ class ImageSample:
     weights: np.ndarray
     accepted_at: float
     agreement: float = 1.0
+    windows: tuple[int, ...] = ()
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of a row that are the network's features (the rest are box means)."""
+        return sum(self.splits)
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` of the sample (no pickling), for storage."""
@@ -80,6 +92,7 @@ class ImageSample:
             weights=self.weights,
             accepted_at=np.float64(self.accepted_at),
             agreement=np.float64(self.agreement),
+            windows=np.asarray(self.windows, np.int64),
         )
         return buffer.getvalue()
 
@@ -98,13 +111,15 @@ class ImageSample:
                     _frozen(z["weights"].astype(np.float32, copy=False)),
                     float(z["accepted_at"]),
                     float(z["agreement"]),
+                    tuple(int(v) for v in z["windows"]) if "windows" in z.files else (),
                 )
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"not a stored image sample: {exc}") from exc
         n = sample.rows.shape[0]
         if sample.rows.ndim != 2 or sample.labels.shape != (n,) or sample.weights.shape != (n,):
             raise InputError("a stored image sample's rows, labels and weights do not match")
-        if sum(sample.splits) != sample.rows.shape[1] or (
+        wide = sample.feature_channels * (1 + len(sample.windows))
+        if wide != sample.rows.shape[1] or (
             n and int(sample.labels.max()) >= len(sample.class_names)
         ):
             raise InputError("a stored image sample's features or classes do not match its rows")
@@ -194,14 +209,21 @@ def image_sample(
     digest: str,
     shape: tuple[int, ...],
     agreement: float = 1.0,
+    windows: tuple[int, ...] = (),
 ) -> ImageSample:
-    """An :class:`ImageSample` from drawn ``rows`` ``(N, C)`` (cast to float16), the channels of
-    each feature in a row, their session ``labels`` ``(N,)`` naming ``class_names``, and the
-    pixels each row stands for ``(N,)``."""
+    """An :class:`ImageSample` from drawn ``rows`` ``(N, C)`` (cast to float16: the features,
+    then their box means over ``windows``), the channels of each feature in a row, their
+    session ``labels`` ``(N,)`` naming ``class_names``, and the pixels each row stands for
+    ``(N,)``."""
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
         raise InputError(f"labels must lie in 0..{len(class_names) - 1}")
     if len(class_names) > MAX_LABEL:
         raise InputError(f"a site keeps at most {MAX_LABEL} classes")
+    if rows.shape[1] != sum(splits) * (1 + len(windows)):
+        raise InputError(
+            f"rows of {rows.shape[1]} channels are not features of {sum(splits)} channels and "
+            f"their means over {len(windows)} window(s)"
+        )
     return ImageSample(
         digest,
         tuple(int(s) for s in shape),
@@ -212,6 +234,7 @@ def image_sample(
         _frozen(weights.astype(np.float32)),
         time.time(),
         float(agreement),
+        tuple(int(w) for w in windows),
     )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medrefine.engine.head.context import coarse_context, context_rows
 from medrefine.engine.head.rows import rows as feature_rows
 from medrefine.engine.session.sites import SiteHead, SiteStart
 from medrefine.errors import InputError, StateError, UnsupportedModelError
@@ -41,7 +42,7 @@ from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, row_head
 from medrefine.site.samples import ImageSample, agreement, draw, image_sample, seed_of
 from medrefine.site.store import FORMAT, MemoryStore, SiteStore, SqliteStore, VersionRecord
-from medrefine.site.validate import torch_state, validate, wrong_in_kind
+from medrefine.site.validate import validate, wrong_in_kind
 
 
 def model_key(model: SplitModel) -> str:
@@ -52,6 +53,19 @@ def model_key(model: SplitModel) -> str:
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps(list(model.class_names)).encode())
     return h.hexdigest()[:16]
+
+
+def _site_head(record: VersionRecord, check: Validation) -> SiteHead:
+    """The head a version stored (:meth:`SiteModel.blob`; a version fitted before sites had
+    context stored the head's state alone)."""
+    assert record.head is not None
+    blob = torch.load(io.BytesIO(record.head), weights_only=True)
+    if not isinstance(blob.get("head"), dict):  # the head's state alone
+        return SiteHead(record.version, record.class_names, blob, check)
+    weight = blob["context"]
+    context = weight if weight.ndim == 2 else None
+    windows = tuple(int(w) for w in blob["windows"]) if context is not None else ()
+    return SiteHead(record.version, record.class_names, blob["head"], check, context, windows)
 
 
 def _version(record: VersionRecord) -> SiteVersion:
@@ -164,12 +178,15 @@ class Site:
             )
         index, weight = draw(accepted, started, self.config, seed_of(digest, self.config.seed))
         picked = torch.from_numpy(index)
-        rows = np.concatenate([feature_rows(f)[picked].float().numpy() for f in features], 1)
+        blocks = [feature_rows(f)[picked].float() for f in features]
+        windows = self.config.context_windows
+        if windows:  # the features' box means at the drawn pixels
+            blocks.append(context_rows(coarse_context(features, shape, windows), picked, shape))
         splits = tuple(int(f.shape[1]) for f in features)
         labels = accepted.reshape(-1)[index]
         sample = image_sample(
-            rows, splits, labels, tuple(class_names), weight, digest, shape,
-            agreement(started, accepted),
+            torch.cat(blocks, 1).numpy(), splits, labels, tuple(class_names), weight, digest,
+            shape, agreement(started, accepted), windows,
         )  # fmt: skip
         with self._lock:
             limit = self.config.max_images
@@ -206,7 +223,7 @@ class Site:
         if samples:
             fitted = fit_head(self.model.head, samples, record.class_names, self.config)
             buffer = io.BytesIO()
-            torch.save(torch_state(fitted), buffer)
+            torch.save(fitted.blob(), buffer)
             head = buffer.getvalue()
         store.set_head(record.version, head, check.to_json())
 
@@ -233,8 +250,7 @@ class Site:
             with self._lock:
                 head = self._heads.get(record.version)
                 if head is None:
-                    state = torch.load(io.BytesIO(record.head), weights_only=True)
-                    head = SiteHead(record.version, record.class_names, state, check)
+                    head = _site_head(record, check)
                     self._heads = {record.version: head}
         if head is not None:
             why = f"site v{record.version}: {check.reason}"

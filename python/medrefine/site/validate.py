@@ -28,12 +28,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from medrefine.records import Validation
 from medrefine.site.config import SiteConfig
-from medrefine.site.fit import fit_head, predict_rows, stacked, with_classes
+from medrefine.site.fit import SiteModel, fit_head, predict_rows, stacked, with_classes
 from medrefine.site.samples import ImageSample
 
 
@@ -80,7 +79,7 @@ def validate(
         return Validation(
             n, (), (), False, f"{n} accepted image(s); a site head needs {config.min_images}"
         )
-    network = with_classes(head, len(class_names))
+    network = SiteModel(with_classes(head, len(class_names)))
     splits = samples[0].splits
     checked = list(range(max(0, n - config.check_images), n))  # the newest images
     folds = min(config.folds, len(checked))
@@ -141,8 +140,3 @@ def decide(
             f"{mean_network:.3f}; no image loses more than {tolerance:g}"
         )
     return Validation(n, tuple(network), tuple(site), passed, reason)
-
-
-def torch_state(head: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of ``head``'s state."""
-    return {k: v.detach().clone() for k, v in head.state_dict().items()}

@@ -24,11 +24,13 @@ from medrefine.engine.budget.limits import SessionLimits
 from medrefine.engine.config import RefineConfig
 from medrefine.engine.gate.appearance import bin_index
 from medrefine.engine.gate.plan import FeatureGate
+from medrefine.engine.head.context import coarse_context, context_map, offset_head
 from medrefine.engine.head.pointwise import as_row_head
 from medrefine.engine.head.runner import (
     HeadRunner,
     PixelMap,
     argmax_and_max,
+    channels_last,
     last_layer,
     resize_outputs,
     rows,
@@ -98,6 +100,9 @@ class ImageState:
         digest: the image's digest (hex; the feature cache's key, what a site records).
         own_classes: classes the network itself was trained on (those after them were added:
             by :meth:`medrefine.Session.add_class`, or learned by a site).
+        offsets: inputs of the runner after the network's features: 1 when the session
+            started from a site head with spatial context (its per-image logit offset,
+            :func:`~medrefine.engine.head.context.offset_head`), else 0.
     """
 
     shape: tuple[int, ...]
@@ -111,10 +116,18 @@ class ImageState:
     spacing: tuple[float, ...] | None = None
     digest: str = ""
     own_classes: int = 0
+    offsets: int = 0
 
     @property
     def head(self) -> torch.nn.Module:
         return self.runner.head
+
+    @property
+    def features(self) -> tuple[torch.Tensor, ...]:
+        """The network's cached features, each ``(1, C_i, *shape)`` channels-last (the
+        runner's inputs less a site head's offset)."""
+        inputs = self.runner.features
+        return inputs[: len(inputs) - self.offsets]
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -178,7 +191,13 @@ def load_image(
         if len(class_names) > model.num_classes:
             resize_outputs(last_layer(head, model.num_classes), len(class_names))
         head.load_state_dict(start.state)
-    runner = HeadRunner(head, features, shape, config.loop.head_eval == "full")
+    inputs = features
+    if start is not None and start.context is not None:  # its spatial context, once per image
+        grid = coarse_context(features, shape, start.windows)
+        offset = channels_last(context_map(grid, start.context, shape).to(device))
+        head = offset_head(head, int(start.context.shape[0]))
+        inputs = (*features, offset)
+    runner = HeadRunner(head, inputs, shape, config.loop.head_eval == "full")
     logits = runner.predict().cpu()
     # W0, detached: the alpha term ||W - W0|| pulls towards the pre-trained head (a clone
     # still attached to the parameters passed it no gradient; docs/design/no-weight-anchor.md).
@@ -199,12 +218,13 @@ def load_image(
         runner,
         logits,
         _frozen(mask.copy()),
-        _LazyGate(runner.features, runner.pixel_map()),
+        _LazyGate(runner.features[: len(features)], runner.pixel_map()),
         functools.lru_cache(maxsize=1)(functools.partial(_colour_cells, image)),
         History(initial, limits.history_depth),
         None if spacing is None else tuple(float(v) for v in spacing),
         key[0],
         model.num_classes,
+        len(inputs) - len(features),
     )
     return state, mask
 
@@ -258,5 +278,5 @@ def accept_mask(img: ImageState, pending: tuple[Mark, ...], site: SiteLike | Non
         )
     state = img.history.current
     return site.accept(
-        img.runner.features, state.mask.unpack(), img.network_mask, state.class_names, img.digest
+        img.features, state.mask.unpack(), img.network_mask, state.class_names, img.digest
     )

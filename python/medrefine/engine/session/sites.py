@@ -21,12 +21,24 @@ from medrefine.records import SiteVersion, Validation
 
 @dataclass(frozen=True)
 class SiteHead:
-    """The head a session starts from: a version's fitted weights and its classes."""
+    """The head a session starts from: a version's fitted weights and its classes.
+
+    Attributes:
+        version: the site version it was fitted in.
+        class_names: its classes (the network's, then those the site learned).
+        state: the network head's state dict, fitted (one output per class).
+        validation: its held-out check.
+        context: ``(K, P)`` float32 weights of its spatial-context term over the box means of
+            the features (:mod:`medrefine.engine.head.context`), None for none.
+        windows: the box sizes (pixels) of those means, window by window.
+    """
 
     version: int
     class_names: tuple[str, ...]
     state: dict[str, torch.Tensor]
     validation: Validation
+    context: torch.Tensor | None = None
+    windows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
