@@ -239,3 +239,29 @@ def test_a_site_kept_before_context_starts_from_its_head_and_learns_on(
     # its older images have no box means: the new head stays pointwise until they leave
     newest = site.start().head
     assert newest is not None and newest.version == 3 and newest.context is None
+
+
+def test_a_volume_site_head_with_context_starts_and_refines_in_3d() -> None:
+    model = mr.load_model("hippocampus-unet3d")
+    config = mr.SiteConfig(context_images=2, rows_per_image=512, fit_steps=30)
+    site = mr.Site(model, config)
+    cases = [mr.load_sample(name) for name in ("hippocampus-007", "hippocampus-017")]
+    swap = np.array([0, 2, 1], np.uint8)  # this site names the two parts the other way round
+    for case in cases:
+        session = mr.Session(model, site=site)
+        session.set_image(case.image)
+        for c in range(model.num_classes):
+            session.add(mr.Paint(c, np.argwhere(swap[case.label] == c)))
+        session.refine()
+        version = session.accept()
+    start = site.start()
+    assert version.images == 2 and start.head is not None, start.reason
+    assert start.head.context is not None and start.head.context.shape == (3, 48 * 2)
+    session = mr.Session(model, site=site)
+    first = session.set_image(cases[0].image)
+    img = session._require_image()
+    assert img.offsets == 1 and img.runner.mode == "pointwise" and first.shape == img.shape
+    assert _dice(first == 1, cases[0].label == 2) > 0.5  # the site's convention, first off
+    inside = tuple(int(v) for v in np.argwhere(first == 1)[0])
+    session.add(mr.Click(2, inside))
+    assert session.refine().mask[inside] == 2
