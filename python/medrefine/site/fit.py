@@ -94,11 +94,22 @@ class SiteModel(nn.Module):
 
     def forward(self, x: torch.Tensor, splits: Sequence[int]) -> torch.Tensor:
         """Logits ``(N, K)`` of rows ``x`` ``(N, C)``."""
+        return self.logits(self.parts(x, splits))
+
+    def parts(self, x: torch.Tensor, splits: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """Rows ``x`` as the contiguous blocks :meth:`logits` reads: one per feature, then the
+        box means when the model has a context term (a fit cuts them once, not every step)."""
         c = sum(splits)
-        out = self._rows[0](*split_rows(x[:, :c], splits))
+        blocks = [b.contiguous() for b in split_rows(x[:, :c], splits)]
         if self.context is not None:
-            out = out + self.context(x[:, c:])
-        return out
+            blocks.append(x[:, c:].contiguous())
+        return tuple(blocks)
+
+    def logits(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logits ``(N, K)`` of rows cut by :meth:`parts`."""
+        if self.context is None:
+            return self._rows[0](*parts)
+        return self._rows[0](*parts[:-1]) + self.context(parts[-1])
 
     def blob(self) -> dict[str, object]:
         """What a site stores of it: the head's state, the context weight ``(K, P)`` (empty
@@ -188,9 +199,10 @@ def fit_head(
     params = [p for p in out.parameters() if p.requires_grad]
     start = [p.detach().clone() for p in params]
     opt = torch.optim.Adam(params, lr=config.lr)
+    parts = out.parts(x, splits)
     with single_threaded():  # a few thousand rows: thread hand-offs cost more than they give
         for _ in range(config.fit_steps if samples else 0):
-            loss = (F.cross_entropy(out(x, splits), y, reduction="none") * weight).sum()
+            loss = (F.cross_entropy(out.logits(parts), y, reduction="none") * weight).sum()
             if config.l2 > 0:
                 drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start, strict=True))
                 loss = loss + config.l2 * drift

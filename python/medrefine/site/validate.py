@@ -26,8 +26,10 @@ Otherwise the network's head stands, and :attr:`Validation.reason` says why.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 from torch import nn
 
 from medrefine.records import Validation
@@ -84,10 +86,17 @@ def validate(
     checked = list(range(max(0, n - config.check_images), n))  # the newest images
     folds = min(config.folds, len(checked))
     ours, theirs = [0.0] * len(checked), [0.0] * len(checked)
-    for fold in range(folds):
+
+    def fitted(fold: int) -> SiteModel:
         held = set(checked[fold::folds])
-        trained = fit_head(head, [s for i, s in enumerate(samples) if i not in held],
-                           class_names, config)  # fmt: skip
+        kept = [s for i, s in enumerate(samples) if i not in held]
+        return fit_head(head, kept, class_names, config)
+
+    # Each fit runs on one thread (medrefine.engine.head.threads); the folds' fits share the
+    # threads torch may use, two at a time on two cores: an accept's check in about half the time.
+    with ThreadPoolExecutor(max(1, min(folds, torch.get_num_threads()))) as pool:
+        heads = list(pool.map(fitted, range(folds)))
+    for fold, trained in enumerate(heads):
         for k in range(fold, len(checked), folds):
             x, y, w = stacked([samples[checked[k]]], class_names)
             truth, weights = y.numpy(), w.numpy()
