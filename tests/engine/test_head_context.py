@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 import medrefine as mr
 from medrefine.engine.head.context import (
@@ -79,3 +80,12 @@ def test_a_slice_that_is_not_of_the_channel_axis_is_not_pointwise() -> None:
 
     assert as_row_head(Shifted().eval()) is None
     assert as_row_head(Channels().eval()) is not None
+
+
+def test_large_float16_features_are_averaged_a_few_channels_at_a_time() -> None:
+    shape = (2100, 2100)  # 4.4 M pixels a channel: one channel a chunk
+    f = torch.randn((1, 3, *shape), generator=torch.Generator().manual_seed(4)).half()
+    grid = coarse_context([f], shape, (8,))
+    whole = F.adaptive_avg_pool2d(f.float(), (525, 525))
+    assert grid.dtype == torch.float32 and grid.shape == (1, 3, 525, 525)
+    torch.testing.assert_close(grid[0, :, 1:-1, 1:-1], F.avg_pool2d(whole, 3, 1)[0])

@@ -57,6 +57,20 @@ def _box_mean(x: torch.Tensor, cells: int) -> torch.Tensor:
     return out
 
 
+def _cell_means(f: torch.Tensor, cells: list[int]) -> torch.Tensor:
+    """``f`` ``(1, C, *spatial)`` averaged over ``cells`` per axis, float32, a few channels at a
+    time (a large volume's float16 features are never copied whole to float32)."""
+    chunk = max(1, (1 << 22) // max(1, f[0, 0].numel()))  # about 16 MB of float32 at a time
+    parts = []
+    for a in range(0, f.shape[1], chunk):
+        x = f[:, a : a + chunk].float()
+        if len(cells) == 2:
+            parts.append(F.adaptive_avg_pool2d(x, (cells[0], cells[1])))
+        else:
+            parts.append(F.adaptive_avg_pool3d(x, (cells[0], cells[1], cells[2])))
+    return torch.cat(parts, 1)
+
+
 def coarse_context(
     features: Sequence[torch.Tensor],
     shape: tuple[int, ...],
@@ -75,12 +89,7 @@ def coarse_context(
         ``(1, sum(C_i) * len(windows), *coarse)`` float32, ``coarse[a] = ceil(shape[a] / step)``:
         window by window, each feature's channels in order.
     """
-    c = [-(-s // step) for s in shape]
-    if len(shape) == 2:
-        means = torch.cat([F.adaptive_avg_pool2d(f.float(), (c[0], c[1])) for f in features], 1)
-    else:
-        size = (c[0], c[1], c[2])
-        means = torch.cat([F.adaptive_avg_pool3d(f.float(), size) for f in features], 1)
+    means = torch.cat([_cell_means(f, [-(-s // step) for s in shape]) for f in features], 1)
     cells = [max(1, w // step) | 1 for w in windows]  # odd: centred on the cell
     return torch.cat([_box_mean(means, c) for c in cells], 1).contiguous()
 
@@ -100,10 +109,10 @@ def context_rows(grid: torch.Tensor, index: torch.Tensor, shape: tuple[int, ...]
 
 def context_map(grid: torch.Tensor, weight: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """``weight`` ``(K, P)`` applied to the coarse ``grid`` ``(1, P, *coarse)``, at every pixel
-    of ``shape``: ``(1, K, *shape)`` float32, equal to ``context_rows(grid, all pixels) @
-    weight.T`` (up to rounding)."""
+    of ``shape``: ``(1, K, *shape)`` float32 on the grid's device, equal to
+    ``context_rows(grid, all pixels) @ weight.T`` (up to rounding)."""
     k = weight.shape[0]
-    small = torch.einsum("kp,np...->nk...", weight.float(), grid)
+    small = torch.einsum("kp,np...->nk...", weight.to(grid.device, torch.float32), grid)
     if small.shape[2:] == shape:
         return small.contiguous()
     mode = "bilinear" if len(shape) == 2 else "trilinear"
