@@ -162,17 +162,21 @@ def test_a_site_whose_masks_the_network_got_right_keeps_refinement_local(
 ) -> None:
     images, labels = _quarters()
     agreed, disagreed = mr.Site(shifted), mr.Site(shifted)
-    for image, label in zip(images[:2], labels[:2], strict=True):
+    for i, (image, label) in enumerate(zip(images[:2], labels[:2], strict=True)):
         session = mr.Session(shifted, site=agreed)
         network = session.set_image(image)
         _accept(session, network)  # the clinician signed the network's own mask off
         session = mr.Session(shifted, site=disagreed)
         session.set_image(image)
         _accept(session, label)
+        if i == 0:  # one image, no check yet: read from the masks sessions started from
+            assert "the masks sessions started from agreed" in agreed.start().wide_reason
     for site, reach in ((agreed, "stays local"), (disagreed, "reaches wide")):
         session = mr.Session(shifted, site=site)
         session.set_image(images[2])
         assert f"; refinement {reach}: " in session.head_source[1]
+    # with a check, the same reading as the check's: the network's own head, held out
+    assert agreed.start().wide_reason.startswith("the network's own head agreed with the last 2")
 
 
 def test_a_site_head_with_context_starts_pointwise_refines_and_accepts_again(

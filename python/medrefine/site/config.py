@@ -37,12 +37,13 @@ class SiteConfig:
             head for the site head to be used, [0, 1]; where the network is wrong in kind
             (its own head's held-out Dice has a median below ``wide_below``), the margin the
             mean must gain instead (:mod:`medrefine.site.validate`).
-        wide_below: the network is wrong in kind at this site when the masks sessions started
-            from agree with the accepted ones below this median Dice (over the last
-            ``wide_images`` accepted images), [0, 1]: refinement then reaches wide (its gate
+        wide_below: the network is wrong in kind at this site when its own head agrees with
+            the accepted masks below this median Dice, [0, 1] (held out, over the images the
+            check holds out; before there are enough for a check, the masks sessions started
+            from over the last ``wide_images``): refinement then reaches wide (its gate
             may widen to global, :meth:`medrefine.RefineConfig.shifted`), as it does from a
             site head that passed its check.
-        wide_images: accepted images that evidence looks at, 1..1000.
+        wide_images: accepted images that evidence looks at before a check, 1..1000.
         seed: seeds every random choice (sampled pixels, fit subsample), 0..2^32-1.
         context_windows: box sizes in pixels (each 4..4096, at most 4) over which each kept
             row also records the features' means, and over which the site head adds a

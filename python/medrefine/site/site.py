@@ -256,6 +256,12 @@ class Site:
             why = f"site v{record.version}: {check.reason}"
             return SiteStart(head, why, True, "the site head passed its check", record.version)
         why = f"site v{record.version} not used: {check.reason}"
+        if check.network:  # one reading with the check's: the network's own head, held out
+            wide, wide_why = wrong_in_kind(
+                check.network, self.config.wide_below, "the network's own head agreed"
+            )
+            return SiteStart(None, why, wide, wide_why, record.version)
+        # too few images for a check: the masks sessions started from (the network's own)
         recent = self._samples(store, record.images)[-self.config.wide_images :]
         if not recent:
             return SiteStart(None, why, False, "no accepted image", record.version)
