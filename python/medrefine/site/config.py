@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from medrefine.engine.config import _bound, _check
 from medrefine.engine.head.context import CONTEXT_WINDOWS
+from medrefine.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,11 @@ class SiteConfig:
             and len(w) <= 4
             and all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096 for v in w)
         ):
-            from medrefine.errors import InputError
-
             raise InputError(
                 f"SiteConfig.context_windows must be a tuple of at most 4 integers in "
                 f"[4, 4096], got {w!r}"
             )
         if self.corrected_share + self.boundary_share > 1.0:
-            from medrefine.errors import InputError
-
             raise InputError(
                 "SiteConfig.corrected_share + boundary_share must be at most 1, got "
                 f"{self.corrected_share} + {self.boundary_share}"

@@ -216,8 +216,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = wal_connect(self.path, 60.0, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=60000")
+            db = wal_connect(self.path, 60.0, isolation_level=None)  # busy timeout 60 s
             self._local.db = db
         return db
 
