@@ -75,3 +75,31 @@ def test_appearance_carries_a_class_to_a_look_alike_the_distances_do_not_reach()
     assert (
         fuse(logits, distances, 16.0, likelihoods=q, weight=0.0) == fuse(logits, distances, 16.0)
     ).all()
+
+
+def test_the_shown_mask_describes_a_class_that_one_thin_stroke_does_not() -> None:
+    """Nuclei of two stains, one of them stroked: the strokes alone say nothing of the other
+    stain; the mask shown (which holds both) as a prior makes it nucleus."""
+    shape = (40, 60)
+    rng = np.random.default_rng(1)
+    value = np.zeros(shape, np.float32)  # background 0
+    light, dark = np.zeros(shape, bool), np.zeros(shape, bool)
+    light[5:15, 5:15] = True
+    dark[25:35, 40:50] = True
+    value[light], value[dark] = 0.5, 1.0
+    image = (value + rng.normal(0, 0.02, shape)).astype(np.float32)[None]
+    shown = (light | dark).astype(np.int64)
+    marks = np.zeros(shape, np.int64) - 1
+    marks[10, 6:14] = 1  # one stroke, on the light nucleus
+    marks[20, 20:40] = 0  # one on the background
+    index = np.flatnonzero(marks >= 0)
+    label = marks.reshape(-1)[index]
+    alone = class_log_likelihoods(image, index, label, 2, bins=16)
+    seeded = class_log_likelihoods(image, index, label, 2, 16, None, shown, 200.0)
+    assert np.abs(alone[1][dark] - alone[0][dark]).max() < 1.0  # no stroke has its colour
+    assert (seeded[1][dark] - seeded[0][dark]).min() > 3.0
+    assert (seeded[0][~shown.astype(bool)] > seeded[1][~shown.astype(bool)]).all()
+    # no prior: the shown mask is ignored
+    np.testing.assert_array_equal(
+        class_log_likelihoods(image, index, label, 2, 16, None, shown, 0.0), alone
+    )

@@ -10,7 +10,13 @@ import math
 import pytest
 
 import medrefine as mr
-from medrefine.engine.config import GateConfig, LoopConfig, MarksConfig, ObjectiveConfig
+from medrefine.engine.config import (
+    GateConfig,
+    LoopConfig,
+    MarksConfig,
+    ObjectiveConfig,
+    PropagateConfig,
+)
 from medrefine.errors import InputError
 from medrefine_lab.benchmarks.accuracy import parse_methods
 from medrefine_lab.eval.experiments import specs
@@ -61,6 +67,7 @@ def test_sections_are_frozen() -> None:
         (lambda: GateConfig(edges=math.nan), "gate.edges", "nan"),
         (lambda: ObjectiveConfig(alpha="1"), "objective.alpha", "'1'"),  # type: ignore[arg-type]
         (lambda: LoopConfig(trainable_layers=0), "loop.trainable_layers", "[1, 1000]"),
+        (lambda: PropagateConfig(shown_prior=-1.0), "propagate.shown_prior", "-1.0"),
     ],
 )
 def test_every_bad_field_is_refused_at_construction_with_its_name_value_and_range(

@@ -266,6 +266,11 @@ class PropagateConfig:
             distance plus this many pixels, [0, inf]: ``lone_margin / scale`` nats in the
             marked class's favour where the network and the colour models decide (inf: the one
             marked class takes every pixel it reaches).
+        shown_prior: how many pixels' worth of the mask shown before the refine join each
+            class's colour model, [0, 10^9] (0: the drawn pixels alone;
+            :func:`medrefine.engine.gate.appearance.class_log_likelihoods`). A session started
+            from a site head uses 200 where :func:`medrefine.engine.session.sites.fused`
+            applies.
     """
 
     kind: PropagateKind = "new_classes"
@@ -275,6 +280,7 @@ class PropagateConfig:
     appearance: float = field(default=3.0, metadata=_bound(0.0, 100.0))
     bins: int = field(default=16, metadata=_bound(2, 256))
     lone_margin: float = field(default=64.0, metadata=_bound(0.0, math.inf))
+    shown_prior: float = field(default=0.0, metadata=_bound(0.0, MAX_PIXELS))
 
     def __post_init__(self) -> None:
         _check(self)

@@ -141,7 +141,7 @@ def finish(
     if propagates(config.propagate, cons.label[cons.written], img.own_classes):
         scale, cap = config.propagate.scale, config.propagate.cap
         distances = torch.from_numpy(_distances(img, cons, k, config)).to(logits.device)
-        found = _likelihoods(img, cons, k, config)
+        found = _likelihoods(img, cons, k, config, state.mask.unpack())
         likelihoods = None if found is None else torch.from_numpy(found).to(logits.device)
         weight = config.propagate.appearance
         logits = fuse(logits, distances, scale, cap, likelihoods, weight)
@@ -227,15 +227,23 @@ def _distances(
 
 
 def _likelihoods(
-    img: ImageState, cons: constraints.Constraints, k: int, config: RefineConfig
+    img: ImageState,
+    cons: constraints.Constraints,
+    k: int,
+    config: RefineConfig,
+    shown: np.ndarray,
 ) -> np.ndarray | None:
     """Each class's colour-model log-likelihood, ``(k, *shape)`` float32, or None when the
-    fusion leaves appearance out."""
-    if config.propagate.appearance <= 0:
+    fusion leaves appearance out; ``shown`` is the mask before the refine (its colours join
+    each class's model with ``propagate.shown_prior``)."""
+    prop = config.propagate
+    if prop.appearance <= 0:
         return None
     index, label = cons.index[cons.drawn], cons.label[cons.drawn]
-    bins = config.propagate.bins
-    return class_log_likelihoods(img.image, index, label, k, bins, img.colour_cells(bins))
+    cells = img.colour_cells(prop.bins)
+    return class_log_likelihoods(
+        img.image, index, label, k, prop.bins, cells, shown, prop.shown_prior
+    )
 
 
 def _stuck_note(
