@@ -45,6 +45,11 @@ class SiteConfig:
             may widen to global, :meth:`medrefine.RefineConfig.shifted`), as it does from a
             site head that passed its check.
         wide_images: accepted images that evidence looks at before a check, 1..1000.
+        fuse_above: a site head whose held-out Dice against the accepted masks averages at
+            least this, [0, 1], is right over most of an image: a session started from it fuses
+            every refine with colour models seeded by the mask shown
+            (:func:`medrefine.engine.session.sites.fused`); below it, refinement only reaches
+            wide. 1 never fuses.
         seed: seeds every random choice (sampled pixels, fit subsample), 0..2^32-1.
         context_windows: box sizes in pixels (each 4..4096, at most 4) over which each kept
             row also records the features' means, and over which the site head adds a
@@ -71,6 +76,7 @@ class SiteConfig:
     tolerance: float = field(default=0.02, metadata=_bound(0.0, 1.0))
     wide_below: float = field(default=0.75, metadata=_bound(0.0, 1.0))
     wide_images: int = field(default=5, metadata=_bound(1, 1000))
+    fuse_above: float = field(default=0.75, metadata=_bound(0.0, 1.0))
     seed: int = field(default=0, metadata=_bound(0, 2**32 - 1))
     context_windows: tuple[int, ...] = CONTEXT_WINDOWS
     context_images: int = field(default=4, metadata=_bound(1, 1000))

@@ -123,6 +123,7 @@ class Session:
         self.site = sites.check_site(site, model)
         self._source = ("network", "no image yet")
         self._wide = False  # the site's evidence lets refinement reach wide on this image
+        self._fuse = False  # refines fuse colour models seeded by the site head's mask
 
     @property
     @locked
@@ -186,6 +187,7 @@ class Session:
         )
         self._img, self._pending = img, ()
         self._wide = start is not None and start.wide
+        self._fuse = start is not None and start.fuse
         if start is None:
             self._source = ("network", "no site")
         else:
@@ -294,7 +296,7 @@ class Session:
         img = self._require_image()
         if not self._pending and img.history.current.marks:
             return _unchanged(img.history.current)
-        config = sites.widened(self.config) if self._wide else self.config
+        config = self._refine_config()
         state = img.history.current
         prepared = refinement.prepare(img, state, self._pending, config)
         with refinement.restoring(img, state):
@@ -332,6 +334,16 @@ class Session:
         return len(state.class_names)
 
     # --------------------------------------------------------------- history
+    def _refine_config(self) -> RefineConfig:
+        """The config this image's refines run with: the session's, as the site's evidence
+        changes it (:func:`~medrefine.engine.session.sites.fused` on an image started from a
+        site head that is right over most of an image,
+        :func:`~medrefine.engine.session.sites.widened` where the site lets refinement reach
+        wide)."""
+        if self._fuse:
+            return sites.fused(self.config)
+        return sites.widened(self.config) if self._wide else self.config
+
     def _commit(self, img: ImageState, new: SessionState) -> None:
         img.history.commit(new)
         self._pending = ()

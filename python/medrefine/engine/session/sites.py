@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from medrefine.engine.config import RefineConfig
+from medrefine.engine.config import PropagateConfig, RefineConfig
 from medrefine.errors import InputError
 from medrefine.models.split import SplitModel
 from medrefine.records import SiteVersion, Validation
@@ -54,6 +54,9 @@ class SiteStart:
         wide_reason: why (or why not), in a sentence.
         version: the site version this start was read from (0: none, e.g. no accepted image);
             ``site.start(version)`` gives the same start again while that version is kept.
+        fuse: the site head is right over most of an image (its held-out Dice), so every
+            refine fuses the adapted head with colour models seeded by the mask shown
+            (:func:`fused`).
     """
 
     head: SiteHead | None
@@ -61,6 +64,7 @@ class SiteStart:
     wide: bool = False
     wide_reason: str = ""
     version: int = 0
+    fuse: bool = False
 
 
 @runtime_checkable
@@ -98,7 +102,28 @@ def check_site(site: Any, model: SplitModel) -> SiteLike | None:
     return site
 
 
+#: How a session started from a site head that is right over most of an image fuses its
+#: refines (:mod:`medrefine.engine.gate.propagate`): every refine, the geodesic distances
+#: weighing a nat per 1000 pixels, the colour models one nat per nat, and 200 pixels' worth of
+#: the mask shown in each class's colour model (chosen on the stained development series,
+#: ``docs/design/site-defaults.md``).
+SITE_FUSION = PropagateConfig(kind="on", scale=1000.0, appearance=1.0, shown_prior=200.0)
+
+
 def widened(config: RefineConfig) -> RefineConfig:
     """``config`` with its adaptive gate allowed to widen to global (the reach of
     :meth:`~medrefine.engine.config.RefineConfig.shifted`), what a site's evidence permits."""
     return replace(config, gate=replace(config.gate, widest=math.inf))
+
+
+def fused(config: RefineConfig) -> RefineConfig:
+    """What a session refines with when it started from a site head that is right over most of
+    an image (:attr:`SiteStart.fuse`): :func:`widened`, and, unless ``config`` sets its own
+    propagation, every refine fuses the adapted head's evidence with colour models of each
+    class drawn from its marks and from the mask shown (:data:`SITE_FUSION`). That mask
+    describes each class's colours better than a first stroke does, and a correction spreads by
+    colour to the look-alikes of what was marked instead of by distance from the marks."""
+    wide = widened(config)
+    if config.propagate != PropagateConfig():
+        return wide
+    return replace(wide, propagate=SITE_FUSION)
