@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import medrefine as mr
+from medrefine.records import Validation
 from medrefine.site.fit import SiteModel, predict_rows, with_classes
 from medrefine.site.samples import image_sample
-from medrefine.site.validate import decide, sample_dice, validate
+from medrefine.site.validate import decide, fuses, sample_dice, validate
 
 NAMES = ("background", "nucleus")
 
@@ -75,3 +76,16 @@ def test_wrong_in_kind_the_mean_must_gain_more_than_the_tolerance() -> None:
     assert decide(network, site, 0.02, wrong_why=why).passed
     close = decide([0.30, 0.30], [0.31, 0.31], 0.02, wrong_why=why)
     assert not close.passed and "not more than 0.02 above" in close.reason
+
+
+def test_only_a_head_right_over_most_of_an_image_where_the_network_is_wrong_fuses() -> None:
+    config = mr.SiteConfig()  # fuse_above 0.75, wide_below 0.75
+
+    def check(network: list[float], site: list[float]) -> Validation:
+        return Validation(len(site), tuple(network), tuple(site), True, "")
+
+    assert fuses(check([0.02, 0.05, 0.01], [0.86, 0.80, 0.83]), config)  # the shift
+    assert not fuses(check([0.86, 0.85, 0.88], [0.91, 0.90, 0.92]), config)  # right in kind
+    assert not fuses(check([0.02, 0.05, 0.01], [0.30, 0.35, 0.29]), config)  # a weak head
+    assert not fuses(check([0.02], [0.9]), mr.SiteConfig(fuse_above=1.0))  # never
+    assert not fuses(check([], []), config)

@@ -46,10 +46,10 @@ class SiteConfig:
             site head that passed its check.
         wide_images: accepted images that evidence looks at before a check, 1..1000.
         fuse_above: a site head whose held-out Dice against the accepted masks averages at
-            least this, [0, 1], is right over most of an image: a session started from it fuses
-            every refine with colour models seeded by the mask shown
-            (:func:`medrefine.engine.session.sites.fused`); below it, refinement only reaches
-            wide. 1 never fuses.
+            least this, [0, 1], is right over most of an image: where the network is wrong in
+            kind (``wide_below``), a session started from it fuses every refine with colour
+            models seeded by the mask shown (:func:`medrefine.engine.session.sites.fused`);
+            otherwise refinement only reaches wide. 1 never fuses.
         seed: seeds every random choice (sampled pixels, fit subsample), 0..2^32-1.
         context_windows: box sizes in pixels (each 4..4096, at most 4) over which each kept
             row also records the features' means, and over which the site head adds a

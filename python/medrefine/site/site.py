@@ -42,7 +42,7 @@ from medrefine.site.config import SiteConfig
 from medrefine.site.fit import fit_head, row_head
 from medrefine.site.samples import ImageSample, agreement, draw, image_sample, seed_of
 from medrefine.site.store import FORMAT, MemoryStore, SiteStore, SqliteStore, VersionRecord
-from medrefine.site.validate import validate, wrong_in_kind
+from medrefine.site.validate import fuses, validate, wrong_in_kind
 
 
 def model_key(model: SplitModel) -> str:
@@ -254,14 +254,14 @@ class Site:
                     self._heads = {record.version: head}
         if head is not None:
             why = f"site v{record.version}: {check.reason}"
-            fuse = bool(check.site) and float(np.mean(check.site)) >= self.config.fuse_above
             wide_why = "the site head passed its check"
-            if fuse:
+            if fuses(check, self.config):
                 wide_why += (
                     "; its mask seeds each refine's colour models (held-out Dice "
-                    f"{float(np.mean(check.site)):.2f}, at least {self.config.fuse_above:g})"
+                    f"{float(np.mean(check.site)):.2f}, at least {self.config.fuse_above:g}, "
+                    "where the network is wrong in kind)"
                 )
-            return SiteStart(head, why, True, wide_why, record.version, fuse)
+            return SiteStart(head, why, True, wide_why, record.version, fuses(check, self.config))
         why = f"site v{record.version} not used: {check.reason}"
         if check.network:  # one reading with the check's: the network's own head, held out
             wide, wide_why = wrong_in_kind(

@@ -55,6 +55,17 @@ def wrong_in_kind(
     )
 
 
+def fuses(check: Validation, config: SiteConfig) -> bool:
+    """Whether sessions started from the head that passed ``check`` fuse every refine by colour
+    (:attr:`medrefine.engine.session.sites.SiteStart.fuse`): held out, the head's Dice averages
+    at least ``config.fuse_above`` and the network's own head is wrong in kind (its median
+    below ``config.wide_below``). Where the network is right in kind, corrections stay local,
+    as in distribution."""
+    if not check.site or float(np.mean(check.site)) < config.fuse_above:
+        return False
+    return bool(check.network) and wrong_in_kind(check.network, config.wide_below)[0]
+
+
 def sample_dice(predicted: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Mean Dice over the foreground classes (``>= 1``) present in ``labels`` or ``predicted``,
     each row counted ``weights`` times; 1.0 when neither holds any."""

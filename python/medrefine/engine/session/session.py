@@ -337,7 +337,7 @@ class Session:
     def _refine_config(self) -> RefineConfig:
         """The config this image's refines run with: the session's, as the site's evidence
         changes it (:func:`~medrefine.engine.session.sites.fused` on an image started from a
-        site head that is right over most of an image,
+        site head that is right over most of an image where the network is wrong in kind,
         :func:`~medrefine.engine.session.sites.widened` where the site lets refinement reach
         wide)."""
         if self._fuse:

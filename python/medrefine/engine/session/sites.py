@@ -54,9 +54,9 @@ class SiteStart:
         wide_reason: why (or why not), in a sentence.
         version: the site version this start was read from (0: none, e.g. no accepted image);
             ``site.start(version)`` gives the same start again while that version is kept.
-        fuse: the site head is right over most of an image (its held-out Dice), so every
-            refine fuses the adapted head with colour models seeded by the mask shown
-            (:func:`fused`).
+        fuse: the site head is right over most of an image (its held-out Dice) where the
+            network is wrong in kind, so every refine fuses the adapted head with colour models
+            seeded by the mask shown (:func:`fused`; :func:`medrefine.site.validate.fuses`).
     """
 
     head: SiteHead | None
@@ -102,11 +102,11 @@ def check_site(site: Any, model: SplitModel) -> SiteLike | None:
     return site
 
 
-#: How a session started from a site head that is right over most of an image fuses its
-#: refines (:mod:`medrefine.engine.gate.propagate`): every refine, the geodesic distances
-#: weighing a nat per 1000 pixels, the colour models one nat per nat, and 200 pixels' worth of
-#: the mask shown in each class's colour model (chosen on the stained development series,
-#: ``docs/design/site-defaults.md``).
+#: How a session started from a site head that is right over most of an image, where the
+#: network is wrong in kind, fuses its refines (:mod:`medrefine.engine.gate.propagate`): every
+#: refine, the geodesic distances weighing a nat per 1000 pixels, the colour models one nat per
+#: nat, and 200 pixels' worth of the mask shown in each class's colour model (chosen on the
+#: stained development series, ``docs/design/site-defaults.md``).
 SITE_FUSION = PropagateConfig(kind="on", scale=1000.0, appearance=1.0, shown_prior=200.0)
 
 
@@ -118,7 +118,8 @@ def widened(config: RefineConfig) -> RefineConfig:
 
 def fused(config: RefineConfig) -> RefineConfig:
     """What a session refines with when it started from a site head that is right over most of
-    an image (:attr:`SiteStart.fuse`): :func:`widened`, and, unless ``config`` sets its own
+    an image where the network is wrong in kind (:attr:`SiteStart.fuse`): :func:`widened`,
+    and, unless ``config`` sets its own
     propagation, every refine fuses the adapted head's evidence with colour models of each
     class drawn from its marks and from the mask shown (:data:`SITE_FUSION`). That mask
     describes each class's colours better than a first stroke does, and a correction spreads by
