@@ -254,14 +254,14 @@ class Site:
                     self._heads = {record.version: head}
         if head is not None:
             why = f"site v{record.version}: {check.reason}"
-            wide_why = "the site head passed its check"
-            if fuses(check, self.config):
+            wide_why, fuse = "the site head passed its check", fuses(check, self.config)
+            if fuse:
                 wide_why += (
                     "; its mask seeds each refine's colour models (held-out Dice "
                     f"{float(np.mean(check.site)):.2f}, at least {self.config.fuse_above:g}, "
                     "where the network is wrong in kind)"
                 )
-            return SiteStart(head, why, True, wide_why, record.version, fuses(check, self.config))
+            return SiteStart(head, why, True, wide_why, record.version, fuse)
         why = f"site v{record.version} not used: {check.reason}"
         if check.network:  # one reading with the check's: the network's own head, held out
             wide, wide_why = wrong_in_kind(

@@ -119,11 +119,11 @@ def widened(config: RefineConfig) -> RefineConfig:
 def fused(config: RefineConfig) -> RefineConfig:
     """What a session refines with when it started from a site head that is right over most of
     an image where the network is wrong in kind (:attr:`SiteStart.fuse`): :func:`widened`,
-    and, unless ``config`` sets its own
-    propagation, every refine fuses the adapted head's evidence with colour models of each
-    class drawn from its marks and from the mask shown (:data:`SITE_FUSION`). That mask
-    describes each class's colours better than a first stroke does, and a correction spreads by
-    colour to the look-alikes of what was marked instead of by distance from the marks."""
+    and, unless ``config`` sets its own propagation, every refine fuses the adapted head's
+    evidence with colour models of each class drawn from its marks and from the mask shown
+    (:data:`SITE_FUSION`). That mask describes each class's colours better than a first stroke
+    does, and a correction spreads by colour to the look-alikes of what was marked instead of
+    by distance from the marks."""
     wide = widened(config)
     if config.propagate != PropagateConfig():
         return wide
