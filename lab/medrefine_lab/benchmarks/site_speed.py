@@ -9,6 +9,10 @@ Two figures, both in one process on the same images:
 - **open**: ``Session.set_image`` on an image whose features are cached, starting from the site
   head against starting from the network's own (the baseline, no site), alternated ``--repeats``
   times; p50 / p95 of each and the difference.
+- **refine**: ``Session.refine`` of 30 painted pixels of each class on that image, from the site
+  head, its refines fused by colour (:func:`medrefine.engine.session.sites.fused`) against the
+  same head's local refines (a second site on the same store with ``fuse_above=1``, the
+  baseline), alternated ``--repeats`` times; p50 / p95 of each and their ratio.
 
 No dataset is needed: the series ships with the package.
 """
@@ -25,9 +29,11 @@ from rich.table import Table
 
 from medrefine.engine.budget.cache import FeatureCache
 from medrefine.engine.session.session import Session
+from medrefine.models.split import SplitModel
 from medrefine.models.zoo import load_model
 from medrefine.samples import SAMPLES, SERIES, load_sample
-from medrefine.site import Site
+from medrefine.site import Site, SiteConfig
+from medrefine.site.store import MemoryStore
 from medrefine.types import Paint
 from medrefine_lab.eval.report import machine
 
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     """``medrefine bench site-speed``."""
     console = Console()
     model = load_model(SAMPLES[SERIES[0]].model)
-    site = Site(model)
+    store = MemoryStore()
+    site = Site(model, store=store)
     cache = FeatureCache()
     accepts: list[float] = []
     for image, label in _views(args.images):
@@ -87,8 +94,40 @@ def run(args: argparse.Namespace) -> int:
     table.add_row(f"open from the site head ({source})", _ms(timed["site"]), "", "", "")
     table.add_row("open from the network (baseline)", _ms(timed["network"]), "", "", "")
     table.add_row("difference, p50", f"{1000 * diff:+.1f}", "", "", "")
+    _refines(table, model, site, Site(model, SiteConfig(fuse_above=1.0), store=store), cache, args)
     console.print(table)
     return 0
+
+
+def _refines(
+    table: Table,
+    model: SplitModel,
+    fused: Site,
+    local: Site,
+    cache: FeatureCache,
+    args: argparse.Namespace,
+) -> None:
+    """Time one refine from each site's head on the series' first view (module docstring)."""
+    image, label = next(_views(1))
+    rng = np.random.default_rng(0)
+    marks = [Paint(c, rng.permutation(np.argwhere(label == c))[:30]) for c in (0, 1)]
+    timed: dict[str, list[float]] = {"fused": [], "local": []}
+    for _ in range(args.repeats):
+        for name, site in (("fused", fused), ("local", local)):
+            session = Session(model, site=site, cache=cache)
+            session.set_image(image)
+            for mark in marks:
+                session.add(mark)
+            start = time.perf_counter()
+            session.refine()
+            timed[name].append(time.perf_counter() - start)
+    if not fused.start().fuse:
+        table.add_row("refine: the site head does not fuse here", "", "", "", "")
+        return
+    ratio = float(np.median(timed["fused"]) / np.median(timed["local"]))
+    table.add_row("refine from the site head, fused", _ms(timed["fused"]), "", "", "")
+    table.add_row("refine from the site head, local (baseline)", _ms(timed["local"]), "", "", "")
+    table.add_row("ratio fused / local, p50", f"{ratio:.2f}", "", "", "")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
