@@ -108,6 +108,9 @@ def _refines(
     args: argparse.Namespace,
 ) -> None:
     """Time one refine from each site's head on the series' first view (module docstring)."""
+    if not fused.start().fuse:
+        table.add_row("refine: the site head does not fuse here", "", "", "", "")
+        return
     image, label = next(_views(1))
     rng = np.random.default_rng(0)
     marks = [Paint(c, rng.permutation(np.argwhere(label == c))[:30]) for c in (0, 1)]
@@ -121,9 +124,6 @@ def _refines(
             start = time.perf_counter()
             session.refine()
             timed[name].append(time.perf_counter() - start)
-    if not fused.start().fuse:
-        table.add_row("refine: the site head does not fuse here", "", "", "", "")
-        return
     ratio = float(np.median(timed["fused"]) / np.median(timed["local"]))
     table.add_row("refine from the site head, fused", _ms(timed["fused"]), "", "", "")
     table.add_row("refine from the site head, local (baseline)", _ms(timed["local"]), "", "", "")

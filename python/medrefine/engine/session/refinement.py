@@ -137,17 +137,17 @@ def finish(
     k = len(state.class_names)
     before = outcome.honoured_before
     logits = plan.refined(img.runner)
+    shown = state.mask.unpack()  # the mask before this refine
     scale = None
     if propagates(config.propagate, cons.label[cons.written], img.own_classes):
         scale, cap = config.propagate.scale, config.propagate.cap
         distances = torch.from_numpy(_distances(img, cons, k, config)).to(logits.device)
-        found = _likelihoods(img, cons, k, config, state.mask.unpack())
+        found = _likelihoods(img, cons, k, config, shown)
         likelihoods = None if found is None else torch.from_numpy(found).to(logits.device)
         weight = config.propagate.appearance
         logits = fuse(logits, distances, scale, cap, likelihoods, weight)
     for c, region in zip(cons.box_classes, cons.box_regions, strict=True):
         logits[c][~torch.from_numpy(region)] = -torch.inf
-    shown = state.mask.unpack()  # the mask before this refine
     spacing = relative_spacing(img.spacing, len(img.shape))
     reach = reach_map(plan.weights, plan.wrong_index, cons, shown, cfg.gate, spacing)
     marked = marked_classes(prep.marks)
